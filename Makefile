@@ -1,0 +1,44 @@
+# Two commands for a fresh machine: `make run` and `make test`. Everything else is set up on demand.
+PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8000
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint bench lock clean
+
+setup: $(STAMP)
+
+# Installs exactly what requirements.lock pins. llama-cpp-python compiles once (~7-20 min on two
+# cores), then pip serves it from its wheel cache.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	touch $@
+
+run: setup
+	$(BIN)/chainlit run app.py --host $(HOST) --port $(PORT) --headless
+
+test: setup
+	scripts/ensure-chromium
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python bench/stream.py
+
+# Re-resolve the pins from pyproject.toml's ranges (needs the package index).
+lock:
+	rm -rf /tmp/lock-venv && $(PYTHON) -m venv /tmp/lock-venv
+	/tmp/lock-venv/bin/pip install --quiet --upgrade pip
+	/tmp/lock-venv/bin/pip install --quiet -e '.[dev]'
+	/tmp/lock-venv/bin/pip freeze --exclude-editable | sed '/^-e /d' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

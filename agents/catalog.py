@@ -1,0 +1,182 @@
+"""The model catalogue: what models exist, who serves them, what they can do and what they cost.
+
+Loaded from `models.toml`. A provider whose base URL or API key is not configured is disabled, and its
+models are hidden from users rather than failing when picked.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+
+from agents.errors import CatalogError, ModelNotAvailable
+
+Capability = Literal["chat", "vision", "image", "embedding"]
+CAPABILITIES: frozenset[str] = frozenset({"chat", "vision", "image", "embedding"})
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Provider:
+    id: str
+    kind: Literal["local", "openai"]
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    disabled_reason: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.disabled_reason is None
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    label: str
+    name: str
+    provider: Provider
+    capabilities: frozenset[str]
+    context_length: int
+    input_usd_per_mtok: Decimal
+    output_usd_per_mtok: Decimal
+    image_usd: Decimal | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.provider.enabled
+
+    def can(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+
+@dataclass(frozen=True)
+class Catalog:
+    models: dict[str, Model]
+    providers: dict[str, Provider]
+    default_id: str
+
+    def enabled(self, capability: str = "chat") -> list[Model]:
+        """Models a user may pick for `capability`, in catalogue order."""
+        return [m for m in self.models.values() if m.enabled and m.can(capability)]
+
+    def get(self, model_id: str) -> Model:
+        """An enabled model by id; `ModelNotAvailable` if unknown or hidden."""
+        model = self.models.get(model_id)
+        if model is None:
+            raise ModelNotAvailable(f"There is no model called {model_id!r}.")
+        if not model.enabled:
+            raise ModelNotAvailable(
+                f"{model.label} is not available: {model.provider.disabled_reason}."
+            )
+        return model
+
+    def choose(self, model_id: str | None, capability: str = "chat") -> Model:
+        """The model to use: the one asked for, the default, or for "auto" the cheapest able one."""
+        if model_id == AUTO:
+            able = self.enabled(capability)
+            if not able:
+                raise ModelNotAvailable(f"No enabled model can do {capability!r}.")
+            return min(able, key=lambda m: m.input_usd_per_mtok + m.output_usd_per_mtok)
+        model = self.get(model_id or self.default_id)
+        if not model.can(capability):
+            raise ModelNotAvailable(f"{model.label} cannot do {capability!r}.")
+        return model
+
+
+def credits_per_1k(usd_per_mtok: Decimal, credit_usd: Decimal, markup: Decimal) -> Decimal:
+    """Credits charged per 1,000 tokens for a provider price in dollars per million tokens."""
+    return usd_per_mtok / 1000 * markup / credit_usd
+
+
+def load_catalog(path: Path, lookup: Callable[[str], str | None], default_id: str) -> Catalog:
+    """Read `path`; `lookup` resolves the environment variable names it mentions."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CatalogError(f"Cannot read the model catalogue {path}: {exc}") from exc
+    providers = {
+        pid: _provider(pid, spec, lookup) for pid, spec in raw.get("providers", {}).items()
+    }
+    models: dict[str, Model] = {}
+    for spec in raw.get("models", []):
+        model = _model(spec, providers)
+        if model.id in models:
+            raise CatalogError(f"Model id {model.id!r} appears twice in {path}.")
+        models[model.id] = model
+    if default_id not in models:
+        raise CatalogError(f"DEFAULT_MODEL {default_id!r} is not in {path}.")
+    return Catalog(models=models, providers=providers, default_id=default_id)
+
+
+def _provider(pid: str, spec: dict[str, Any], lookup: Callable[[str], str | None]) -> Provider:
+    kind = spec.get("kind")
+    if kind == "local":
+        return Provider(id=pid, kind="local")
+    if kind != "openai":
+        raise CatalogError(f"Provider {pid!r}: kind must be 'local' or 'openai', not {kind!r}.")
+    base_url = spec.get("base_url")
+    if base_url is None and (env := spec.get("base_url_env")):
+        base_url = lookup(env)
+    key_env = spec.get("api_key_env")
+    api_key = lookup(key_env) if key_env else None
+    reason = None
+    if not base_url:
+        reason = f"set {spec.get('base_url_env', 'base_url')} to enable provider {pid}"
+    elif not api_key and not spec.get("api_key_optional", False):
+        reason = f"set {key_env} to enable provider {pid}"
+    return Provider(
+        id=pid, kind="openai", base_url=base_url, api_key=api_key, disabled_reason=reason
+    )
+
+
+def _model(spec: dict[str, Any], providers: dict[str, Provider]) -> Model:
+    mid = spec.get("id")
+    if not isinstance(mid, str) or not mid:
+        raise CatalogError(f"A model has no id: {spec!r}")
+    provider = providers.get(spec.get("provider", ""))
+    if provider is None:
+        raise CatalogError(f"Model {mid!r} names an unknown provider {spec.get('provider')!r}.")
+    capabilities = frozenset(spec.get("capabilities", []))
+    if not capabilities or not capabilities <= CAPABILITIES:
+        raise CatalogError(f"Model {mid!r}: capabilities must be some of {sorted(CAPABILITIES)}.")
+    context_length = spec.get("context_length")
+    if not isinstance(context_length, int) or context_length <= 0:
+        raise CatalogError(f"Model {mid!r}: context_length must be a positive integer.")
+    return Model(
+        id=mid,
+        label=spec.get("label", mid),
+        name=spec.get("name", mid),
+        provider=provider,
+        capabilities=capabilities,
+        context_length=context_length,
+        input_usd_per_mtok=_price(mid, spec, "input_usd_per_mtok"),
+        output_usd_per_mtok=_price(mid, spec, "output_usd_per_mtok"),
+        image_usd=_price(mid, spec, "image_usd") if "image_usd" in spec else None,
+    )
+
+
+def _price(mid: str, spec: dict[str, Any], key: str) -> Decimal:
+    raw = spec.get(key)
+    if isinstance(raw, float) or raw is None:
+        raise CatalogError(f'Model {mid!r}: {key} must be a quoted decimal string, like "0.20".')
+    try:
+        price = Decimal(str(raw))
+    except InvalidOperation as exc:
+        raise CatalogError(f"Model {mid!r}: {key} is not a number: {raw!r}.") from exc
+    if not price.is_finite() or price < 0:
+        raise CatalogError(f"Model {mid!r}: {key} must be zero or more.")
+    return price
+
+
+def describe(models: Iterable[Model], credit_usd: Decimal, markup: Decimal) -> list[str]:
+    """One line per model with its price in credits per 1K tokens, for listings."""
+    lines = []
+    for m in models:
+        cin = credits_per_1k(m.input_usd_per_mtok, credit_usd, markup)
+        cout = credits_per_1k(m.output_usd_per_mtok, credit_usd, markup)
+        lines.append(f"{m.label}: {cin:.4f} / {cout:.4f} credits per 1K tokens in / out")
+    return lines

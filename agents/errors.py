@@ -1,0 +1,21 @@
+"""Errors raised while talking to models. `app.py` turns them into chat messages."""
+
+
+class AgentError(Exception):
+    """Root of every error the agents package raises."""
+
+
+class CatalogError(AgentError):
+    """The model catalogue is malformed or names something that does not exist."""
+
+
+class ModelNotAvailable(AgentError):
+    """The chosen model is unknown, or its provider is not configured."""
+
+
+class ModelUnreachable(AgentError):
+    """The model's server could not be reached or did not answer in time."""
+
+
+class ModelFailed(AgentError):
+    """The model's server answered with an error."""

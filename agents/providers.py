@@ -1,0 +1,114 @@
+"""Chat models per catalogue entry, provider health, and what provider failures mean.
+
+Remote providers are OpenAI-compatible APIs reached through `langchain_openai.ChatOpenAI` with stream
+usage on; the local model is `agents.local.LocalChatModel`. Both are LangChain chat models, so the graph
+treats them alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import httpx
+import openai
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_openai import ChatOpenAI
+
+from agents.catalog import Catalog, Model, Provider
+from agents.errors import AgentError, ModelFailed, ModelUnreachable
+from agents.local import LocalChatModel, LocalRunner
+
+HEALTH_TTL_S = 15.0
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    detail: str
+
+
+def chat_model(
+    model: Model, runner: LocalRunner, max_tokens: int, timeout_s: float
+) -> BaseChatModel:
+    """A streaming LangChain chat model for `model`."""
+    if model.provider.kind == "local":
+        return LocalChatModel(runner=runner, model_name=model.name, max_tokens=max_tokens)
+    return ChatOpenAI(
+        model=model.name,
+        base_url=model.provider.base_url,
+        api_key=model.provider.api_key or "not-needed",
+        max_completion_tokens=max_tokens,
+        streaming=True,
+        stream_usage=True,
+        timeout=timeout_s,
+        max_retries=0,
+    )
+
+
+def token_counter(model: Model, runner: LocalRunner) -> Callable[[Sequence[BaseMessage]], int]:
+    """Counts prompt tokens: exactly for the local model, conservatively for remote ones.
+
+    Remote tokenizers are not available offline (tiktoken downloads its tables), so remote prompts
+    are estimated at one token per three characters, which over-counts for English text.
+    """
+    if model.provider.kind == "local":
+        return runner.count_tokens
+    return estimate_tokens
+
+
+def estimate_tokens(messages: Sequence[BaseMessage]) -> int:
+    return sum(4 + len(m.text) // 3 + 1 for m in messages) + 3
+
+
+def as_agent_error(exc: BaseException) -> AgentError | None:
+    """Our error for a provider failure, or None when `exc` is not one."""
+    if isinstance(exc, AgentError):
+        return exc
+    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError | httpx.TransportError):
+        return ModelUnreachable(f"The model server could not be reached ({type(exc).__name__}).")
+    if isinstance(exc, openai.APIStatusError):
+        return ModelFailed(f"The model server answered with an error (HTTP {exc.status_code}).")
+    if isinstance(exc, openai.APIError):
+        return ModelFailed(f"The model server sent a response we could not use: {exc.message}")
+    return None
+
+
+class HealthCheck:
+    """Remembers each provider's last health answer for a few seconds."""
+
+    def __init__(self, runner: LocalRunner) -> None:
+        self.runner = runner
+        self._cache: dict[str, tuple[float, Health]] = {}
+
+    async def providers(self, catalog: Catalog) -> dict[str, Health]:
+        enabled = [p for p in catalog.providers.values() if p.enabled]
+        results = await asyncio.gather(*(self.provider(p) for p in enabled))
+        return {p.id: h for p, h in zip(enabled, results, strict=True)}
+
+    async def provider(self, provider: Provider) -> Health:
+        cached = self._cache.get(provider.id)
+        if cached and time.monotonic() - cached[0] < HEALTH_TTL_S:
+            return cached[1]
+        health = await self._check(provider)
+        self._cache[provider.id] = (time.monotonic(), health)
+        return health
+
+    async def _check(self, provider: Provider) -> Health:
+        if provider.kind == "local":
+            if self.runner.loaded:
+                return Health(True, "loaded")
+            return Health(False, "not loaded")
+        headers = {"Authorization": f"Bearer {provider.api_key}"} if provider.api_key else {}
+        url = f"{(provider.base_url or '').rstrip('/')}/models"
+        try:
+            async with httpx.AsyncClient(timeout=3.0) as client:
+                response = await client.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            return Health(False, f"unreachable: {type(exc).__name__}")
+        if response.status_code >= 400:
+            return Health(False, f"HTTP {response.status_code}")
+        return Health(True, "reachable")

@@ -1,0 +1,174 @@
+"""Chainlit entry point: wiring only. Start with `make run` (or `chainlit run app.py`)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from typing import Any
+
+from settings import get_settings, write_private
+
+settings = get_settings()
+settings.export_for_chainlit()  # before Chainlit reads its environment
+
+import chainlit as cl  # noqa: E402
+from chainlit.input_widget import InputWidget, Select  # noqa: E402
+from chainlit.server import app as fastapi_app  # noqa: E402
+from chainlit.types import ThreadDict  # noqa: E402
+from langchain_core.messages import HumanMessage  # noqa: E402
+
+import chat  # noqa: E402
+from agents import graph as conversation  # noqa: E402
+from agents.catalog import Model, load_catalog  # noqa: E402
+from agents.checkpoints import open_checkpointer  # noqa: E402
+from agents.errors import AgentError  # noqa: E402
+from agents.local import LocalRunner, bundled_model_path  # noqa: E402
+from agents.prompts import SYSTEM_PROMPT  # noqa: E402
+from agents.providers import HealthCheck, chat_model, token_counter  # noqa: E402
+from agents.state import TurnContext  # noqa: E402
+from api import health, mount  # noqa: E402
+from auth import passwords  # noqa: E402
+from storage.engine import create_engine  # noqa: E402
+from storage.history import ChatHistory  # noqa: E402
+from storage.migrate import upgrade_async  # noqa: E402
+
+log = logging.getLogger("app")
+logging.getLogger().setLevel(settings.log_level)
+
+engine = create_engine(settings.db_url)
+catalog = load_catalog(settings.models_file, settings.provider_secret, settings.default_model)
+local_model = next((m for m in catalog.models.values() if m.provider.kind == "local"), None)
+runner = LocalRunner(
+    path=settings.local_model_path or bundled_model_path(),
+    n_ctx=local_model.context_length if local_model else 4096,
+    n_threads=settings.local_model_threads,
+)
+health_check = HealthCheck(runner)
+resources = AsyncExitStack()
+graphs: dict[str, conversation.Conversation] = {}
+
+mount(fastapi_app, health.router(engine, catalog, health_check))
+
+
+@cl.on_app_startup
+async def start() -> None:
+    await upgrade_async(settings.db_url)
+    admin_password = settings.admin_password.get_secret_value() if settings.admin_password else None
+    if generated := await passwords.ensure_admin(engine, settings.admin_email, admin_password):
+        announce_admin_password(generated)
+    checkpointer = await resources.enter_async_context(
+        open_checkpointer(settings.db_url, settings.data_dir)
+    )
+    graphs["conversation"] = conversation.build(checkpointer)
+    if local_model is not None:
+        await runner.start()
+    log.info("Ready: %d chat model(s) enabled", len(catalog.enabled("chat")))
+
+
+@cl.on_app_shutdown
+async def stop() -> None:
+    await resources.aclose()
+    runner.close()
+    await engine.dispose()
+
+
+def announce_admin_password(password: str) -> None:
+    path = settings.data_dir / "initial-admin-password"
+    write_private(path, password)
+    banner = (
+        f"\n{'=' * 64}\n  First run: created administrator {settings.admin_email}\n"
+        f"  Password: {password}\n  (also saved to {path}; change it after logging in)\n{'=' * 64}\n"
+    )
+    print(banner, flush=True)
+
+
+@cl.data_layer
+def data_layer() -> ChatHistory:
+    return ChatHistory(engine)
+
+
+@cl.password_auth_callback
+async def password_login(username: str, password: str) -> cl.User | None:
+    login = await passwords.check(engine, username, password)
+    if login is None:
+        return None
+    return cl.User(identifier=login.identifier, metadata={"role": login.role, "via": "password"})
+
+
+if any(
+    (
+        settings.oauth_github_client_id,
+        settings.oauth_google_client_id,
+        settings.oauth_generic_client_id,
+    )
+):
+
+    @cl.oauth_callback
+    async def oauth_login(
+        provider_id: str,
+        token: str,
+        raw_user_data: dict[str, Any],
+        default_user: cl.User,
+        id_token: str | None = None,
+    ) -> cl.User | None:
+        default_user.metadata = {**default_user.metadata, "role": "user", "via": provider_id}
+        return default_user
+
+
+def model_settings(selected: str) -> cl.ChatSettings:
+    choices = {m.label: m.id for m in catalog.enabled("chat")}
+    widgets: list[InputWidget] = [
+        Select(id="model", label="Model", items=choices, initial_value=selected)
+    ]
+    return cl.ChatSettings(widgets)
+
+
+def current_model() -> Model:
+    chosen = (cl.user_session.get("chat_settings") or {}).get("model")
+    return catalog.choose(chosen if chosen in catalog.models else None)
+
+
+@cl.on_chat_start
+async def chat_start() -> None:
+    await model_settings(catalog.default_id).send()
+
+
+@cl.on_chat_resume
+async def chat_resume(thread: ThreadDict) -> None:
+    settings_saved = (thread.get("metadata") or {}).get("chat_settings") or {}
+    await model_settings(settings_saved.get("model", catalog.default_id)).send()
+
+
+@cl.on_message
+async def on_message(message: cl.Message) -> None:
+    try:
+        text = chat.check_message(message.content, settings.max_message_chars)
+    except chat.MessageRejected as rejected:
+        if str(rejected):
+            await cl.ErrorMessage(content=str(rejected)).send()
+        return
+    try:
+        model = current_model()
+    except AgentError as error:
+        await cl.ErrorMessage(content=f"{error} Choose another model in the settings.").send()
+        return
+    context = TurnContext(
+        model=chat_model(model, runner, settings.max_output_tokens, settings.model_timeout_s),
+        context_length=model.context_length,
+        max_output_tokens=settings.max_output_tokens,
+        count_tokens=token_counter(model, runner),
+        system_prompt=SYSTEM_PROMPT,
+    )
+    question = HumanMessage(content=text, id=message.id)
+    try:
+        await chat.answer(
+            graphs["conversation"],
+            context,
+            model,
+            question,
+            cl.context.session.thread_id,
+            settings.stream_flush_ms,
+        )
+    except AgentError as error:
+        log.warning("Turn failed on %s: %s", model.id, error)
+        await cl.ErrorMessage(content=chat.failure_text(model, error)).send()

@@ -1,0 +1,98 @@
+"""Password logins, hashed with Argon2id, and the first administrator."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Column, DateTime, MetaData, Table, Text, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+Role = Literal["admin", "user"]
+
+_hasher = PasswordHasher()
+# Verified against when the login does not exist, so both failures take the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+metadata = MetaData()
+logins = Table(
+    "logins",
+    metadata,
+    Column("identifier", Text, primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Login:
+    identifier: str
+    role: Role
+
+
+def normalise(identifier: str) -> str:
+    return identifier.strip().lower()
+
+
+async def check(engine: AsyncEngine, identifier: str, password: str) -> Login | None:
+    """The login if `password` is right for `identifier`, else None (never says which was wrong)."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(logins.c.password_hash, logins.c.role).where(
+                    logins.c.identifier == normalise(identifier)
+                )
+            )
+        ).first()
+    stored = row.password_hash if row else _DUMMY_HASH
+    try:
+        _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if row is None:
+        return None
+    if _hasher.check_needs_rehash(stored):
+        await set_password(engine, identifier, password)
+    return Login(identifier=normalise(identifier), role=row.role)
+
+
+async def create(engine: AsyncEngine, identifier: str, password: str, role: Role = "user") -> bool:
+    """Add a login; False if one with this identifier already exists."""
+    if not identifier.strip() or not password:
+        raise ValueError("A login needs an identifier and a password.")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(logins).values(
+                    identifier=normalise(identifier),
+                    password_hash=_hasher.hash(password),
+                    role=role,
+                    created_at=datetime.now(UTC),
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def set_password(engine: AsyncEngine, identifier: str, password: str) -> bool:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(logins)
+            .where(logins.c.identifier == normalise(identifier))
+            .values(password_hash=_hasher.hash(password))
+        )
+    return result.rowcount == 1
+
+
+async def ensure_admin(engine: AsyncEngine, email: str, password: str | None) -> str | None:
+    """Create the first administrator if missing. Returns the password when it was generated."""
+    generated = None if password else secrets.token_urlsafe(12)
+    created = await create(engine, email, password or generated or "", role="admin")
+    return generated if created else None

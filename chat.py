@@ -1,0 +1,119 @@
+"""One chat turn in the UI: check the message, run the graph, stream the answer, show a step.
+
+Tokens are coalesced into one UI event per `flush_ms` (the browser cannot show 100 events a second
+any better than 30, and each event costs the event loop time that decoding needs).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import chainlit as cl
+from langchain_core.messages import HumanMessage
+
+from agents import graph as conversation
+from agents.catalog import Model
+from agents.errors import AgentError
+from agents.state import TurnContext, Usage
+
+
+class MessageRejected(Exception):
+    """The user's message cannot be sent to a model (empty or too long)."""
+
+
+@dataclass
+class Reply:
+    """What one turn produced: the text delivered and the usage the provider reported."""
+
+    text: str = ""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    first_token_ms: float | None = None
+    total_ms: float = 0.0
+
+
+class TokenRelay:
+    """Streams text into a Chainlit message, at most one UI event per interval."""
+
+    def __init__(self, message: cl.Message, interval_s: float) -> None:
+        self.message = message
+        self.interval_s = interval_s
+        self.pending: list[str] = []
+        self.last = 0.0
+
+    async def push(self, text: str) -> None:
+        self.pending.append(text)
+        now = time.monotonic()
+        if now - self.last >= self.interval_s:
+            await self.flush(now)
+
+    async def flush(self, now: float | None = None) -> None:
+        if self.pending:
+            await self.message.stream_token("".join(self.pending))
+            self.pending.clear()
+        self.last = now if now is not None else time.monotonic()
+
+
+def check_message(content: str, limit: int) -> str:
+    """The message to send, or `MessageRejected` saying why not."""
+    text = content.strip()
+    if not text:
+        raise MessageRejected("")
+    if len(content) > limit:
+        raise MessageRejected(
+            f"Your message is {len(content):,} characters long; the limit is {limit:,}. "
+            "Nothing was sent to the model: shorten it and send it again."
+        )
+    return text
+
+
+async def answer(
+    graph: conversation.Conversation,
+    context: TurnContext,
+    model: Model,
+    question: HumanMessage,
+    thread_id: str,
+    flush_ms: int,
+) -> Reply:
+    """Run one turn and stream it into a new message. Raises `AgentError` on provider failure."""
+    step = cl.Step(name=model.label, type="llm", show_input=False)
+    await step.send()
+    message = cl.Message(content="", author=model.label)
+    relay = TokenRelay(message, flush_ms / 1000)
+    reply = Reply()
+    started = time.monotonic()
+    try:
+        async for item in conversation.stream(graph, context, question, thread_id):
+            if isinstance(item, Usage):
+                reply.input_tokens, reply.output_tokens = item.input_tokens, item.output_tokens
+                continue
+            if reply.first_token_ms is None:
+                reply.first_token_ms = (time.monotonic() - started) * 1000
+            reply.text += item
+            await relay.push(item)
+    finally:
+        reply.total_ms = (time.monotonic() - started) * 1000
+        await relay.flush()
+        if message.content:
+            await message.send()
+        step.output = describe(model, reply)
+        await step.update()
+    return reply
+
+
+def describe(model: Model, reply: Reply) -> str:
+    tokens_in = "?" if reply.input_tokens is None else f"{reply.input_tokens:,}"
+    tokens_out = "?" if reply.output_tokens is None else f"{reply.output_tokens:,}"
+    first = "" if reply.first_token_ms is None else f", first token {reply.first_token_ms:.0f} ms"
+    return (
+        f"**{model.label}** · {tokens_in} tokens in · {tokens_out} tokens out · "
+        f"{reply.total_ms / 1000:.2f} s{first}"
+    )
+
+
+def failure_text(model: Model, error: AgentError) -> str:
+    return (
+        f"{model.label} could not answer: {error} Your message was not answered. "
+        "Try again in a moment, or choose another model in the settings."
+    )

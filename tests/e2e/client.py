@@ -1,0 +1,140 @@
+"""Talks to the running app the way the browser does: HTTP login, then Chainlit's socket.io protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import socketio
+
+
+async def login(base_url: str, username: str, password: str) -> httpx.Cookies:
+    """Log in through the password form; the cookies of the session, or an HTTPStatusError."""
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        response = await http.post("/login", data={"username": username, "password": password})
+        response.raise_for_status()
+        return response.cookies
+
+
+def cookie_header(cookies: httpx.Cookies) -> str:
+    return "; ".join(f"{name}={value}" for name, value in cookies.items())
+
+
+@dataclass
+class ChatSession:
+    """One browser tab: a socket.io connection with its events recorded in order."""
+
+    base_url: str
+    cookies: httpx.Cookies
+    thread_id: str | None = None
+    events: list[tuple[str, Any]] = field(default_factory=list)
+    sio: socketio.AsyncClient = field(
+        default_factory=lambda: socketio.AsyncClient(reconnection=False)
+    )
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def connect(self) -> None:
+        @self.sio.on("*")
+        async def record(event: str, data: Any = None) -> None:
+            self.events.append((event, data))
+            if event == "first_interaction" and isinstance(data, dict):
+                self.thread_id = self.thread_id or data.get("thread_id")
+            self._changed.set()
+
+        await self.sio.connect(
+            self.base_url,
+            socketio_path="/ws/socket.io",
+            transports=["websocket"],
+            headers={"Cookie": cookie_header(self.cookies)},
+            auth={
+                "clientType": "webapp",
+                "sessionId": str(uuid.uuid4()),
+                "threadId": self.thread_id,
+                "userEnv": json.dumps({}),
+                "chatProfile": None,
+            },
+            wait_timeout=10,
+        )
+        await self.sio.emit("connection_successful")
+        if self.thread_id is None:  # a new chat: wait until the app's on_chat_start has run
+            await self.wait_for_run("on_chat_start")
+
+    async def wait_for_run(self, name: str, after: int = 0, timeout: float = 120) -> None:
+        """Wait until Chainlit reports the callback `name` finished (its run step is updated)."""
+        async with asyncio.timeout(timeout):
+            while not any(
+                n == "update_message" and d.get("type") == "run" and d.get("name") == name
+                for n, d in self.events[after:]
+            ):
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_for(self, event: str, after: int = 0, timeout: float = 120) -> Any:
+        """The data of the first `event` recorded at index `after` or later."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for name, data in self.events[after:]:
+                    if name == event:
+                        return data
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def send(self, text: str, timeout: float = 120) -> list[tuple[str, Any]]:
+        """Send a message and return every event until the app says the task ended."""
+        start = len(self.events)
+        await self.sio.emit(
+            "client_message",
+            {
+                "message": {
+                    "id": str(uuid.uuid4()),
+                    "threadId": self.thread_id,
+                    "name": "user",
+                    "type": "user_message",
+                    "output": text,
+                    "createdAt": datetime.now(UTC).isoformat(),
+                },
+                "fileReferences": [],
+            },
+        )
+        await self.wait_for_run("on_message", start, timeout)
+        await self.wait_for("task_end", start, timeout)
+        return self.events[start:]
+
+    async def change_settings(self, settings: dict[str, Any]) -> None:
+        await self.sio.emit("chat_settings_change", settings)
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+
+
+def streamed_text(events: list[tuple[str, Any]]) -> str:
+    """What the browser displayed while streaming: the first chunk opens the stream, then tokens."""
+    parts = []
+    for name, data in events:
+        if name == "stream_start":
+            parts.append(data["output"])
+        elif name == "stream_token" and not data.get("isInput"):
+            parts.append(data["token"])
+    return "".join(parts)
+
+
+def messages(events: list[tuple[str, Any]], kind: str = "assistant_message") -> list[dict]:
+    """Final versions of the messages of `kind` among `events`, by id, in first-seen order."""
+    latest: dict[str, dict] = {}
+    for name, data in events:
+        if name in ("new_message", "update_message", "stream_start") and data.get("type") == kind:
+            latest[data["id"]] = {**latest.get(data["id"], {}), **data}
+    return list(latest.values())
+
+
+def steps(events: list[tuple[str, Any]], kind: str = "llm") -> list[dict]:
+    latest: dict[str, dict] = {}
+    for name, data in events:
+        if name in ("new_message", "update_message") and data.get("type") == kind:
+            latest[data["id"]] = {**latest.get(data["id"], {}), **data}
+    return list(latest.values())

@@ -1,0 +1,147 @@
+"""A small OpenAI-compatible server on loopback, for tests that need a provider's failures.
+
+Streams a fixed reply word by word with stream usage, like real providers, or fails as told:
+`error` answers HTTP 500, `slow` waits `delay_s` before answering, `drop` closes the stream after
+`drop_after` chunks. Runs uvicorn in a background thread of the test process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class FakeOpenAI:
+    mode: str = "ok"
+    reply: str = "Hello from the loopback model, streaming word by word."
+    delay_s: float = 0.0
+    token_delay_s: float = 0.0
+    drop_after: int = 3
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+    port: int = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/v1/models", self.models, methods=["GET"]),
+                Route("/v1/chat/completions", self.completions, methods=["POST"]),
+            ]
+        )
+
+    async def models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+    async def completions(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.mode == "error":
+            return JSONResponse({"error": {"message": "upstream exploded"}}, status_code=500)
+        words = [w + " " for w in self.reply.split(" ")]
+        words[-1] = words[-1].rstrip()
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+        if not body.get("stream"):
+            return JSONResponse(self._completion(body, "".join(words), prompt_tokens, len(words)))
+        return StreamingResponse(
+            self._stream(body, words, prompt_tokens), media_type="text/event-stream"
+        )
+
+    async def _stream(
+        self, body: dict[str, Any], words: list[str], prompt_tokens: int
+    ) -> AsyncIterator[bytes]:
+        base = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": body["model"],
+        }
+        for i, word in enumerate(words):
+            if self.mode == "drop" and i == self.drop_after:
+                raise ConnectionResetError("stream dropped by the fake server")
+            if self.token_delay_s:
+                await asyncio.sleep(self.token_delay_s)
+            chunk = {
+                **base,
+                "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
+            }
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+        done = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        yield f"data: {json.dumps(done)}\n\n".encode()
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {
+                **base,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": len(words),
+                    "total_tokens": prompt_tokens + len(words),
+                },
+            }
+            yield f"data: {json.dumps(usage)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+    def _completion(
+        self, body: dict[str, Any], text: str, prompt_tokens: int, completion_tokens: int
+    ) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+    def start(self, port: int = 0) -> FakeOpenAI:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app(), log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake OpenAI server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.should_exit = True
+        if self._thread:
+            self._thread.join(timeout=10)

@@ -1,0 +1,113 @@
+"""A remote provider that errors, stalls, drops or is down: clear errors, memory intact, recovery.
+
+The model is reached through the production path (catalogue -> ChatOpenAI -> graph) against a
+loopback OpenAI-compatible server.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agents import graph as conversation
+from agents.catalog import load_catalog
+from agents.errors import AgentError, ModelFailed, ModelUnreachable
+from agents.local import LocalRunner
+from agents.providers import chat_model, token_counter
+from agents.state import TurnContext, Usage
+from settings import ROOT
+from tests.fakes.openai_server import FakeOpenAI
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+def context_for(base_url: str, timeout_s: float = 5.0) -> TurnContext:
+    catalog = load_catalog(ROOT / "models.toml", {"VLLM_BASE_URL": base_url}.get, "smollm2-135m")
+    model = catalog.get("vllm-llama-3.1-8b")
+    runner = LocalRunner(ROOT / "unused.gguf", 2048, 1)  # never loaded: the model is remote
+    return TurnContext(
+        model=chat_model(model, runner, max_tokens=64, timeout_s=timeout_s),
+        context_length=model.context_length,
+        max_output_tokens=64,
+        count_tokens=token_counter(model, runner),
+        system_prompt="be brief",
+    )
+
+
+async def turn(graph, context: TurnContext, text: str, thread: str) -> tuple[str, Usage | None]:  # type: ignore[no-untyped-def]
+    parts: list[str] = []
+    usage = None
+    async for item in conversation.stream(graph, context, HumanMessage(text), thread):
+        if isinstance(item, Usage):
+            usage = item
+        else:
+            parts.append(item)
+    return "".join(parts), usage
+
+
+async def memory(graph, thread: str) -> list[str]:  # type: ignore[no-untyped-def]
+    state = await graph.aget_state({"configurable": {"thread_id": thread}})
+    return [m.text for m in state.values.get("messages", [])]
+
+
+async def test_a_healthy_provider_streams_with_usage(fake: FakeOpenAI) -> None:
+    graph = conversation.build(InMemorySaver())
+    thread = str(uuid.uuid4())
+    text, usage = await turn(graph, context_for(fake.base_url), "hello", thread)
+    assert text == fake.reply
+    assert usage == Usage(input_tokens=3, output_tokens=len(fake.reply.split(" ")))
+    assert fake.requests[-1]["stream_options"] == {"include_usage": True}
+    assert await memory(graph, thread) == ["hello", fake.reply]
+
+
+async def test_http_500_is_a_clear_error_and_memory_is_unchanged(fake: FakeOpenAI) -> None:
+    graph = conversation.build(InMemorySaver())
+    thread = str(uuid.uuid4())
+    fake.mode = "error"
+    with pytest.raises(ModelFailed, match="HTTP 500"):
+        await turn(graph, context_for(fake.base_url), "hello", thread)
+    assert await memory(graph, thread) == []
+    fake.mode = "ok"  # the provider recovers: the next message works
+    text, _ = await turn(graph, context_for(fake.base_url), "hello again", thread)
+    assert text == fake.reply
+    assert await memory(graph, thread) == ["hello again", fake.reply]
+
+
+async def test_a_stalled_provider_times_out(fake: FakeOpenAI) -> None:
+    fake.mode, fake.delay_s = "ok", 3.0
+    graph = conversation.build(InMemorySaver())
+    with pytest.raises(ModelUnreachable, match="could not be reached"):
+        await turn(graph, context_for(fake.base_url, timeout_s=0.5), "hi", str(uuid.uuid4()))
+
+
+async def test_a_provider_that_is_down_is_unreachable() -> None:
+    server = FakeOpenAI().start()
+    base_url = server.base_url
+    server.stop()
+    graph = conversation.build(InMemorySaver())
+    with pytest.raises(ModelUnreachable):
+        await turn(graph, context_for(base_url), "hi", str(uuid.uuid4()))
+
+
+async def test_a_dropped_stream_keeps_what_was_delivered(fake: FakeOpenAI) -> None:
+    fake.mode, fake.drop_after = "drop", 3
+    graph = conversation.build(InMemorySaver())
+    thread = str(uuid.uuid4())
+    delivered: list[str] = []
+    with pytest.raises(AgentError):
+        async for item in conversation.stream(
+            graph, context_for(fake.base_url), HumanMessage("hi"), thread
+        ):
+            assert not isinstance(item, Usage)
+            delivered.append(item)
+    assert "".join(delivered) == "Hello from the "
+    assert await memory(graph, thread) == ["hi", "Hello from the "]

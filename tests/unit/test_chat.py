@@ -1,0 +1,51 @@
+"""Checking messages and coalescing streamed tokens."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chat import MessageRejected, TokenRelay, check_message
+
+
+def test_empty_and_whitespace_messages_are_rejected_silently() -> None:
+    for text in ("", "   ", "\n\t"):
+        with pytest.raises(MessageRejected) as info:
+            check_message(text, 100)
+        assert str(info.value) == ""
+
+
+def test_a_message_over_the_limit_is_rejected_with_the_numbers() -> None:
+    with pytest.raises(MessageRejected, match="16,001 characters long; the limit is 16,000"):
+        check_message("x" * 16_001, 16_000)
+    assert check_message("x" * 16_000, 16_000) == "x" * 16_000
+
+
+class FakeMessage:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def stream_token(self, text: str) -> None:
+        self.events.append(text)
+
+
+async def test_tokens_are_coalesced_into_few_events_and_none_is_lost() -> None:
+    message = FakeMessage()
+    relay = TokenRelay(message, interval_s=0.05)  # type: ignore[arg-type]
+    tokens = [f"t{i} " for i in range(100)]
+    for token in tokens:
+        await relay.push(token)
+        await asyncio.sleep(0.001)
+    await relay.flush()
+    assert "".join(message.events) == "".join(tokens)
+    assert message.events[0] == "t0 "  # the first token is not held back
+    assert len(message.events) < 20
+
+
+async def test_zero_interval_sends_every_token() -> None:
+    message = FakeMessage()
+    relay = TokenRelay(message, interval_s=0)  # type: ignore[arg-type]
+    for token in ("a", "b", "c"):
+        await relay.push(token)
+    assert message.events == ["a", "b", "c"]
