@@ -96,7 +96,12 @@ class LocalRunner:
     ) -> list[str | Usage]:
         """`generate` to completion on the worker thread (for synchronous callers)."""
         job = self._executor.submit(lambda: list(self.generate(messages, max_tokens, temperature)))
-        return job.result()
+        try:
+            return job.result()
+        except ModelFailed:
+            raise
+        except Exception as exc:
+            raise ModelFailed(f"The local model failed: {exc}") from exc
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -207,15 +212,17 @@ class LocalChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        parts: list[str] = []
-        usage = Usage(0, 0)
-        for item in self.runner.run(messages, self.max_tokens, self.temperature):
-            if isinstance(item, Usage):
-                usage = item
-            else:
-                parts.append(item)
-        message = AIMessage(content="".join(parts), usage_metadata=_usage_metadata(usage))
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return _result(self.runner.run(messages, self.max_tokens, self.temperature))
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        stream = self.runner.stream(messages, self.max_tokens, self.temperature)
+        return _result([item async for item in stream])
 
     async def _astream(
         self,
@@ -238,6 +245,13 @@ class LocalChatModel(BaseChatModel):
             if run_manager:
                 await run_manager.on_llm_new_token(item, chunk=gen)
             yield gen
+
+
+def _result(items: Sequence[str | Usage]) -> ChatResult:
+    text = "".join(i for i in items if isinstance(i, str))
+    usage = next((i for i in items if isinstance(i, Usage)), Usage(0, 0))
+    message = AIMessage(content=text, usage_metadata=_usage_metadata(usage))
+    return ChatResult(generations=[ChatGeneration(message=message)])
 
 
 def _usage_metadata(usage: Usage) -> Any:

@@ -1,0 +1,69 @@
+"""A person in a browser: log in, chat, reload, reopen the thread from the sidebar, continue."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.e2e.conftest import ADMIN, RunningApp
+
+pytestmark = pytest.mark.browser
+TIMEOUT = 60_000
+
+
+async def send(page: Page, text: str) -> None:
+    # The settings button appears once the socket is up and on_chat_start/resume has run.
+    await expect(page.locator("#chat-settings-open-modal")).to_be_visible(timeout=TIMEOUT)
+    before = await page.locator('[data-step-type="assistant_message"]').count()
+    await page.locator("#chat-input").click()
+    await page.keyboard.type(text)
+    await page.keyboard.press("Enter")
+    answers = page.locator('[data-step-type="assistant_message"]')
+    await expect(answers).to_have_count(before + 1, timeout=TIMEOUT)
+    await expect(page.locator("#stop-button")).to_have_count(0, timeout=TIMEOUT)  # task ended
+
+
+async def test_log_in_chat_reload_reopen_and_continue(browser: Browser, app: RunningApp) -> None:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await page.goto(app.base_url)
+
+    await page.fill("#email", ADMIN[0])
+    await page.fill("#password", "not the password")
+    await page.click("button[type=submit]")
+    await expect(page.locator("#chat-input")).to_have_count(0)  # refused: still on the login form
+
+    await page.fill("#password", ADMIN[1])
+    await page.click("button[type=submit]")
+    await expect(page.locator("#chat-input")).to_be_visible(timeout=TIMEOUT)
+
+    question = "Name one colour of the rainbow."
+    await send(page, question)
+    await expect(page.locator('[data-step-type="user_message"]')).to_contain_text(question)
+    first_answer = await page.locator('[data-step-type="assistant_message"]').first.inner_text()
+    assert first_answer.strip()
+    await page.get_by_text("Used SmolLM2 135M (local)").click()
+    await expect(page.locator('[data-step-type="llm"]')).to_contain_text(
+        re.compile(r"tokens in · \d+ tokens out"), timeout=TIMEOUT
+    )
+    await expect(page).to_have_url(re.compile(r"/thread/[0-9a-f-]{36}$"), timeout=TIMEOUT)
+    thread_path = re.sub(r"^https?://[^/]+", "", page.url)
+
+    await page.reload()
+    await page.goto(app.base_url)  # a new chat: the old one is only in the sidebar now
+    await expect(page.locator('[data-step-type="user_message"]')).to_have_count(0)
+    await page.locator(f'a[href="{thread_path}"]').click()
+    await expect(page.locator('[data-step-type="user_message"]').first).to_contain_text(
+        question, timeout=TIMEOUT
+    )
+    await expect(page.locator('[data-step-type="assistant_message"]').first).to_have_text(
+        first_answer.strip(), timeout=TIMEOUT
+    )
+
+    await send(page, "And another one?")
+    await expect(page.locator('[data-step-type="user_message"]')).to_have_count(2)
+    await expect(page.locator('[data-step-type="assistant_message"]')).to_have_count(2)
+    await page.screenshot(path=str(app.data_dir / "browser-final.png"))
+    await context.close()
