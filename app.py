@@ -153,7 +153,14 @@ async def on_message(message: cl.Message) -> None:
         await cl.ErrorMessage(content=f"{error} Choose another model in the settings.").send()
         return
     context = TurnContext(
-        model=chat_model(model, runner, settings.max_output_tokens, settings.model_timeout_s),
+        model=chat_model(
+            model,
+            runner,
+            settings.max_output_tokens,
+            settings.model_timeout_s,
+            settings.local_temperature,
+            settings.stream_flush_ms / 1000,
+        ),
         context_length=model.context_length,
         max_output_tokens=settings.max_output_tokens,
         count_tokens=token_counter(model, runner),

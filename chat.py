@@ -77,8 +77,6 @@ async def answer(
     flush_ms: int,
 ) -> Reply:
     """Run one turn and stream it into a new message. Raises `AgentError` on provider failure."""
-    step = cl.Step(name=model.label, type="llm", show_input=False)
-    await step.send()
     message = cl.Message(content="", author=model.label)
     relay = TokenRelay(message, flush_ms / 1000)
     reply = Reply()
@@ -97,8 +95,9 @@ async def answer(
         await relay.flush()
         if message.content:
             await message.send()
+        step = cl.Step(name=model.label, type="llm", show_input=False)
         step.output = describe(model, reply)
-        await step.update()
+        await step.send()
     return reply
 
 

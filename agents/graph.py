@@ -56,7 +56,11 @@ async def stream(
     finished = False
     try:
         async for chunk, _meta in graph.astream(
-            {"question": question}, config, context=context, stream_mode="messages"
+            {"question": question},
+            config,
+            context=context,
+            stream_mode="messages",
+            durability="exit",  # one checkpoint write, after the answer: none competes with decoding
         ):
             if not isinstance(chunk, AIMessageChunk):
                 continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import importlib.resources
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -159,33 +160,90 @@ class LocalRunner:
         yield Usage(input_tokens=len(prompt), output_tokens=produced)
 
     async def stream(
-        self, messages: Sequence[BaseMessage], max_tokens: int, temperature: float
+        self,
+        messages: Sequence[BaseMessage],
+        max_tokens: int,
+        temperature: float,
+        interval_s: float = 0.0,
     ) -> AsyncIterator[str | Usage]:
-        """`generate` on the model's thread, relayed to the event loop as it decodes."""
+        """`generate` on the model's thread, relayed to the event loop as it decodes.
+
+        The first text comes as soon as it decodes; after that, text is handed over at most once per
+        `interval_s`, joined. Every hand-over costs the event loop a wake-up and LangChain and
+        LangGraph their per-chunk work, on the core that decoding also needs.
+        """
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        box = _Handover(loop)
         cancel = threading.Event()
-        done = object()
 
         def produce() -> None:
             try:
                 for item in self.generate(messages, max_tokens, temperature, cancel):
-                    loop.call_soon_threadsafe(queue.put_nowait, item)
+                    box.put(item)
             except Exception as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                box.put(exc)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, done)
+                box.close()
 
         loop.run_in_executor(self._executor, produce)
         try:
-            while (item := await queue.get()) is not done:
-                if isinstance(item, ModelFailed):
-                    raise item
-                if isinstance(item, Exception):
-                    raise ModelFailed(f"The local model failed: {item}") from item
-                yield item
+            async for items in box.batches(interval_s):
+                text = "".join(i for i in items if isinstance(i, str))
+                if text:
+                    yield text
+                for item in items:
+                    if isinstance(item, ModelFailed):
+                        raise item
+                    if isinstance(item, Exception):
+                        raise ModelFailed(f"The local model failed: {item}") from item
+                    if isinstance(item, Usage):
+                        yield item
         finally:
             cancel.set()
+
+
+class _Handover:
+    """Items from the model's thread to the event loop, waking the loop once per batch."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[Any] = []
+        self._closed = False
+        self._woken = False
+        self._ready = asyncio.Event()
+        self._finished = asyncio.Event()
+
+    def put(self, item: Any) -> None:
+        with self._lock:
+            self._items.append(item)
+            if self._woken:
+                return
+            self._woken = True
+        self._loop.call_soon_threadsafe(self._ready.set)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._woken = True
+        self._loop.call_soon_threadsafe(self._ready.set)
+        self._loop.call_soon_threadsafe(self._finished.set)
+
+    async def batches(self, interval_s: float) -> AsyncIterator[list[Any]]:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            with self._lock:
+                items, self._items = self._items, []
+                closed, self._woken = self._closed, False
+            if items:
+                yield items
+            if closed:
+                return
+            if interval_s and items:
+                # Hold the next batch back for the interval, but not past the end of the answer.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._finished.wait(), interval_s)
 
 
 class LocalChatModel(BaseChatModel):
@@ -197,6 +255,7 @@ class LocalChatModel(BaseChatModel):
     model_name: str = "local"
     max_tokens: int = 512
     temperature: float = 0.3
+    chunk_interval_s: float = 0.0
 
     @property
     def _llm_type(self) -> str:
@@ -231,7 +290,10 @@ class LocalChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        async for item in self.runner.stream(messages, self.max_tokens, self.temperature):
+        stream = self.runner.stream(
+            messages, self.max_tokens, self.temperature, self.chunk_interval_s
+        )
+        async for item in stream:
             if isinstance(item, Usage):
                 chunk = AIMessageChunk(
                     content="",

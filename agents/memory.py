@@ -2,6 +2,10 @@
 
 The full history stays in the checkpoint; only what is sent to the model is trimmed. The system prompt
 and the newest message always go; older messages go newest first while they fit.
+
+Counting tokens exactly means rendering the chat template and tokenizing, on the event loop, before the
+first token can come. Most conversations are far below the window, so an upper bound is tried first:
+no tokenizer makes more tokens than the text has UTF-8 bytes, plus the template's few per message.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ def fit(
     count: Callable[[Sequence[BaseMessage]], int],
 ) -> list[BaseMessage]:
     """The longest recent tail of `messages` (plus a leading system prompt) within `budget` tokens."""
+    if upper_bound(messages) <= budget:
+        return list(messages)
     system: list[BaseMessage] = [m for m in messages[:1] if isinstance(m, SystemMessage)]
     rest = list(messages[len(system) :])
     if not rest:
@@ -41,3 +47,14 @@ def fit(
     while len(kept) > 1 and not isinstance(kept[0], HumanMessage):
         kept.pop(0)
     return system + kept
+
+
+TEMPLATE_TOKENS_PER_MESSAGE = (
+    16  # generous: ChatML uses 5 (<|im_start|>, role, newline, <|im_end|>, newline)
+)
+
+
+def upper_bound(messages: Sequence[BaseMessage]) -> int:
+    """At least as many tokens as any tokenizer makes of `messages` in a chat template."""
+    text_bytes = sum(len(m.text.encode()) for m in messages)
+    return text_bytes + TEMPLATE_TOKENS_PER_MESSAGE * (len(messages) + 1)

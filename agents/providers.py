@@ -32,11 +32,26 @@ class Health:
 
 
 def chat_model(
-    model: Model, runner: LocalRunner, max_tokens: int, timeout_s: float
+    model: Model,
+    runner: LocalRunner,
+    max_tokens: int,
+    timeout_s: float,
+    local_temperature: float = 0.3,
+    chunk_interval_s: float = 0.0,
 ) -> BaseChatModel:
-    """A streaming LangChain chat model for `model`."""
+    """A streaming LangChain chat model for `model`.
+
+    `chunk_interval_s` lets the local model hand over text at most that often (remote providers
+    stream as their server sends).
+    """
     if model.provider.kind == "local":
-        return LocalChatModel(runner=runner, model_name=model.name, max_tokens=max_tokens)
+        return LocalChatModel(
+            runner=runner,
+            model_name=model.name,
+            max_tokens=max_tokens,
+            temperature=local_temperature,
+            chunk_interval_s=chunk_interval_s,
+        )
     return ChatOpenAI(
         model=model.name,
         base_url=model.provider.base_url,

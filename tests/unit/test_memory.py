@@ -41,3 +41,26 @@ def test_long_conversation_keeps_system_prompt_and_newest_messages_within_budget
 def test_a_message_larger_than_the_window_is_a_clear_error() -> None:
     with pytest.raises(ModelFailed, match="too long"):
         fit([SystemMessage("s"), HumanMessage("word " * 500)], 100, words)
+
+
+def test_the_upper_bound_skips_counting_only_when_it_is_safe() -> None:
+    calls: list[int] = []
+
+    def counting(messages: Sequence[BaseMessage]) -> int:
+        calls.append(len(messages))
+        return words(messages)
+
+    short = [SystemMessage("s"), HumanMessage("hello there")]
+    assert fit(short, 1000, counting) == short and calls == []
+    long = [*conversation(50), HumanMessage("newest")]
+    fitted = fit(long, 200, counting)
+    assert calls and words(fitted) <= 200
+
+
+def test_the_upper_bound_is_never_below_a_real_token_count() -> None:
+    from agents.memory import upper_bound
+
+    text = "naïve café 東京 🎉 " * 50
+    messages = [SystemMessage(text), HumanMessage(text)]
+    # One token per byte is the most any byte-level tokenizer can produce.
+    assert upper_bound(messages) >= len(text.encode()) * 2

@@ -1,0 +1,52 @@
+"""Text handed from the model's thread to the event loop: complete, ordered, batched, prompt at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from agents.local import _Handover
+
+
+async def collect(
+    interval_s: float, items: list[str], gap_s: float
+) -> tuple[list[list[str]], float]:
+    box = _Handover(asyncio.get_running_loop())
+
+    def produce() -> None:
+        for item in items:
+            box.put(item)
+            time.sleep(gap_s)
+        box.close()
+
+    thread = threading.Thread(target=produce)
+    batches: list[list[str]] = []
+    thread.start()
+    async for batch in box.batches(interval_s):
+        batches.append(batch)
+    finished = time.perf_counter()
+    thread.join()
+    return batches, finished
+
+
+async def test_everything_arrives_in_order_in_fewer_batches() -> None:
+    items = [f"t{i}" for i in range(60)]
+    batches, _ = await collect(0.03, items, gap_s=0.002)
+    assert [i for b in batches for i in b] == items
+    assert batches[0] == ["t0"]  # the first item is not held back
+    assert len(batches) < 15
+
+
+async def test_without_an_interval_items_flow_as_they_come() -> None:
+    items = [f"t{i}" for i in range(10)]
+    batches, _ = await collect(0.0, items, gap_s=0.01)
+    assert [i for b in batches for i in b] == items
+    assert len(batches) >= 8
+
+
+async def test_the_end_is_not_held_back_by_the_interval() -> None:
+    started = time.perf_counter()
+    batches, finished = await collect(5.0, ["a", "b"], gap_s=0.0)
+    assert [i for b in batches for i in b] == ["a", "b"]
+    assert finished - started < 1.0
