@@ -13,17 +13,17 @@ from storage.engine import sync_url
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str, location: Path = MIGRATIONS) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("script_location", str(location))
     cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
     return cfg
 
 
-def upgrade(url: str) -> None:
-    """Apply every migration not yet applied to the database at `url`."""
-    command.upgrade(alembic_config(url), "head")
+def upgrade(url: str, location: Path = MIGRATIONS) -> None:
+    """Apply every migration in `location` not yet applied to the database at `url`."""
+    command.upgrade(alembic_config(url, location), "head")
 
 
-async def upgrade_async(url: str) -> None:
-    await asyncio.to_thread(upgrade, url)
+async def upgrade_async(url: str, location: Path = MIGRATIONS) -> None:
+    await asyncio.to_thread(upgrade, url, location)

@@ -1,0 +1,64 @@
+"""Errors of the credits package.
+
+CreditsError
+├── InvalidRequest          malformed input: amount, id, code, metadata
+├── UnknownAccount          no such account
+├── InsufficientCredits     the balance cannot cover the amount
+├── IdempotencyConflict     the id was used before with a different payload
+├── UnknownHold             no hold with that id
+├── HoldResolved            the hold was already settled, released or expired
+├── HoldExpired             the hold timed out; its credits went back to the user
+├── SettleExceedsHold       settling for more than was held
+└── IntegrityError          verification found the ledger altered or inconsistent
+"""
+
+from __future__ import annotations
+
+
+class CreditsError(Exception):
+    """Root of every error the credits package raises."""
+
+
+class InvalidRequest(CreditsError):
+    """The request is malformed (amount, id, code or metadata); nothing was written."""
+
+
+class UnknownAccount(CreditsError):
+    """There is no account with that name."""
+
+
+class InsufficientCredits(CreditsError):
+    """The account's available credits cannot cover the amount; nothing was written."""
+
+    def __init__(self, message: str, available: int = 0, needed: int = 0) -> None:
+        super().__init__(message)
+        self.available = available
+        self.needed = needed
+
+
+class IdempotencyConflict(CreditsError):
+    """The transfer id was used before with a different payload."""
+
+
+class UnknownTransfer(CreditsError):
+    """There is no transfer with that id."""
+
+
+class UnknownHold(CreditsError):
+    """There is no hold with that id."""
+
+
+class HoldResolved(CreditsError):
+    """The hold was already settled, released or expired."""
+
+
+class HoldExpired(CreditsError):
+    """The hold passed its timeout and was released; it can no longer be settled."""
+
+
+class SettleExceedsHold(CreditsError):
+    """A hold cannot be settled for more than it holds."""
+
+
+class IntegrityError(CreditsError):
+    """Verification found the ledger altered or inconsistent."""

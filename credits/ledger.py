@@ -1,0 +1,315 @@
+"""The ledger's rules, with no I/O: accounts, transfers, holds, validation and the fold.
+
+Model (after TigerBeetle). Amounts are integers in units, 1 credit = 1000 units; no floats anywhere.
+Every account carries four counters: debits and credits, each pending and posted. A transfer moves an
+amount from a debit account to a credit account:
+
+    posted   moves credits now (a grant, an adjustment)
+    pending  a hold: reserves credits until it is resolved, at most once, by one of
+    post     settle the hold at an amount not above it (the rest returns)
+    void     release the hold
+    expire   the hold passed its timeout; released, and it can no longer be posted
+
+A user account's available credits, credits_posted - debits_posted - debits_pending, never go below
+zero; system accounts (where credits come from and go to) may. Debits equal credits over the whole
+ledger, always. Transfers are immutable and keyed by a caller-supplied id: the same id with the same
+payload gives the first result again, with a different payload it is a conflict.
+
+A failed operation (say, insufficient credits) records nothing, so its id stays free: retrying the same
+id later, after a top-up, may succeed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from credits.errors import InvalidRequest
+
+UNITS_PER_CREDIT = 1000
+MAX_AMOUNT = 10**15  # a trillion credits: far above any real use, far below 2**63
+MAX_METADATA_BYTES = 4096
+TRANSFER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_.@/+=-]{0,199}")
+CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+class AccountKind(StrEnum):
+    USER = "user"
+    SYSTEM = "system"
+
+
+class System(StrEnum):
+    """System accounts: every user credit comes from one of these, every spent credit goes to one."""
+
+    PROMOTIONS = "system:promotions"
+    STRIPE_CLEARING = "system:stripe_clearing"
+    CRYPTO_CLEARING = "system:crypto_clearing"
+    USAGE_REVENUE = "system:usage_revenue"
+    ADJUSTMENTS = "system:adjustments"
+
+
+class Kind(StrEnum):
+    POSTED = "posted"
+    PENDING = "pending"
+    POST = "post"
+    VOID = "void"
+    EXPIRE = "expire"
+
+
+RESOLUTIONS = frozenset({Kind.POST, Kind.VOID, Kind.EXPIRE})
+
+
+def user_account(user: str) -> str:
+    """The ledger account name of a user (their login identifier)."""
+    if not user or len(user) > 320 or user != user.strip():
+        raise InvalidRequest(f"Not a valid user identifier: {user!r}.")
+    return f"user:{user}"
+
+
+@dataclass(frozen=True)
+class Counters:
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+
+    @property
+    def balance(self) -> int:
+        """Posted credits minus posted debits."""
+        return self.credits_posted - self.debits_posted
+
+    @property
+    def held(self) -> int:
+        return self.debits_pending
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.debits_pending
+
+
+@dataclass(frozen=True)
+class Balance:
+    """What a user has, in units: available to spend, held by running work, and posted."""
+
+    available: int
+    held: int
+    posted: int
+
+    @classmethod
+    def of(cls, counters: Counters) -> Balance:
+        return cls(available=counters.available, held=counters.held, posted=counters.balance)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A transfer as a caller asks for it; its fingerprint decides what a retried id means."""
+
+    transfer_id: str
+    kind: Kind
+    code: str
+    amount: int
+    debit: str
+    credit: str
+    hold: str | None = None  # the hold's transfer id, for resolutions
+    timeout_s: int | None = None  # for holds
+    metadata: str = "{}"  # canonical JSON
+
+    def fingerprint(self) -> str:
+        body = [
+            self.kind.value,
+            self.code,
+            self.amount,
+            self.debit,
+            self.credit,
+            self.hold,
+            self.timeout_s,
+            self.metadata,
+        ]
+        return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A recorded transfer. `seq` is its position in the log (None until sequenced)."""
+
+    transfer_id: str
+    kind: Kind
+    code: str
+    amount: int
+    debit: str
+    credit: str
+    ts_us: int
+    hold: str | None = None
+    expires_us: int | None = None
+    metadata: str = "{}"
+    # Where it sits (log position, row key for paging): not part of what the transfer is.
+    seq: int | None = field(default=None, compare=False)
+    pk: int | None = field(default=None, compare=False)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return dict(json.loads(self.metadata))
+
+    def leaf(self, seq: int) -> bytes:
+        """The canonical bytes of this transfer as log entry `seq` (the Merkle leaf)."""
+        return leaf_bytes(
+            seq,
+            self.transfer_id,
+            self.kind.value,
+            self.code,
+            self.amount,
+            self.debit,
+            self.credit,
+            self.hold,
+            self.expires_us,
+            self.ts_us,
+            self.metadata,
+        )
+
+
+def leaf_bytes(
+    seq: int,
+    transfer_id: str,
+    kind: str,
+    code: str,
+    amount: int,
+    debit: str,
+    credit: str,
+    hold: str | None,
+    expires_us: int | None,
+    ts_us: int,
+    metadata: str,
+) -> bytes:
+    """Canonical JSON of a log entry. Ids and codes are validated to need no escaping."""
+    return (
+        f'{{"seq":{seq},"id":"{transfer_id}","kind":"{kind}","code":"{code}",'
+        f'"amount":{amount},"debit":{_json_str(debit)},"credit":{_json_str(credit)},'
+        f'"hold":{"null" if hold is None else _quote(hold)},'
+        f'"expires":{"null" if expires_us is None else expires_us},"ts":{ts_us},'
+        f'"meta":{metadata}}}'
+    ).encode()
+
+
+def _quote(value: str) -> str:
+    return f'"{value}"'
+
+
+def _json_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+# Validation -------------------------------------------------------------------------------------
+
+
+def check_amount(amount: object, allow_zero: bool = False) -> int:
+    """`amount` as a valid positive integer number of units, or `InvalidRequest`."""
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidRequest(f"Amounts are whole numbers of units, not {type(amount).__name__}.")
+    if amount < 0 or (amount == 0 and not allow_zero):
+        raise InvalidRequest(f"Amounts must be positive, not {amount}.")
+    if amount > MAX_AMOUNT:
+        raise InvalidRequest(f"Amount {amount} is above the largest allowed ({MAX_AMOUNT}).")
+    return amount
+
+
+def check_transfer_id(transfer_id: object) -> str:
+    if not isinstance(transfer_id, str) or not TRANSFER_ID.fullmatch(transfer_id):
+        raise InvalidRequest(
+            "A transfer id is 1-200 characters of letters, digits and :_.@/+=- "
+            f"starting with a letter or digit, not {transfer_id!r}."
+        )
+    return transfer_id
+
+
+def check_code(code: object) -> str:
+    if not isinstance(code, str) or not CODE.fullmatch(code):
+        raise InvalidRequest(f"A code is a lower-case word like 'welcome', not {code!r}.")
+    return code
+
+
+def check_timeout(timeout_s: object) -> int:
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int) or not 1 <= timeout_s <= 86400:
+        raise InvalidRequest(f"A hold's timeout is 1 to 86400 seconds, not {timeout_s!r}.")
+    return timeout_s
+
+
+def canonical_metadata(metadata: Mapping[str, Any] | None) -> str:
+    """Metadata as canonical JSON (sorted keys, no spaces), or `InvalidRequest`."""
+    if metadata is None:
+        return "{}"
+    if not isinstance(metadata, Mapping):
+        raise InvalidRequest("Metadata must be a JSON object.")
+    try:
+        text = json.dumps(
+            dict(metadata), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+            allow_nan=False,
+        )  # fmt: skip
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"Metadata must be plain JSON: {exc}.") from exc
+    if len(text.encode()) > MAX_METADATA_BYTES:
+        raise InvalidRequest(f"Metadata is larger than {MAX_METADATA_BYTES} bytes.")
+    return text
+
+
+# The fold ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Books:
+    """Balances rebuilt from transfers, in log order: what `verify` and the model tests compare."""
+
+    counters: dict[str, Counters] = field(default_factory=dict)
+    holds: dict[str, Transfer] = field(default_factory=dict)  # open holds by transfer id
+    resolved: set[str] = field(default_factory=set)
+
+    def apply(self, t: Transfer) -> None:
+        """Add one transfer. Raises ValueError when it breaks a rule of the ledger."""
+        if t.debit == t.credit:
+            raise ValueError(f"{t.transfer_id}: debit and credit are the same account")
+        if t.kind in (Kind.POSTED, Kind.PENDING):
+            self._move(t.debit, t.credit, t.amount, pending=t.kind is Kind.PENDING)
+            if t.kind is Kind.PENDING:
+                self.holds[t.transfer_id] = t
+            self._check_user(t.debit, t.transfer_id)
+            return
+        hold = self.holds.pop(t.hold or "", None)
+        if hold is None:
+            again = "again " if t.hold in self.resolved else ""
+            raise ValueError(f"{t.transfer_id}: resolves {again}hold {t.hold!r} that is not open")
+        self.resolved.add(hold.transfer_id)
+        if (t.debit, t.credit) != (hold.debit, hold.credit):
+            raise ValueError(f"{t.transfer_id}: accounts differ from hold {hold.transfer_id}")
+        self._move(hold.debit, hold.credit, -hold.amount, pending=True)
+        if t.kind is Kind.POST:
+            if t.amount > hold.amount:
+                raise ValueError(f"{t.transfer_id}: posts {t.amount} > held {hold.amount}")
+            self._move(hold.debit, hold.credit, t.amount, pending=False)
+        elif t.amount != hold.amount:
+            raise ValueError(f"{t.transfer_id}: releases {t.amount}, hold was {hold.amount}")
+
+    def _move(self, debit: str, credit: str, amount: int, pending: bool) -> None:
+        d = self.counters.get(debit, Counters())
+        c = self.counters.get(credit, Counters())
+        if pending:
+            d = replace(d, debits_pending=d.debits_pending + amount)
+            c = replace(c, credits_pending=c.credits_pending + amount)
+        else:
+            d = replace(d, debits_posted=d.debits_posted + amount)
+            c = replace(c, credits_posted=c.credits_posted + amount)
+        self.counters[debit], self.counters[credit] = d, c
+
+    def _check_user(self, account: str, transfer_id: str) -> None:
+        if account.startswith("user:") and self.counters[account].available < 0:
+            raise ValueError(f"{transfer_id}: {account} goes below zero")
+
+    def conserved(self) -> bool:
+        """Debits equal credits, pending and posted, across all accounts."""
+        values = self.counters.values()
+        return sum(c.debits_posted for c in values) == sum(
+            c.credits_posted for c in values
+        ) and sum(c.debits_pending for c in values) == sum(c.credits_pending for c in values)

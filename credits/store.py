@@ -1,0 +1,523 @@
+"""The ledger on a database: SQLite (its own file, the default) or PostgreSQL. Same behaviour on both.
+
+SQLite: one writer thread per process owns a write connection (WAL, `BEGIN IMMEDIATE`, busy timeout,
+`synchronous=FULL` by default). Operations queue for it; it runs as many as are waiting in one
+transaction, each in its own savepoint so each keeps its own all-or-nothing outcome, and commits them
+with one fsync (group commit). The log is appended in the same transaction. Other processes on the same
+file take turns through SQLite's lock.
+
+PostgreSQL: each operation is its own READ COMMITTED transaction; overdrawing is stopped by the
+conditional update on the user's row. The log is appended by a sequencer task (any process; the head
+row lock admits one at a time) a few times a second, and on demand before a verify or a receipt.
+
+Nothing here is state another process needs: every rule lives in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, create_engine, event, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from credits import log, ops
+from credits.errors import InvalidRequest
+from credits.ledger import (
+    AccountKind,
+    Balance,
+    Kind,
+    Request,
+    System,
+    Transfer,
+    canonical_metadata,
+    check_amount,
+    check_code,
+    check_timeout,
+    check_transfer_id,
+    user_account,
+)
+from credits.schema import transfers
+
+R = TypeVar("R")
+Op = Callable[[Connection], R]
+logger = logging.getLogger("credits")
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Ledger:
+    """The ledger's operations. Amounts are integer units (see `ledger.UNITS_PER_CREDIT`)."""
+
+    def __init__(
+        self,
+        url: str,
+        data_dir: Path,
+        signing_key: log.Ed25519PrivateKey,
+        checkpoint_every: int = 1000,
+        checkpoint_every_s: float = 60.0,
+        synchronous: str = "FULL",
+        clock: Callable[[], int] = now_us,
+    ) -> None:
+        self.url = url
+        self.data_dir = data_dir
+        self.clock = clock
+        self.signer = ops.Signer(signing_key, checkpoint_every, int(checkpoint_every_s * 1e6))
+        self.public_key = signing_key.public_key()
+        self.sqlite = make_url(url).get_backend_name() == "sqlite"
+        self._writer: _SqliteWriter | None = None
+        self._engine: AsyncEngine | None = None
+        self._sync_read: Engine | None = None
+        self._synchronous = synchronous
+        self._tasks: list[asyncio.Task[None]] = []
+        self.checkpoint_file = data_dir / "ledger-checkpoints.jsonl"
+
+    # Life cycle ---------------------------------------------------------------------------------
+
+    async def start(self, background: bool = True) -> None:
+        """Migrate, open connections, create the system accounts, start background work."""
+        from storage.migrate import upgrade_async
+
+        await upgrade_async(self.url, MIGRATIONS)
+        if self.sqlite:
+            self._writer = _SqliteWriter(
+                self._sync_url(), self._synchronous, self.signer, self.clock, self._after_commit
+            )
+            self._writer.start()
+            self._sync_read = _sqlite_engine(self._sync_url(), "NORMAL")
+        else:
+            self._engine = create_async_engine(self.url, pool_size=20, max_overflow=20)
+        now = self.clock()
+        for name in System:
+            await self._write(
+                lambda c, n=name.value: ops.open_account(c, n, AccountKind.SYSTEM, now)
+            )
+        if background:
+            self._tasks.append(asyncio.create_task(self._every(1.0, self.expire_holds)))
+            if not self.sqlite:
+                self._tasks.append(asyncio.create_task(self._every(0.2, self.sequence)))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._writer:
+            await asyncio.to_thread(self._writer.stop)
+        if self._sync_read:
+            self._sync_read.dispose()
+        if self._engine:
+            await self._engine.dispose()
+
+    def _sync_url(self) -> str:
+        return make_url(self.url).set(drivername="sqlite+pysqlite").render_as_string(False)
+
+    async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:  # keep the loop alive; the next round retries
+                logger.exception("ledger background job %s failed", job.__name__)
+
+    # Running operations -------------------------------------------------------------------------
+
+    async def _write(self, op: Op[R]) -> R:
+        if self._writer is not None:
+            return await asyncio.wrap_future(self._writer.submit(op))
+        assert self._engine is not None
+        for attempt in range(5):
+            try:
+                async with self._engine.begin() as conn:
+                    return await conn.run_sync(op)
+            except DBIntegrityError:
+                # A concurrent request with the same id or hold won the race: run again to see it.
+                if attempt == 4:
+                    raise
+            except DBAPIError as exc:
+                if "deadlock" not in str(exc).lower() or attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _read(self, op: Op[R]) -> R:
+        if self._sync_read is not None:
+            engine = self._sync_read
+
+            def run() -> R:
+                with engine.connect() as conn:
+                    return op(conn)
+
+            return await asyncio.to_thread(run)
+        assert self._engine is not None
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(op)
+
+    def _after_commit(self, checkpoints: list[log.Checkpoint]) -> None:
+        """Checkpoints leave the database: a line in a file beside it, and a log line."""
+        if not checkpoints:
+            return
+        with self.checkpoint_file.open("a") as f:
+            for cp in checkpoints:
+                f.write(cp.to_json() + "\n")
+                logger.info("ledger checkpoint %s", cp.to_json())
+
+    # Operations ---------------------------------------------------------------------------------
+
+    async def open_account(self, user: str) -> None:
+        name, now = user_account(user), self.clock()
+        await self._write(lambda c: ops.open_account(c, name, AccountKind.USER, now))
+
+    async def grant(
+        self,
+        user: str,
+        amount: int,
+        transfer_id: str,
+        code: str = "grant",
+        metadata: Mapping[str, Any] | None = None,
+        source: System = System.PROMOTIONS,
+    ) -> Transfer:
+        """Give `user` credits from a system account (the welcome bonus is `welcome:<user>`)."""
+        req = Request(
+            check_transfer_id(transfer_id), Kind.POSTED, check_code(code), check_amount(amount),
+            source.value, user_account(user), metadata=canonical_metadata(metadata),
+        )  # fmt: skip
+        now = self.clock()
+
+        def op(c: Connection) -> Transfer:
+            ops.open_account(c, req.credit, AccountKind.USER, now)
+            return ops.record(c, req, now)
+
+        return await self._write(op)
+
+    async def reserve(
+        self,
+        user: str,
+        amount: int,
+        transfer_id: str,
+        timeout_s: int,
+        code: str = "usage",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Transfer:
+        """Hold `amount` of the user's credits until settled, released, or `timeout_s` passes."""
+        req = Request(
+            check_transfer_id(transfer_id), Kind.PENDING, check_code(code), check_amount(amount),
+            user_account(user), System.USAGE_REVENUE.value, timeout_s=check_timeout(timeout_s),
+            metadata=canonical_metadata(metadata),
+        )  # fmt: skip
+        now = self.clock()
+
+        def op(c: Connection) -> Transfer:
+            for hold in ops.due_holds(c, now, req.debit):  # stale holds must not block the user
+                ops.record(c, _expiry(hold), now)
+            return ops.record(c, req, now)
+
+        return await self._write(op)
+
+    async def settle(
+        self, hold_id: str, amount: int, metadata: Mapping[str, Any] | None = None
+    ) -> Transfer:
+        """Charge a hold at `amount` (not above it); the rest goes back to the user."""
+        return await self._resolve(
+            hold_id, Kind.POST, check_amount(amount, allow_zero=True), metadata
+        )
+
+    async def release(self, hold_id: str, metadata: Mapping[str, Any] | None = None) -> Transfer:
+        """Give a hold's credits back; nothing is charged."""
+        return await self._resolve(hold_id, Kind.VOID, 0, metadata)
+
+    async def _resolve(
+        self, hold_id: str, kind: Kind, amount: int, metadata: Mapping[str, Any] | None
+    ) -> Transfer:
+        check_transfer_id(hold_id)
+        extra = dict(metadata or {})
+        canonical_metadata(extra)  # refuse bad metadata before queueing
+        now = self.clock()
+
+        def op(c: Connection) -> Transfer:
+            hold = ops.get_transfer(c, hold_id)
+            debit, credit = (hold.debit, hold.credit) if hold else ("", "")
+            # The resolution carries the hold's metadata (model, kind...) and what settling added.
+            meta = canonical_metadata({**(hold.meta if hold else {}), **extra})
+            req = Request(
+                f"{hold_id}/{kind.value}", kind, hold.code if hold else "usage", amount,
+                debit, credit, hold=hold_id, metadata=meta,
+            )  # fmt: skip
+            return ops.record(c, req, now)
+
+        return await self._write(op)
+
+    async def adjust(
+        self, user: str, delta: int, reason: str, admin: str, transfer_id: str
+    ) -> Transfer:
+        """An administrator's correction, either sign; a user never goes below zero."""
+        if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
+            raise InvalidRequest(
+                f"An adjustment is a non-zero whole number of units, not {delta!r}."
+            )
+        if not reason.strip() or not admin.strip():
+            raise InvalidRequest("An adjustment needs a reason and the admin who made it.")
+        account = user_account(user)
+        debit, credit = (
+            (System.ADJUSTMENTS.value, account)
+            if delta > 0
+            else (account, System.ADJUSTMENTS.value)
+        )
+        req = Request(
+            check_transfer_id(transfer_id), Kind.POSTED, "adjustment", check_amount(abs(delta)),
+            debit, credit, metadata=canonical_metadata({"reason": reason, "admin": admin}),
+        )  # fmt: skip
+        now = self.clock()
+
+        def op(c: Connection) -> Transfer:
+            ops.require_account(c, account)
+            return ops.record(c, req, now)
+
+        return await self._write(op)
+
+    async def expire_holds(self) -> int:
+        """Release every hold past its timeout; returns how many."""
+        now = self.clock()
+
+        def op(c: Connection) -> int:
+            due = ops.due_holds(c, now)
+            for hold in due:
+                ops.record(c, _expiry(hold), now)
+            return len(due)
+
+        return await self._write(op)
+
+    async def sequence(self) -> None:
+        """Append what is not yet in the log (PostgreSQL; SQLite appends at every commit)."""
+        if self.sqlite:
+            await self._write(lambda c: None)
+            return
+        assert self._engine is not None
+        async with self._engine.begin() as conn:
+            now = self.clock()
+            cps = await conn.run_sync(lambda c: ops.sequence(c, now, self.signer))
+        self._after_commit(cps)
+
+    async def checkpoint(self) -> log.Checkpoint:
+        """A signed checkpoint of the whole log as it is now (written if the last one is older)."""
+        await self.sequence()
+        now = self.clock()
+
+        def op(c: Connection) -> log.Checkpoint:
+            head = c.execute(select(ops.log_head).with_for_update()).one()
+            latest = ops.latest_checkpoint(c)
+            if latest is not None and latest.size == head.size:
+                return latest
+            frontier = [bytes.fromhex(h) for h in json.loads(head.frontier)]
+            return ops.write_checkpoint(c, head.size, frontier, now, self.signer)
+
+        if self._writer is not None:
+            cp = await self._write(op)
+        else:
+            assert self._engine is not None
+            async with self._engine.begin() as conn:
+                cp = await conn.run_sync(op)
+        existing = self.checkpoint_file.read_text() if self.checkpoint_file.exists() else ""
+        if cp.to_json() not in existing:
+            self._after_commit([cp])
+        return cp
+
+    # Reads --------------------------------------------------------------------------------------
+
+    async def balance(self, user: str) -> Balance:
+        name = user_account(user)
+        account = await self._read(lambda c: ops.find_account(c, name))
+        if account is None:
+            return Balance(0, 0, 0)
+        return Balance.of(account.counters)
+
+    async def transfer(self, transfer_id: str) -> Transfer | None:
+        return await self._read(lambda c: ops.get_transfer(c, transfer_id))
+
+    async def history(
+        self,
+        user: str,
+        limit: int = 50,
+        before: int | None = None,
+        codes: list[str] | None = None,
+        since_us: int | None = None,
+        until_us: int | None = None,
+    ) -> list[Transfer]:
+        """The user's transfers, newest first; page with `before`, the last page's final `pk`."""
+        name = user_account(user)
+        if not 1 <= limit <= 500:
+            raise InvalidRequest("A page holds 1 to 500 transfers.")
+
+        def op(c: Connection) -> list[Transfer]:
+            account = ops.find_account(c, name)
+            if account is None:
+                return []
+            t = transfers.c
+            where: list[Any] = [(t.debit_id == account.id) | (t.credit_id == account.id)]
+            if before is not None:
+                where.append(t.pk < before)
+            if codes:
+                where.append(t.code.in_(codes))
+            if since_us is not None:
+                where.append(t.ts_us >= since_us)
+            if until_us is not None:
+                where.append(t.ts_us < until_us)
+            return ops.transfer_rows(c, *where, limit=limit)
+
+        return await self._read(op)
+
+    async def usage(
+        self, user: str, by: str = "day", since_us: int | None = None, until_us: int | None = None
+    ) -> dict[str, int]:
+        """Units spent by the user, summed by day (UTC, YYYY-MM-DD) or by a metadata key."""
+        spent = [
+            t
+            for t in await self._all_history(user, since_us, until_us)
+            if t.debit == user_account(user) and t.kind in (Kind.POST, Kind.POSTED) and t.amount
+        ]
+        totals: dict[str, int] = {}
+        for t in spent:
+            if by == "day":
+                key = time.strftime("%Y-%m-%d", time.gmtime(t.ts_us / 1e6))
+            else:
+                key = str(t.meta.get(by, "unknown"))
+            totals[key] = totals.get(key, 0) + t.amount
+        return dict(sorted(totals.items()))
+
+    async def _all_history(self, user: str, since: int | None, until: int | None) -> list[Transfer]:
+        out: list[Transfer] = []
+        before = None
+        while True:
+            page = await self.history(user, 500, before, None, since, until)
+            out += page
+            if len(page) < 500:
+                return out
+            before = await self._read(lambda c, i=page[-1].transfer_id: _pk_of(c, i))
+
+
+def _pk_of(conn: Connection, transfer_id: str) -> int:
+    return int(
+        conn.execute(
+            select(transfers.c.pk).where(transfers.c.transfer_id == transfer_id)
+        ).scalar_one()
+    )
+
+
+def _expiry(hold: Transfer) -> Request:
+    return Request(
+        f"{hold.transfer_id}/expire", Kind.EXPIRE, hold.code, hold.amount, hold.debit,
+        hold.credit, hold=hold.transfer_id,
+    )  # fmt: skip
+
+
+# SQLite group commit ----------------------------------------------------------------------------
+
+
+def _sqlite_engine(url: str, synchronous: str) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class _SqliteWriter:
+    """One thread that runs queued operations in group commits."""
+
+    MAX_BATCH = 256
+
+    def __init__(
+        self,
+        url: str,
+        synchronous: str,
+        signer: ops.Signer,
+        clock: Callable[[], int],
+        after_commit: Callable[[list[log.Checkpoint]], None],
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("LEDGER_SQLITE_SYNCHRONOUS is FULL, NORMAL or EXTRA")
+        self.engine = _sqlite_engine(url, synchronous)
+        self.signer = signer
+        self.clock = clock
+        self.after_commit = after_commit
+        self.queue: queue.SimpleQueue[tuple[Op[Any], Future[Any]] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self.engine.dispose()
+
+    def submit(self, op: Op[R]) -> Future[R]:
+        future: Future[R] = Future()
+        self.queue.put((op, future))
+        return future
+
+    def _run(self) -> None:
+        with self.engine.connect() as conn:
+            while (first := self.queue.get()) is not None:
+                batch = [first]
+                while len(batch) < self.MAX_BATCH:
+                    try:
+                        item = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        self.queue.put(None)
+                        break
+                    batch.append(item)
+                self._commit(conn, batch)
+
+    def _commit(self, conn: Connection, batch: list[tuple[Op[Any], Future[Any]]]) -> None:
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        try:
+            with conn.begin():
+                for op, future in batch:
+                    try:
+                        with conn.begin_nested():
+                            outcomes.append((future, op(conn), None))
+                    except Exception as exc:  # this operation alone is undone
+                        outcomes.append((future, None, exc))
+                checkpoints = ops.sequence(conn, self.clock(), self.signer)
+        except Exception as exc:  # the commit itself failed: nothing in the batch happened
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.after_commit(checkpoints)
+        for future, result, error in outcomes:
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)

@@ -1,0 +1,136 @@
+"""Credit stories, each checked against balances, the log and `verify` (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+
+from credits.audit import verify
+from credits.errors import (
+    HoldExpired,
+    HoldResolved,
+    IdempotencyConflict,
+    InsufficientCredits,
+    SettleExceedsHold,
+)
+from credits.ledger import Balance, Kind
+from credits.store import Ledger
+from tests.credits.conftest import Clock
+
+CREDIT = 1000  # units
+
+
+async def assert_verified(ledger: Ledger) -> None:
+    report = await verify(ledger)
+    assert report.ok, report.problems
+
+
+async def test_the_welcome_bonus_is_paid_once(ledger: Ledger) -> None:
+    first = await ledger.grant("ann", 1000 * CREDIT, "welcome:ann", code="welcome")
+    again = await ledger.grant("ann", 1000 * CREDIT, "welcome:ann", code="welcome")
+    assert again == first
+    assert await ledger.balance("ann") == Balance(available=1_000_000, held=0, posted=1_000_000)
+    with pytest.raises(IdempotencyConflict):
+        await ledger.grant("ann", 2000 * CREDIT, "welcome:ann", code="welcome")
+    assert (await ledger.balance("ann")).posted == 1_000_000
+    history = await ledger.history("ann")
+    assert [(t.transfer_id, t.kind, t.amount) for t in history] == [
+        ("welcome:ann", Kind.POSTED, 1_000_000)
+    ]
+    await assert_verified(ledger)
+
+
+async def test_a_hold_settled_for_less_returns_the_rest(ledger: Ledger) -> None:
+    await ledger.grant("bob", 10 * CREDIT, "welcome:bob", code="welcome")
+    hold = await ledger.reserve("bob", 4 * CREDIT, "turn:m1", timeout_s=60, metadata={"model": "x"})
+    assert hold.kind is Kind.PENDING
+    assert await ledger.balance("bob") == Balance(available=6000, held=4000, posted=10000)
+    settled = await ledger.settle("turn:m1", 1500, metadata={"tokens": 42})
+    assert (settled.kind, settled.amount, settled.hold) == (Kind.POST, 1500, "turn:m1")
+    assert await ledger.balance("bob") == Balance(available=8500, held=0, posted=8500)
+    assert await ledger.settle("turn:m1", 1500, metadata={"tokens": 42}) == settled  # a retry
+    with pytest.raises(IdempotencyConflict):
+        await ledger.settle("turn:m1", 1400)
+    with pytest.raises(HoldResolved, match="already settled"):
+        await ledger.release("turn:m1")
+    assert await ledger.usage("bob", by="model") == {"x": 1500}
+    await assert_verified(ledger)
+
+
+async def test_a_released_hold_charges_nothing(ledger: Ledger) -> None:
+    await ledger.grant("cy", 5 * CREDIT, "welcome:cy", code="welcome")
+    await ledger.reserve("cy", 5 * CREDIT, "turn:m2", timeout_s=60)
+    with pytest.raises(InsufficientCredits) as info:
+        await ledger.reserve("cy", 1, "turn:m3", timeout_s=60)
+    assert (info.value.available, info.value.needed) == (0, 1)
+    await ledger.release("turn:m2")
+    assert await ledger.balance("cy") == Balance(available=5000, held=0, posted=5000)
+    with pytest.raises(HoldResolved, match="already released"):
+        await ledger.settle("turn:m2", 10)
+    # The failed reserve recorded nothing, so its id is free for a retry after the release.
+    assert (await ledger.reserve("cy", 1, "turn:m3", timeout_s=60)).amount == 1
+    await assert_verified(ledger)
+
+
+async def test_a_hold_that_expires_gives_the_credits_back(ledger: Ledger, clock: Clock) -> None:
+    await ledger.grant("dee", 3 * CREDIT, "welcome:dee", code="welcome")
+    await ledger.reserve("dee", 2 * CREDIT, "turn:m4", timeout_s=30)
+    clock.advance(29)
+    assert await ledger.expire_holds() == 0
+    clock.advance(2)
+    with pytest.raises(HoldExpired):
+        await ledger.settle("turn:m4", 100)
+    assert await ledger.expire_holds() == 1
+    assert await ledger.balance("dee") == Balance(available=3000, held=0, posted=3000)
+    with pytest.raises(HoldExpired):
+        await ledger.settle("turn:m4", 100)
+    [expiry, *_] = await ledger.history("dee")
+    assert (expiry.kind, expiry.hold, expiry.amount) == (Kind.EXPIRE, "turn:m4", 2000)
+    await assert_verified(ledger)
+
+
+async def test_a_reserve_releases_the_users_stale_holds_first(ledger: Ledger, clock: Clock) -> None:
+    await ledger.grant("eve", 1 * CREDIT, "welcome:eve", code="welcome")
+    await ledger.reserve("eve", 1 * CREDIT, "turn:crashed", timeout_s=10)  # the process died
+    clock.advance(11)
+    await ledger.reserve("eve", 1 * CREDIT, "turn:next", timeout_s=10)
+    assert await ledger.balance("eve") == Balance(available=0, held=1000, posted=1000)
+    await assert_verified(ledger)
+
+
+async def test_an_adjustment_either_way_never_below_zero(ledger: Ledger) -> None:
+    await ledger.grant("fay", 2 * CREDIT, "welcome:fay", code="welcome")
+    await ledger.adjust("fay", 500, "refund for outage", "admin@x", "adj:1")
+    await ledger.adjust("fay", -1500, "duplicate grant", "admin@x", "adj:2")
+    assert (await ledger.balance("fay")).available == 1000
+    with pytest.raises(InsufficientCredits):
+        await ledger.adjust("fay", -1001, "too much", "admin@x", "adj:3")
+    [last, *_] = await ledger.history("fay")
+    assert last.meta == {"admin": "admin@x", "reason": "duplicate grant"}
+    assert last.debit == "user:fay" and last.credit == "system:adjustments"
+    await assert_verified(ledger)
+
+
+async def test_settling_above_the_hold_is_refused(ledger: Ledger) -> None:
+    await ledger.grant("gus", 2 * CREDIT, "welcome:gus", code="welcome")
+    await ledger.reserve("gus", 1 * CREDIT, "turn:m5", timeout_s=60)
+    with pytest.raises(SettleExceedsHold):
+        await ledger.settle("turn:m5", 1001)
+    assert await ledger.balance("gus") == Balance(available=1000, held=1000, posted=2000)
+    await ledger.settle("turn:m5", 1000)
+    await assert_verified(ledger)
+
+
+async def test_history_pages_and_filters(ledger: Ledger, clock: Clock) -> None:
+    await ledger.grant("hal", 100 * CREDIT, "welcome:hal", code="welcome")
+    for i in range(7):
+        clock.advance(3600)
+        await ledger.reserve("hal", CREDIT, f"turn:h{i}", timeout_s=60, metadata={"model": "m"})
+        await ledger.settle(f"turn:h{i}", 10 * (i + 1))
+    page1 = await ledger.history("hal", limit=5)
+    assert len(page1) == 5
+    assert page1[0].transfer_id == "turn:h6/post"
+    welcome = await ledger.history("hal", codes=["welcome"])
+    assert [t.transfer_id for t in welcome] == ["welcome:hal"]
+    everything = await ledger.history("hal", limit=500)
+    assert len(everything) == 15
+    assert await ledger.usage("hal", by="day") == {"2027-01-15": 280}
