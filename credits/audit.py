@@ -106,29 +106,32 @@ async def verify(ledger: Ledger) -> Report:
     await ledger.sequence()
     snap = await ledger._read(_snapshot)
     report = Report(accounts=len(snap.counters), checkpoints=len(snap.checkpoints))
-    leaves = _check_entries(snap, report)
+    books, leaves = _check_entries(snap, report)
     report.entries = len(leaves)
-    if not report.problems:
+    if not report.problems:  # checkpoints only mean something over an intact log
         _check_tree(snap, leaves, ledger.public_key, report)
         _check_outside_copy(ledger, snap, report)
+        _check_head(snap, leaves, report)
+    _check_balances(snap, books, report)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _check_entries(snap: _Snapshot, report: Report) -> list[bytes]:
+def _check_entries(snap: _Snapshot, report: Report) -> tuple[Books, list[bytes]]:
+    """Each entry in order, against its hash and the ledger's rules; the fold and the leaves."""
     books = Books()
     leaves: list[bytes] = []
     for expected_seq, e in enumerate(snap.entries, start=1):
         seq, stored, tid = e[0], e[1], e[2]
         if seq is None:
             report.problems.append(f"transfer {tid!r} is missing from the log")
-            return leaves
+            return books, leaves
         if seq != expected_seq:
             report.problems.append(f"log entry {expected_seq} is missing (next is {seq})")
-            return leaves
+            return books, leaves
         if e[3] is None:
             report.problems.append(f"log entry {seq}: its transfer row is missing (deleted)")
-            return leaves
+            return books, leaves
         leaf = log.leaf_hash(
             leaf_bytes(seq, tid, e[3], e[4], e[5], e[6], e[7], e[8], e[9], e[10], e[11])
         )
@@ -137,13 +140,18 @@ def _check_entries(snap: _Snapshot, report: Report) -> list[bytes]:
                 f"log entry {seq} ({tid}): the transfer does not match its log hash "
                 "(altered, or moved from another position)"
             )
-            return leaves
+            return books, leaves
         try:
             books.apply(Transfer(tid, Kind(e[3]), e[4], e[5], e[6], e[7], e[10], e[8], e[9], e[11]))
         except ValueError as exc:
             report.problems.append(f"log entry {seq}: {exc}")
-            return leaves
+            return books, leaves
         leaves.append(leaf)
+    return books, leaves
+
+
+def _check_balances(snap: _Snapshot, books: Books, report: Report) -> None:
+    """Conservation, and every account's counters against the fold of its transfers."""
     if not books.conserved():
         report.problems.append("debits and credits do not balance across the ledger")
     for name, counters in snap.counters.items():
@@ -153,17 +161,12 @@ def _check_entries(snap: _Snapshot, report: Report) -> list[bytes]:
                 f"account {name}: counters {counters} differ from the transfers' {rebuilt}"
             )
             break
-    return leaves
 
 
 def _check_tree(
     snap: _Snapshot, leaves: list[bytes], public: Ed25519PublicKey, report: Report
 ) -> None:
-    if snap.head_size != len(leaves):
-        report.problems.append(
-            f"the log head says {snap.head_size} entries, the log has {len(leaves)}"
-        )
-        return
+    """The tree over the entries against every signed checkpoint, then the stored head."""
     frontier: list[bytes] = []
     roots: dict[int, bytes] = {}
     wanted = {cp.size for cp in snap.checkpoints}
@@ -173,8 +176,6 @@ def _check_tree(
             roots[size + 1] = log.frontier_root(frontier)
     root = log.frontier_root(frontier)
     report.root = root.hex()
-    if root != log.frontier_root(snap.frontier):
-        report.problems.append("the log head's tree root differs from the entries' root")
     for cp in snap.checkpoints:
         if not log.signature_ok(cp, public):
             report.problems.append(f"checkpoint at size {cp.size}: the signature does not verify")
@@ -190,6 +191,14 @@ def _check_tree(
                 f"checkpoint at size {cp.size}: the log's root differs from the signed one"
             )
             return
+
+
+def _check_head(snap: _Snapshot, leaves: list[bytes], report: Report) -> None:
+    """The stored head (size and frontier, from which new entries extend the tree) is derived."""
+    if snap.head_size != len(leaves) or report.root != log.frontier_root(snap.frontier).hex():
+        report.problems.append(
+            f"the log head (size {snap.head_size}) does not match the log ({len(leaves)} entries)"
+        )
 
 
 def _check_outside_copy(ledger: Ledger, snap: _Snapshot, report: Report) -> None:

@@ -335,6 +335,9 @@ def _maybe_checkpoint(
     conn: Connection, head: object, size: int, frontier: list[bytes], now_us: int, signer: Signer
 ) -> list[log.Checkpoint]:
     last_size, last_us = head.checkpoint_size, head.checkpoint_us  # type: ignore[attr-defined]
+    if last_us == 0 and size > 0:  # the time rule's clock starts with the first entry
+        conn.execute(update(log_head).where(log_head.c.id == 1).values(checkpoint_us=now_us))
+        last_us = now_us
     due = size - last_size >= signer.every_entries or (
         size > last_size and now_us - last_us >= signer.every_us
     )
