@@ -1,0 +1,100 @@
+"""A user with credits for exactly 20 turns starts 200 at once: 20 succeed, never more.
+
+On SQLite and PostgreSQL, from one process and from two processes sharing the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from credits.audit import verify
+from credits.errors import InsufficientCredits
+from credits.ledger import Balance
+from credits.store import Ledger
+from settings import ROOT
+
+TURN = 700  # units one turn holds
+WORKER = '''
+import asyncio, json, sys
+from pathlib import Path
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from credits.errors import InsufficientCredits
+from credits.store import Ledger
+
+async def main(url, data_dir, name, count):
+    book = Ledger(url, Path(data_dir), Ed25519PrivateKey.generate())
+    await book.start(background=False)
+    async def one(i):
+        try:
+            await book.reserve("racer", 700, f"turn:{name}-{i}", timeout_s=600)
+            return 1
+        except InsufficientCredits:
+            return 0
+    ok = sum(await asyncio.gather(*(one(i) for i in range(count))))
+    await book.close()
+    print(json.dumps({"ok": ok}))
+
+asyncio.run(main(*sys.argv[1:4], int(sys.argv[4])))
+'''
+
+
+async def reserve_all(ledger: Ledger, prefix: str, count: int) -> int:
+    async def one(i: int) -> int:
+        try:
+            await ledger.reserve("racer", TURN, f"turn:{prefix}-{i}", timeout_s=600)
+        except InsufficientCredits:
+            return 0
+        return 1
+
+    return sum(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def test_200_concurrent_reserves_on_a_balance_for_20(ledger: Ledger) -> None:
+    await ledger.grant("racer", 20 * TURN, "welcome:racer", code="welcome")
+    assert await reserve_all(ledger, "a", 200) == 20
+    assert await ledger.balance("racer") == Balance(available=0, held=20 * TURN, posted=20 * TURN)
+    report = await verify(ledger)
+    assert report.ok, report.problems
+
+
+async def test_two_processes_race_for_the_same_balance(ledger: Ledger, tmp_path: Path) -> None:
+    await ledger.grant("racer", 20 * TURN, "welcome:racer", code="welcome")
+    url = ledger.url
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WORKER, url, str(tmp_path), name, "100",
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for name in ("p1", "p2")
+    ]
+    outputs = [await p.communicate() for p in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err.decode()[-2000:]
+    won = [json.loads(out.decode().strip().splitlines()[-1])["ok"] for out, _ in outputs]
+    assert sum(won) == 20
+    assert await ledger.balance("racer") == Balance(available=0, held=20 * TURN, posted=20 * TURN)
+    report = await verify(ledger)
+    assert report.ok, report.problems
+
+
+async def test_the_same_reserve_sent_50_times_at_once_holds_once(ledger: Ledger) -> None:
+    await ledger.grant("racer", 20 * TURN, "welcome:racer", code="welcome")
+    results = await asyncio.gather(
+        *(ledger.reserve("racer", TURN, "turn:dup", timeout_s=600) for _ in range(50))
+    )
+    assert len({r.transfer_id for r in results}) == 1
+    assert (await ledger.balance("racer")).held == TURN
+    settles = await asyncio.gather(
+        *(ledger.settle("turn:dup", 100) for _ in range(20)), return_exceptions=True
+    )
+    assert all(not isinstance(s, BaseException) for s in settles), settles
+    assert await ledger.balance("racer") == Balance(19 * TURN + 600, 0, 19 * TURN + 600)
+    assert (await verify(ledger)).ok
+
+
