@@ -96,7 +96,11 @@ def _existing(conn: Connection, req: Request) -> Transfer | None:
 
 
 def _move(conn: Connection, req: Request, now_us: int) -> Transfer:
-    debit = require_account(conn, req.debit)
+    debit = find_account(conn, req.debit)
+    if debit is None:
+        if req.debit.startswith("user:"):  # never given credits: has none to spend
+            raise InsufficientCredits(f"{req.debit} has no credits.", 0, req.amount)
+        raise UnknownAccount(f"There is no account {req.debit!r}.")
     credit = require_account(conn, req.credit)
     pending = req.kind is Kind.PENDING
     for account in sorted((debit, credit), key=lambda a: a.id):  # one lock order everywhere

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from credits import log, ops
-from credits.errors import InvalidRequest
+from credits.errors import CreditsError, InvalidRequest
 from credits.ledger import (
     AccountKind,
     Balance,
@@ -223,12 +223,19 @@ class Ledger:
         )  # fmt: skip
         now = self.clock()
 
-        def op(c: Connection) -> Transfer:
+        def op(c: Connection) -> Transfer | CreditsError:
             for hold in ops.due_holds(c, now, req.debit):  # stale holds must not block the user
                 ops.record(c, _expiry(hold), now)
-            return ops.record(c, req, now)
+            try:
+                with c.begin_nested():  # a refused reserve is undone; the releases above stay
+                    return ops.record(c, req, now)
+            except CreditsError as refused:
+                return refused
 
-        return await self._write(op)
+        result = await self._write(op)
+        if isinstance(result, CreditsError):
+            raise result
+        return result
 
     async def settle(
         self, hold_id: str, amount: int, metadata: Mapping[str, Any] | None = None

@@ -16,7 +16,7 @@ from credits.store import Ledger
 from settings import ROOT
 
 KILLS = 50
-WRITER = '''
+WRITER = """
 import asyncio, sys, random
 from pathlib import Path
 from credits.log import load_or_create_key
@@ -41,7 +41,7 @@ async def main(url, data_dir, run):
     await asyncio.gather(*(worker(w) for w in range(6)))
 
 asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
-'''
+"""
 
 
 async def run_and_kill(url: str, data_dir: Path, run: int, rng: random.Random) -> set[str]:

@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from credits.audit import verify
 from credits.errors import InsufficientCredits
 from credits.ledger import Balance
@@ -20,7 +18,7 @@ from credits.store import Ledger
 from settings import ROOT
 
 TURN = 700  # units one turn holds
-WORKER = '''
+WORKER = """
 import asyncio, json, sys
 from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -41,7 +39,7 @@ async def main(url, data_dir, name, count):
     print(json.dumps({"ok": ok}))
 
 asyncio.run(main(*sys.argv[1:4], int(sys.argv[4])))
-'''
+"""
 
 
 async def reserve_all(ledger: Ledger, prefix: str, count: int) -> int:
@@ -68,8 +66,16 @@ async def test_two_processes_race_for_the_same_balance(ledger: Ledger, tmp_path:
     url = ledger.url
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", WORKER, url, str(tmp_path), name, "100",
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            sys.executable,
+            "-c",
+            WORKER,
+            url,
+            str(tmp_path),
+            name,
+            "100",
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )  # fmt: skip
         for name in ("p1", "p2")
     ]
@@ -96,5 +102,3 @@ async def test_the_same_reserve_sent_50_times_at_once_holds_once(ledger: Ledger)
     assert all(not isinstance(s, BaseException) for s in settles), settles
     assert await ledger.balance("racer") == Balance(19 * TURN + 600, 0, 19 * TURN + 600)
     assert (await verify(ledger)).ok
-
-
