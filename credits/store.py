@@ -103,10 +103,12 @@ class Ledger:
         else:
             self._engine = create_async_engine(self.url, pool_size=20, max_overflow=20)
         now = self.clock()
-        for name in System:
-            await self._write(
-                lambda c, n=name.value: ops.open_account(c, n, AccountKind.SYSTEM, now)
-            )
+
+        def open_system_accounts(c: Connection) -> None:
+            for name in System:
+                ops.open_account(c, name.value, AccountKind.SYSTEM, now)
+
+        await self._write(open_system_accounts)
         if background:
             self._tasks.append(asyncio.create_task(self._every(1.0, self.expire_holds)))
             if not self.sqlite:
@@ -415,15 +417,7 @@ class Ledger:
             out += page
             if len(page) < 500:
                 return out
-            before = await self._read(lambda c, i=page[-1].transfer_id: _pk_of(c, i))
-
-
-def _pk_of(conn: Connection, transfer_id: str) -> int:
-    return int(
-        conn.execute(
-            select(transfers.c.pk).where(transfers.c.transfer_id == transfer_id)
-        ).scalar_one()
-    )
+            before = page[-1].pk
 
 
 def _expiry(hold: Transfer) -> Request:

@@ -76,7 +76,7 @@ async def test_two_processes_race_for_the_same_balance(ledger: Ledger, tmp_path:
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-        )  # fmt: skip
+        )
         for name in ("p1", "p2")
     ]
     outputs = [await p.communicate() for p in procs]

@@ -54,6 +54,7 @@ def attack(ledger: Ledger, *statements: str) -> None:
             conn.execute(s)
 
 
+LAST_FOUR = "('turn:t3', 'turn:t3/post', 'turn:t4', 'turn:t4/post')"  # log entries 9-12
 ATTACKS: dict[str, tuple[list[str], str]] = {
     "change an amount": (
         ["UPDATE ledger_transfers SET amount = 1 WHERE transfer_id = 'turn:t1/post'"],
@@ -84,7 +85,7 @@ ATTACKS: dict[str, tuple[list[str], str]] = {
     "truncate the log": (
         [
             "DELETE FROM ledger_log WHERE seq > 8",
-            "DELETE FROM ledger_transfers WHERE transfer_id IN ('turn:t3', 'turn:t3/post', 'turn:t4', 'turn:t4/post')",
+            f"DELETE FROM ledger_transfers WHERE transfer_id IN {LAST_FOUR}",
             "UPDATE ledger_log_head SET size = 8",
         ],
         r"checkpoint at size 10 covers more entries than the log has \(8\)",
@@ -97,7 +98,7 @@ ATTACKS: dict[str, tuple[list[str], str]] = {
         [
             "DELETE FROM ledger_checkpoints WHERE size = 10",
             "DELETE FROM ledger_log WHERE seq > 8",
-            "DELETE FROM ledger_transfers WHERE transfer_id IN ('turn:t3', 'turn:t3/post', 'turn:t4', 'turn:t4/post')",
+            f"DELETE FROM ledger_transfers WHERE transfer_id IN {LAST_FOUR}",
             "UPDATE ledger_log_head SET size = 8",
         ],
         r"checkpoint at size 10 \(in ledger-checkpoints.jsonl\) is missing from the database",
