@@ -12,6 +12,7 @@ import secrets
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr
@@ -31,6 +32,31 @@ class Settings(BaseSettings):
         None,
         description="SQLAlchemy async URL. Default: SQLite file app.db in DATA_DIR. "
         "Use postgresql+asyncpg://user:pass@host/db for PostgreSQL.",
+    )
+
+    # Ledger
+    ledger_database_url: str | None = Field(
+        None,
+        description="Database of the credit ledger. Default: SQLite file ledger.db in DATA_DIR, "
+        "or DATABASE_URL when that is PostgreSQL.",
+    )
+    ledger_sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = Field(
+        "FULL", description="SQLite durability of the ledger: FULL survives a power cut."
+    )
+    ledger_signing_key: SecretStr | None = Field(
+        None,
+        description="Base64 Ed25519 seed signing ledger checkpoints. Default: generated into "
+        "DATA_DIR/ledger-signing.key.",
+    )
+    checkpoint_every_entries: int = Field(1000, ge=1, description="Checkpoint the log this often.")
+    checkpoint_every_s: float = Field(
+        60.0, gt=0, description="...or at least this often (seconds) while it grows."
+    )
+    welcome_bonus_credits: int = Field(
+        1000, ge=0, description="Credits every new user gets once (0 turns it off)."
+    )
+    hold_timeout_s: int = Field(
+        600, ge=1, le=86400, description="Holds not settled within this many seconds expire."
     )
 
     # Auth
@@ -92,6 +118,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'app.db').resolve()}"
+
+    @property
+    def ledger_url(self) -> str:
+        """The ledger's database: configured, PostgreSQL shared with the app, or its own SQLite."""
+        if self.ledger_database_url:
+            return self.ledger_database_url
+        if self.is_postgres:
+            return self.db_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'ledger.db').resolve()}"
 
     @property
     def is_postgres(self) -> bool:

@@ -1,0 +1,114 @@
+"""`python -m credits`: check and operate the ledger from the command line.
+
+verify                      rebuild and check everything; exit 1 naming the first bad entry
+audit                       totals per account kind and code, open holds, checkpoints (JSON)
+checkpoint                  the latest signed checkpoint, and the key that signs them
+balance USER                a user's available, held and posted credits
+grant USER CREDITS --reason TEXT [--id ID]
+receipt TRANSFER_ID         an inclusion proof of a transfer against a signed checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import sys
+from decimal import Decimal, InvalidOperation
+
+from credits import log
+from credits.audit import audit, receipt, verify
+from credits.errors import CreditsError
+from credits.ledger import UNITS_PER_CREDIT
+from credits.store import Ledger
+from settings import Settings, get_settings
+
+
+def ledger_from_settings(settings: Settings) -> Ledger:
+    """The ledger as configured (the app opens it the same way)."""
+    seed = settings.ledger_signing_key
+    key = log.load_or_create_key(
+        settings.data_dir / "ledger-signing.key", seed.get_secret_value() if seed else None
+    )
+    return Ledger(
+        settings.ledger_url,
+        settings.data_dir,
+        key,
+        checkpoint_every=settings.checkpoint_every_entries,
+        checkpoint_every_s=settings.checkpoint_every_s,
+        synchronous=settings.ledger_sqlite_synchronous,
+    )
+
+
+def credits_to_units(text: str) -> int:
+    try:
+        units = Decimal(text) * UNITS_PER_CREDIT
+    except InvalidOperation:
+        raise SystemExit(f"Not a number of credits: {text!r}.") from None
+    if units != units.to_integral_value():
+        raise SystemExit(f"{text} credits is not a whole number of units (0.001 credit).")
+    return int(units)
+
+
+def show(units: int) -> str:
+    return f"{Decimal(units) / UNITS_PER_CREDIT:,.3f}"
+
+
+async def run(args: argparse.Namespace) -> int:
+    book = ledger_from_settings(get_settings())
+    await book.start(background=False)
+    try:
+        if args.command == "verify":
+            report = await verify(book)
+            print(report.summary())
+            for problem in report.problems[1:]:
+                print(f"  also: {problem}")
+            return 0 if report.ok else 1
+        if args.command == "audit":
+            print(json.dumps(await audit(book), indent=2))
+        elif args.command == "checkpoint":
+            cp = await book.checkpoint()
+            print(cp.to_json())
+            print(f"public key (Ed25519, base64): {log.public_key_b64(book.public_key)}")
+        elif args.command == "balance":
+            b = await book.balance(args.user)
+            print(f"{args.user}: {show(b.available)} available, {show(b.held)} held, "
+                  f"{show(b.posted)} posted credits")  # fmt: skip
+        elif args.command == "grant":
+            transfer_id = args.id or f"grant:cli:{secrets.token_hex(8)}"
+            t = await book.grant(
+                args.user, credits_to_units(args.credits), transfer_id,
+                code="grant", metadata={"reason": args.reason, "by": "cli"},
+            )  # fmt: skip
+            print(f"granted {show(t.amount)} credits to {args.user} ({t.transfer_id})")
+        elif args.command == "receipt":
+            print(json.dumps(await receipt(book, args.transfer_id), indent=2))
+    except CreditsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await book.close()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m credits", description="The credit ledger.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("verify", help="check the whole ledger")
+    sub.add_parser("audit", help="totals, open holds, checkpoints")
+    sub.add_parser("checkpoint", help="the latest signed checkpoint")
+    balance = sub.add_parser("balance", help="a user's balance")
+    balance.add_argument("user")
+    grant = sub.add_parser("grant", help="give a user credits")
+    grant.add_argument("user")
+    grant.add_argument("credits")
+    grant.add_argument("--reason", required=True)
+    grant.add_argument("--id", help="idempotency key (default: a new one)")
+    rec = sub.add_parser("receipt", help="inclusion proof of a transfer")
+    rec.add_argument("transfer_id")
+    return asyncio.run(run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
