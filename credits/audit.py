@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, select
 
 from credits import log
 from credits.errors import UnknownTransfer
 from credits.ledger import Books, Counters, Kind, Transfer, leaf_bytes
-from credits.schema import accounts, checkpoints, log_head, transfers
-from credits.schema import log as log_table
+from credits.ops import Db
 from credits.store import Ledger
 
 
@@ -56,48 +54,43 @@ class _Snapshot:
     frontier: list[bytes]
 
 
-def _snapshot(conn: Connection) -> _Snapshot:
-    names = {r.id: r.name for r in conn.execute(select(accounts.c.id, accounts.c.name))}
-    hold_ids: dict[int, str] = {}
-    rows = conn.execute(
-        select(
-            log_table.c.seq, log_table.c.leaf_hash, transfers.c.transfer_id, transfers.c.kind,
-            transfers.c.code, transfers.c.amount, transfers.c.debit_id, transfers.c.credit_id,
-            transfers.c.hold_pk, transfers.c.expires_us, transfers.c.ts_us, transfers.c.metadata,
-            transfers.c.pk,
-        )
-        .select_from(log_table.outerjoin(transfers, transfers.c.pk == log_table.c.transfer_pk))
-        .order_by(log_table.c.seq)
-    ).all()  # fmt: skip
-    for r in rows:
-        if r[3] == "pending":
-            hold_ids[r[12]] = r[2]
+def _snapshot(db: Db) -> _Snapshot:
+    names = {r[0]: r[1] for r in db.all("SELECT id, name FROM ledger_accounts")}
+    rows = db.all(
+        "SELECT l.seq, l.leaf_hash, t.transfer_id, t.kind, t.code, t.amount, t.debit_id, "
+        "t.credit_id, h.transfer_id, t.expires_us, t.ts_us, t.metadata FROM ledger_log l "
+        "LEFT JOIN ledger_transfers t ON t.pk = l.transfer_pk "
+        "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk ORDER BY l.seq"
+    )
     entries = [
         (r[0], bytes(r[1]), r[2], r[3], r[4], r[5], names.get(r[6], "?"), names.get(r[7], "?"),
-         hold_ids.get(r[8]) if r[8] is not None else None, r[9], r[10], r[11])
+         r[8], r[9], r[10], r[11])
         for r in rows
     ]  # fmt: skip
     counters = {
-        r.name: Counters(r.debits_pending, r.debits_posted, r.credits_pending, r.credits_posted)
-        for r in conn.execute(select(accounts))
+        r[0]: Counters(r[1], r[2], r[3], r[4])
+        for r in db.all(
+            "SELECT name, debits_pending, debits_posted, credits_pending, credits_posted "
+            "FROM ledger_accounts"
+        )
     }
     cps = [
-        log.Checkpoint(
-            r.size, bytes(r.root), r.timestamp_us, r.key_id, bytes(r.signature), r.origin
+        log.Checkpoint(r[0], bytes(r[1]), r[2], r[3], bytes(r[4]), r[5])
+        for r in db.all(
+            "SELECT size, root, timestamp_us, key_id, signature, origin FROM ledger_checkpoints "
+            "ORDER BY size"
         )
-        for r in conn.execute(select(checkpoints).order_by(checkpoints.c.size))
     ]
-    head = conn.execute(select(log_head)).one()
-    frontier = [bytes.fromhex(h) for h in json.loads(head.frontier)]
-    unlogged = conn.execute(
-        select(transfers.c.transfer_id)
-        .outerjoin(log_table, log_table.c.transfer_pk == transfers.c.pk)
-        .where(log_table.c.seq.is_(None))
-        .limit(1)
-    ).first()
+    head = db.one("SELECT size, frontier FROM ledger_log_head WHERE id = 1")
+    assert head is not None
+    frontier = [bytes.fromhex(h) for h in json.loads(head[1])]
+    unlogged = db.one(
+        "SELECT t.transfer_id FROM ledger_transfers t "
+        "LEFT JOIN ledger_log l ON l.transfer_pk = t.pk WHERE l.seq IS NULL LIMIT 1"
+    )
     if unlogged is not None:
         entries.append((None, b"", unlogged[0], "", "", 0, "", "", None, None, 0, "{}"))
-    return _Snapshot(entries, counters, cps, head.size, frontier)
+    return _Snapshot(entries, counters, cps, head[0], frontier)
 
 
 async def verify(ledger: Ledger) -> Report:
@@ -154,8 +147,9 @@ def _check_balances(snap: _Snapshot, books: Books, report: Report) -> None:
     """Conservation, and every account's counters against the fold of its transfers."""
     if not books.conserved():
         report.problems.append("debits and credits do not balance across the ledger")
+    folded = books.counters
     for name, counters in snap.counters.items():
-        rebuilt = books.counters.get(name, Counters())
+        rebuilt = folded.get(name, Counters())
         if counters != rebuilt:
             report.problems.append(
                 f"account {name}: counters {counters} differ from the transfers' {rebuilt}"

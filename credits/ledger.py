@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -259,23 +259,35 @@ def canonical_metadata(metadata: Mapping[str, Any] | None) -> str:
 # The fold ---------------------------------------------------------------------------------------
 
 
-@dataclass
 class Books:
-    """Balances rebuilt from transfers, in log order: what `verify` and the model tests compare."""
+    """Balances rebuilt from transfers, in log order: what `verify` and the model tests compare.
 
-    counters: dict[str, Counters] = field(default_factory=dict)
-    holds: dict[str, Transfer] = field(default_factory=dict)  # open holds by transfer id
-    resolved: set[str] = field(default_factory=set)
+    Counters are kept as plain lists while folding ([debits pending, debits posted, credits
+    pending, credits posted]); `counters` gives them as `Counters`.
+    """
+
+    def __init__(self) -> None:
+        self._c: dict[str, list[int]] = {}
+        self.holds: dict[str, Transfer] = {}  # open holds by transfer id
+        self.resolved: set[str] = set()
+
+    @property
+    def counters(self) -> dict[str, Counters]:
+        return {name: Counters(*c) for name, c in self._c.items()}
 
     def apply(self, t: Transfer) -> None:
         """Add one transfer. Raises ValueError when it breaks a rule of the ledger."""
         if t.debit == t.credit:
             raise ValueError(f"{t.transfer_id}: debit and credit are the same account")
-        if t.kind in (Kind.POSTED, Kind.PENDING):
-            self._move(t.debit, t.credit, t.amount, pending=t.kind is Kind.PENDING)
-            if t.kind is Kind.PENDING:
+        if t.kind is Kind.POSTED or t.kind is Kind.PENDING:
+            pending = t.kind is Kind.PENDING
+            self._move(t.debit, t.credit, t.amount, pending)
+            if pending:
                 self.holds[t.transfer_id] = t
-            self._check_user(t.debit, t.transfer_id)
+            if t.debit.startswith("user:"):
+                d = self._c[t.debit]
+                if d[3] - d[1] - d[0] < 0:
+                    raise ValueError(f"{t.transfer_id}: {t.debit} goes below zero")
             return
         hold = self.holds.pop(t.hold or "", None)
         if hold is None:
@@ -284,32 +296,25 @@ class Books:
         self.resolved.add(hold.transfer_id)
         if (t.debit, t.credit) != (hold.debit, hold.credit):
             raise ValueError(f"{t.transfer_id}: accounts differ from hold {hold.transfer_id}")
-        self._move(hold.debit, hold.credit, -hold.amount, pending=True)
+        self._move(hold.debit, hold.credit, -hold.amount, True)
         if t.kind is Kind.POST:
             if t.amount > hold.amount:
                 raise ValueError(f"{t.transfer_id}: posts {t.amount} > held {hold.amount}")
-            self._move(hold.debit, hold.credit, t.amount, pending=False)
+            self._move(hold.debit, hold.credit, t.amount, False)
         elif t.amount != hold.amount:
             raise ValueError(f"{t.transfer_id}: releases {t.amount}, hold was {hold.amount}")
 
     def _move(self, debit: str, credit: str, amount: int, pending: bool) -> None:
-        d = self.counters.get(debit, Counters())
-        c = self.counters.get(credit, Counters())
-        if pending:
-            d = replace(d, debits_pending=d.debits_pending + amount)
-            c = replace(c, credits_pending=c.credits_pending + amount)
-        else:
-            d = replace(d, debits_posted=d.debits_posted + amount)
-            c = replace(c, credits_posted=c.credits_posted + amount)
-        self.counters[debit], self.counters[credit] = d, c
-
-    def _check_user(self, account: str, transfer_id: str) -> None:
-        if account.startswith("user:") and self.counters[account].available < 0:
-            raise ValueError(f"{transfer_id}: {account} goes below zero")
+        c = self._c
+        d = c.get(debit) or c.setdefault(debit, [0, 0, 0, 0])
+        k = c.get(credit) or c.setdefault(credit, [0, 0, 0, 0])
+        i = 0 if pending else 1
+        d[i] += amount
+        k[i + 2] += amount
 
     def conserved(self) -> bool:
         """Debits equal credits, pending and posted, across all accounts."""
-        values = self.counters.values()
-        return sum(c.debits_posted for c in values) == sum(
-            c.credits_posted for c in values
-        ) and sum(c.debits_pending for c in values) == sum(c.credits_pending for c in values)
+        values = self._c.values()
+        return sum(c[1] for c in values) == sum(c[3] for c in values) and sum(
+            c[0] for c in values
+        ) == sum(c[2] for c in values)

@@ -1,21 +1,26 @@
-"""The ledger's operations in SQL, as synchronous functions over one SQLAlchemy connection.
+"""The ledger's operations in SQL, as synchronous functions over one connection (`Db`).
 
 Each runs inside a transaction (PostgreSQL) or a savepoint of a group commit (SQLite) that the store
-opens, and raises a `CreditsError` to have its writes undone. The same code serves both databases:
-the SQLite writer thread calls it directly, PostgreSQL through `AsyncConnection.run_sync`.
+opens, and raises a `CreditsError` to have its writes undone. The SQL is plain, with named parameters,
+and the same for both databases: the SQLite writer thread runs it on the raw `sqlite3` connection
+(a few microseconds a statement), PostgreSQL through SQLAlchemy's cached `text()` clauses.
 
 Overdrawing is prevented by a conditional update (`... WHERE available >= amount RETURNING`) on the
-user's row, and by the CHECK constraint behind it.
+user's row, and by the CHECK constraint behind it. Operations touch user rows only; the sequencer
+keeps the system accounts' counters as it appends entries to the log.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import Connection, TextClause, text
 
 from credits import log
 from credits.errors import (
@@ -27,12 +32,92 @@ from credits.errors import (
     UnknownAccount,
     UnknownHold,
 )
-from credits.ledger import AccountKind, Counters, Kind, Request, Transfer
-from credits.schema import accounts, checkpoints, log_head, transfers
-from credits.schema import log as log_table
+from credits.ledger import AccountKind, Counters, Kind, Request, Transfer, leaf_bytes
 
-A = accounts.c
-T = transfers.c
+Params = Mapping[str, Any]
+
+
+class Db(Protocol):
+    """The little a ledger operation needs from a connection."""
+
+    def one(self, sql: str, params: Params = ...) -> Sequence[Any] | None: ...
+    def all(self, sql: str, params: Params = ...) -> list[Sequence[Any]]: ...
+    def run(self, sql: str, params: Params = ...) -> int: ...
+    def many(self, sql: str, rows: list[dict[str, Any]]) -> None: ...
+    def savepoint(self) -> Any: ...
+
+
+class SqliteDb:
+    """A raw sqlite3 connection (the writer thread's, or a reader's)."""
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self.raw = raw
+        self._depth = 0
+
+    def one(self, sql: str, params: Params = {}) -> Sequence[Any] | None:  # noqa: B006
+        row: Sequence[Any] | None = self.raw.execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Params = {}) -> list[Sequence[Any]]:  # noqa: B006
+        return self.raw.execute(sql, params).fetchall()
+
+    def run(self, sql: str, params: Params = {}) -> int:  # noqa: B006
+        return self.raw.execute(sql, params).rowcount
+
+    def many(self, sql: str, rows: list[dict[str, Any]]) -> None:
+        self.raw.executemany(sql, rows)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self._depth += 1
+        name = f"sp{self._depth}"
+        self.raw.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.raw.execute(f"ROLLBACK TO {name}")
+            self.raw.execute(f"RELEASE {name}")
+            raise
+        else:
+            self.raw.execute(f"RELEASE {name}")
+        finally:
+            self._depth -= 1
+
+
+_TEXT: dict[str, TextClause] = {}
+
+
+class SaDb:
+    """A SQLAlchemy connection (PostgreSQL through `run_sync`); statements compiled once."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    @staticmethod
+    def _text(sql: str) -> TextClause:
+        clause = _TEXT.get(sql)
+        if clause is None:
+            clause = _TEXT[sql] = text(sql)
+        return clause
+
+    def one(self, sql: str, params: Params = {}) -> Sequence[Any] | None:  # noqa: B006
+        return self.conn.execute(self._text(sql), dict(params)).first()
+
+    def all(self, sql: str, params: Params = {}) -> list[Sequence[Any]]:  # noqa: B006
+        return list(self.conn.execute(self._text(sql), dict(params)).all())
+
+    def run(self, sql: str, params: Params = {}) -> int:  # noqa: B006
+        return int(self.conn.execute(self._text(sql), dict(params)).rowcount)
+
+    def many(self, sql: str, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(self._text(sql), rows)
+
+    def savepoint(self) -> Any:
+        return self.conn.begin_nested()
+
+
+# Accounts ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -43,209 +128,258 @@ class Account:
     counters: Counters
 
 
-def open_account(conn: Connection, name: str, kind: AccountKind, now_us: int) -> Account:
-    """The account called `name`, created if missing."""
-    found = find_account(conn, name)
-    if found:
-        return found
-    conn.execute(insert(accounts).values(name=name, kind=kind.value, created_us=now_us))
-    created = find_account(conn, name)
-    assert created is not None
-    return created
+ACCOUNT = (
+    "SELECT id, kind, debits_pending, debits_posted, credits_pending, credits_posted "
+    "FROM ledger_accounts WHERE name = :name"
+)
 
 
-def find_account(conn: Connection, name: str) -> Account | None:
-    row = conn.execute(
-        select(
-            A.id, A.kind, A.debits_pending, A.debits_posted, A.credits_pending, A.credits_posted
-        ).where(A.name == name)
-    ).first()
+def find_account(db: Db, name: str) -> Account | None:
+    row = db.one(ACCOUNT, {"name": name})
     if row is None:
         return None
-    return Account(row.id, name, AccountKind(row.kind), Counters(*row[2:]))
+    return Account(row[0], name, AccountKind(row[1]), Counters(*row[2:6]))
 
 
-def require_account(conn: Connection, name: str) -> Account:
-    found = find_account(conn, name)
+def require_account(db: Db, name: str) -> Account:
+    found = find_account(db, name)
     if found is None:
         raise UnknownAccount(f"There is no account {name!r}.")
     return found
 
 
-def record(conn: Connection, req: Request, now_us: int) -> Transfer:
+def open_account(db: Db, name: str, kind: AccountKind, now_us: int) -> Account:
+    """The account called `name`, created if missing."""
+    found = find_account(db, name)
+    if found:
+        return found
+    db.run(
+        "INSERT INTO ledger_accounts (name, kind, created_us) VALUES (:name, :kind, :now) "
+        "ON CONFLICT (name) DO NOTHING",
+        {"name": name, "kind": kind.value, "now": now_us},
+    )
+    return require_account(db, name)
+
+
+# Transfers --------------------------------------------------------------------------------------
+
+
+def record(db: Db, req: Request, now_us: int) -> Transfer:
     """Carry out `req` once: a repeat of the same request returns the first result."""
-    existing = _existing(conn, req)
+    existing = _existing(db, req)
     if existing is not None:
         return existing
     if req.kind in (Kind.POSTED, Kind.PENDING):
-        return _move(conn, req, now_us)
-    return _resolve(conn, req, now_us)
+        return _move(db, req, now_us)
+    return _resolve(db, req, now_us)
 
 
-def _existing(conn: Connection, req: Request) -> Transfer | None:
-    row = conn.execute(select(T.fingerprint).where(T.transfer_id == req.transfer_id)).first()
+def _existing(db: Db, req: Request) -> Transfer | None:
+    """The first result of this id, if the same request was carried out before."""
+    row = db.one(
+        "SELECT fingerprint FROM ledger_transfers WHERE transfer_id = :id", {"id": req.transfer_id}
+    )
     if row is None:
         return None
-    if row.fingerprint != req.fingerprint():
+    if row[0] != req.fingerprint():
         raise IdempotencyConflict(
             f"Transfer id {req.transfer_id!r} was already used for a different request."
         )
-    found = get_transfer(conn, req.transfer_id)
-    assert found is not None
-    return found
+    return get_transfer(db, req.transfer_id)
 
 
-def _move(conn: Connection, req: Request, now_us: int) -> Transfer:
-    debit = find_account(conn, req.debit)
+def _move(db: Db, req: Request, now_us: int) -> Transfer:
+    debit = find_account(db, req.debit)
     if debit is None:
         if req.debit.startswith("user:"):  # never given credits: has none to spend
             raise InsufficientCredits(f"{req.debit} has no credits.", 0, req.amount)
         raise UnknownAccount(f"There is no account {req.debit!r}.")
-    credit = require_account(conn, req.credit)
+    credit = require_account(db, req.credit)
     pending = req.kind is Kind.PENDING
+    side = "pending" if pending else "posted"
     for account in sorted((debit, credit), key=lambda a: a.id):  # one lock order everywhere
         if account.kind is not AccountKind.USER:
             continue
         if account is debit:
-            _debit_user(conn, account, req.amount, pending)
+            done = db.one(
+                f"UPDATE ledger_accounts SET debits_{side} = debits_{side} + :amount "
+                "WHERE id = :id AND credits_posted - debits_posted - debits_pending >= :amount "
+                "RETURNING id",
+                {"amount": req.amount, "id": account.id},
+            )
+            if done is None:
+                now = require_account(db, account.name).counters.available
+                raise InsufficientCredits(
+                    f"{account.name} has {now} units available, {req.amount} needed.",
+                    available=now,
+                    needed=req.amount,
+                )
         else:
-            column = "credits_pending" if pending else "credits_posted"
-            conn.execute(
-                update(accounts)
-                .where(A.id == account.id)
-                .values({column: getattr(A, column) + req.amount})
+            db.run(
+                f"UPDATE ledger_accounts SET credits_{side} = credits_{side} + :amount "
+                "WHERE id = :id",
+                {"amount": req.amount, "id": account.id},
             )
     expires = now_us + (req.timeout_s or 0) * 1_000_000 if pending else None
-    return _insert(conn, req, debit.id, credit.id, None, expires, now_us)
-
-
-def _debit_user(conn: Connection, account: Account, amount: int, pending: bool) -> None:
-    column = "debits_pending" if pending else "debits_posted"
-    available = A.credits_posted - A.debits_posted - A.debits_pending
-    done = conn.execute(
-        update(accounts)
-        .where(A.id == account.id, available >= amount)
-        .values({column: getattr(A, column) + amount})
-        .returning(A.id)
-    ).first()
-    if done is None:
-        now = require_account(conn, account.name).counters.available
-        raise InsufficientCredits(
-            f"{account.name} has {now} units available, {amount} needed.",
-            available=now,
-            needed=amount,
+    pk = _insert(db, req, req.amount, debit.id, credit.id, None, expires, now_us)
+    if pending:
+        db.run(
+            "INSERT INTO ledger_open_holds (hold_pk, account_id, expires_us) "
+            "VALUES (:pk, :account, :expires)",
+            {"pk": pk, "account": debit.id, "expires": expires},
         )
+    return Transfer(
+        req.transfer_id, req.kind, req.code, req.amount, req.debit, req.credit, now_us,
+        None, expires, req.metadata, None, pk,
+    )  # fmt: skip
 
 
-def _resolve(conn: Connection, req: Request, now_us: int) -> Transfer:
-    hold = conn.execute(
-        select(T.pk, T.amount, T.debit_id, T.credit_id, T.expires_us).where(
-            T.transfer_id == req.hold, T.kind == Kind.PENDING.value
-        )
-    ).first()
+HOLD = (
+    "SELECT h.pk, h.amount, h.debit_id, h.credit_id, h.expires_us, d.kind, c.kind, "
+    "o.hold_pk, r.kind "
+    "FROM ledger_transfers h "
+    "JOIN ledger_accounts d ON d.id = h.debit_id JOIN ledger_accounts c ON c.id = h.credit_id "
+    "LEFT JOIN ledger_open_holds o ON o.hold_pk = h.pk "
+    "LEFT JOIN ledger_transfers r ON r.hold_pk = h.pk "
+    "WHERE h.transfer_id = :id AND h.kind = 'pending'"
+)
+
+
+def _resolve(db: Db, req: Request, now_us: int) -> Transfer:
+    hold = db.one(HOLD, {"id": req.hold})
     if hold is None:
         raise UnknownHold(f"There is no hold {req.hold!r}.")
-    done = conn.execute(select(T.kind).where(T.hold_pk == hold.pk)).first()
-    if done is not None:
-        if done.kind == Kind.EXPIRE.value:
-            raise HoldExpired(f"Hold {req.hold!r} expired; its credits were returned.")
-        raise HoldResolved(f"Hold {req.hold!r} was already {_past(done.kind)}.")
+    pk, held, debit_id, credit_id, expires, debit_kind, credit_kind, still_open, done = hold
+    if done is not None or still_open is None:
+        return _resolved_already(db, req, done)
     if req.kind is Kind.POST:
-        if hold.expires_us <= now_us:
+        if expires <= now_us:
             raise HoldExpired(f"Hold {req.hold!r} expired; it can no longer be settled.")
-        if req.amount > hold.amount:
+        if req.amount > held:
             raise SettleExceedsHold(
-                f"Cannot settle {req.amount} units on hold {req.hold!r} of {hold.amount}."
+                f"Cannot settle {req.amount} units on hold {req.hold!r} of {held}."
             )
+    # Claim the hold: of concurrent resolutions, one deletes this row; the others find it gone.
+    if db.run("DELETE FROM ledger_open_holds WHERE hold_pk = :pk", {"pk": pk}) == 0:
+        again = db.one(HOLD, {"id": req.hold})
+        return _resolved_already(db, req, again[8] if again else None)
     posted = req.amount if req.kind is Kind.POST else 0
-    for account_id, side in sorted(((hold.debit_id, "debits"), (hold.credit_id, "credits"))):
-        kind = conn.execute(select(A.kind).where(A.id == account_id)).scalar_one()
-        if kind != AccountKind.USER.value:
-            continue
-        pending_col, posted_col = getattr(A, f"{side}_pending"), getattr(A, f"{side}_posted")
-        conn.execute(
-            update(accounts)
-            .where(A.id == account_id)
-            .values({pending_col: pending_col - hold.amount, posted_col: posted_col + posted})
-        )
-    amount = posted if req.kind is Kind.POST else hold.amount
-    return _insert(conn, req, hold.debit_id, hold.credit_id, hold.pk, None, now_us, amount=amount)
+    for account_id, side, kind in sorted(
+        ((debit_id, "debits", debit_kind), (credit_id, "credits", credit_kind))
+    ):
+        if kind == AccountKind.USER.value:
+            db.run(
+                f"UPDATE ledger_accounts SET {side}_pending = {side}_pending - :held, "
+                f"{side}_posted = {side}_posted + :posted WHERE id = :id",
+                {"held": held, "posted": posted, "id": account_id},
+            )
+    amount = posted if req.kind is Kind.POST else held
+    new_pk = _insert(db, req, amount, debit_id, credit_id, pk, None, now_us)
+    return Transfer(
+        req.transfer_id, req.kind, req.code, amount, req.debit, req.credit, now_us,
+        req.hold, None, req.metadata, None, new_pk,
+    )  # fmt: skip
 
 
-def _past(kind: str) -> str:
-    return {"post": "settled", "void": "released", "expire": "expired"}[kind]
+def _resolved_already(db: Db, req: Request, done: str | None) -> Transfer:
+    """A resolved hold: the same request again gets its first result, anything else an error."""
+    existing = _existing(db, req)  # an identical request may have committed a moment ago
+    if existing is not None:
+        return existing
+    if done == Kind.EXPIRE.value:
+        raise HoldExpired(f"Hold {req.hold!r} expired; its credits were returned.")
+    raise HoldResolved(f"Hold {req.hold!r} was already {_past(done)}.")
+
+
+def _past(kind: str | None) -> str:
+    return {"post": "settled", "void": "released", "expire": "expired"}.get(kind or "", "resolved")
 
 
 def _insert(
-    conn: Connection,
+    db: Db,
     req: Request,
+    amount: int,
     debit_id: int,
     credit_id: int,
     hold_pk: int | None,
     expires_us: int | None,
     now_us: int,
-    amount: int | None = None,
-) -> Transfer:
-    conn.execute(
-        insert(transfers).values(
-            transfer_id=req.transfer_id,
-            kind=req.kind.value,
-            code=req.code,
-            amount=req.amount if amount is None else amount,
-            debit_id=debit_id,
-            credit_id=credit_id,
-            hold_pk=hold_pk,
-            expires_us=expires_us,
-            ts_us=now_us,
-            metadata=req.metadata,
-            fingerprint=req.fingerprint(),
-        )
-    )
-    found = get_transfer(conn, req.transfer_id)
-    assert found is not None
-    return found
-
-
-def get_transfer(conn: Connection, transfer_id: str) -> Transfer | None:
-    rows = transfer_rows(conn, T.transfer_id == transfer_id)
-    return rows[0] if rows else None
-
-
-def transfer_rows(conn: Connection, *where: object, limit: int | None = None) -> list[Transfer]:
-    """Transfers with account names, hold ids and log positions, newest first."""
-    debit, credit, hold = aliased(accounts), aliased(accounts), aliased(transfers)
-    query = (
-        select(
-            T.transfer_id, T.kind, T.code, T.amount, debit.c.name, credit.c.name, T.ts_us,
-            hold.c.transfer_id, T.expires_us, T.metadata, log_table.c.seq, T.pk,
-        )
-        .join(debit, debit.c.id == T.debit_id)
-        .join(credit, credit.c.id == T.credit_id)
-        .outerjoin(hold, hold.c.pk == T.hold_pk)
-        .outerjoin(log_table, log_table.c.transfer_pk == T.pk)
-        .where(*where)  # type: ignore[arg-type]
-        .order_by(T.pk.desc())
-        .limit(limit)
+) -> int:
+    row = db.one(
+        "INSERT INTO ledger_transfers (transfer_id, kind, code, amount, debit_id, credit_id, "
+        "hold_pk, expires_us, ts_us, metadata, fingerprint) VALUES (:id, :kind, :code, :amount, "
+        ":debit, :credit, :hold, :expires, :ts, :meta, :fp) RETURNING pk",
+        {
+            "id": req.transfer_id, "kind": req.kind.value, "code": req.code, "amount": amount,
+            "debit": debit_id, "credit": credit_id, "hold": hold_pk, "expires": expires_us,
+            "ts": now_us, "meta": req.metadata, "fp": req.fingerprint(),
+        },
     )  # fmt: skip
-    return [
-        Transfer(r[0], Kind(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11])
-        for r in conn.execute(query)
-    ]
+    assert row is not None
+    db.run("INSERT INTO ledger_log_queue (transfer_pk) VALUES (:pk)", {"pk": row[0]})
+    return int(row[0])
 
 
-def due_holds(conn: Connection, now_us: int, account: str | None = None) -> list[Transfer]:
+TRANSFERS = (
+    "SELECT t.transfer_id, t.kind, t.code, t.amount, d.name, c.name, t.ts_us, h.transfer_id, "
+    "t.expires_us, t.metadata, l.seq, t.pk "
+    "FROM ledger_transfers t "
+    "JOIN ledger_accounts d ON d.id = t.debit_id JOIN ledger_accounts c ON c.id = t.credit_id "
+    "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk "
+    "LEFT JOIN ledger_log l ON l.transfer_pk = t.pk "
+)
+
+
+def _transfer(r: Sequence[Any]) -> Transfer:
+    return Transfer(r[0], Kind(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11])
+
+
+def get_transfer(db: Db, transfer_id: str) -> Transfer | None:
+    row = db.one(TRANSFERS + "WHERE t.transfer_id = :id", {"id": transfer_id})
+    return _transfer(row) if row else None
+
+
+def history(
+    db: Db,
+    account_id: int,
+    limit: int,
+    before: int | None,
+    codes: Sequence[str] | None,
+    since_us: int | None,
+    until_us: int | None,
+) -> list[Transfer]:
+    """An account's transfers, newest first."""
+    where = ["(t.debit_id = :account OR t.credit_id = :account)"]
+    params: dict[str, Any] = {"account": account_id, "limit": limit}
+    if before is not None:
+        where.append("t.pk < :before")
+        params["before"] = before
+    if codes:
+        names = [f"code{i}" for i in range(len(codes))]
+        where.append(f"t.code IN ({', '.join(':' + n for n in names)})")
+        params.update(zip(names, codes, strict=True))
+    if since_us is not None:
+        where.append("t.ts_us >= :since")
+        params["since"] = since_us
+    if until_us is not None:
+        where.append("t.ts_us < :until")
+        params["until"] = until_us
+    sql = TRANSFERS + "WHERE " + " AND ".join(where) + " ORDER BY t.pk DESC LIMIT :limit"
+    return [_transfer(r) for r in db.all(sql, params)]
+
+
+def due_holds(db: Db, now_us: int, account_id: int | None = None) -> list[Transfer]:
     """Holds past their timeout that nothing has resolved yet."""
-    resolution = aliased(transfers)
-    query = (
-        select(T.transfer_id)
-        .outerjoin(resolution, resolution.c.hold_pk == T.pk)
-        .where(T.kind == Kind.PENDING.value, T.expires_us <= now_us, resolution.c.pk.is_(None))
-        .limit(1000)
+    sql = (
+        "SELECT t.transfer_id FROM ledger_open_holds o JOIN ledger_transfers t ON t.pk = o.hold_pk "
+        "WHERE o.expires_us <= :now"
     )
-    if account is not None:
-        query = query.join(accounts, A.id == T.debit_id).where(A.name == account)
-    ids = [r.transfer_id for r in conn.execute(query)]
-    return [t for i in ids if (t := get_transfer(conn, i)) is not None]
+    params: dict[str, Any] = {"now": now_us}
+    if account_id is not None:
+        sql += " AND o.account_id = :account"
+        params["account"] = account_id
+    ids = [r[0] for r in db.all(sql + " ORDER BY o.expires_us LIMIT 1000", params)]
+    return [t for i in ids if (t := get_transfer(db, i)) is not None]
 
 
 # The log sequencer ------------------------------------------------------------------------------
@@ -258,63 +392,65 @@ class Signer:
     every_us: int
 
 
-def sequence(conn: Connection, now_us: int, signer: Signer) -> list[log.Checkpoint]:
-    """Append unsequenced transfers to the log in commit order, keep system counters, checkpoint.
+HEAD = "SELECT size, frontier, checkpoint_size, checkpoint_us FROM ledger_log_head WHERE id = 1"
+QUEUED = (
+    "SELECT t.pk, t.transfer_id, t.kind, t.code, t.amount, d.name, c.name, h.transfer_id, "
+    "t.expires_us, t.ts_us, t.metadata, d.id, d.kind, c.id, c.kind, h.amount "
+    "FROM ledger_log_queue q JOIN ledger_transfers t ON t.pk = q.transfer_pk "
+    "JOIN ledger_accounts d ON d.id = t.debit_id JOIN ledger_accounts c ON c.id = t.credit_id "
+    "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk ORDER BY t.pk"
+)
+
+
+def sequence(db: Db, now_us: int, signer: Signer, postgres: bool = False) -> list[log.Checkpoint]:
+    """Append queued transfers to the log in commit order, keep system counters, checkpoint.
 
     Runs under the log head's row lock, so one sequencer at a time appends, whatever the process.
     """
-    head = conn.execute(select(log_head).where(log_head.c.id == 1).with_for_update()).one()
-    size, frontier = head.size, [bytes.fromhex(h) for h in json.loads(head.frontier)]
-    hold = aliased(transfers)
-    debit, credit = aliased(accounts), aliased(accounts)
-    rows = conn.execute(
-        select(
-            T.pk, T.transfer_id, T.kind, T.code, T.amount, debit.c.name, credit.c.name,
-            hold.c.transfer_id, T.expires_us, T.ts_us, T.metadata,
-            debit.c.id, debit.c.kind, credit.c.id, credit.c.kind, hold.c.amount,
-        )
-        .join(debit, debit.c.id == T.debit_id)
-        .join(credit, credit.c.id == T.credit_id)
-        .outerjoin(hold, hold.c.pk == T.hold_pk)
-        .outerjoin(log_table, log_table.c.transfer_pk == T.pk)
-        .where(log_table.c.seq.is_(None))
-        .order_by(T.pk)
-    ).all()  # fmt: skip
-    if not rows:
-        return _maybe_checkpoint(conn, head, size, frontier, now_us, signer)
-    entries = []
-    deltas: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for r in rows:
-        size += 1
-        leaf = log.leaf_hash(
-            Transfer(r[1], Kind(r[2]), r[3], r[4], r[5], r[6], r[9], r[7], r[8], r[10]).leaf(size)
-        )
-        frontier = log.frontier_append(frontier, size - 1, leaf)
-        entries.append({"seq": size, "transfer_pk": r[0], "leaf_hash": leaf})
-        _system_deltas(deltas, Kind(r[2]), r[4], r[15], (r[11], r[12]), (r[13], r[14]))
-    conn.execute(insert(log_table), entries)
-    for account_id, (dp, dpo, cp, cpo) in deltas.items():
-        conn.execute(
-            update(accounts)
-            .where(A.id == account_id)
-            .values(
-                debits_pending=A.debits_pending + dp,
-                debits_posted=A.debits_posted + dpo,
-                credits_pending=A.credits_pending + cp,
-                credits_posted=A.credits_posted + cpo,
+    head = db.one(HEAD + (" FOR UPDATE" if postgres else ""))
+    assert head is not None
+    size, frontier = head[0], [bytes.fromhex(h) for h in json.loads(head[1])]
+    rows = db.all(QUEUED)
+    if rows:
+        entries = []
+        deltas: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        for r in rows:
+            size += 1
+            leaf = log.leaf_hash(
+                leaf_bytes(size, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
             )
+            frontier = log.frontier_append(frontier, size - 1, leaf)
+            entries.append({"seq": size, "pk": r[0], "leaf": leaf})
+            _system_deltas(deltas, r[2], r[4], r[15], (r[11], r[12]), (r[13], r[14]))
+        db.many(
+            "INSERT INTO ledger_log (seq, transfer_pk, leaf_hash) VALUES (:seq, :pk, :leaf)",
+            entries,
         )
-    conn.execute(
-        update(log_head)
-        .where(log_head.c.id == 1)
-        .values(size=size, frontier=json.dumps([h.hex() for h in frontier]))
+        db.many("DELETE FROM ledger_log_queue WHERE transfer_pk = :pk", entries)
+        for account_id, (dp, dpo, cp, cpo) in deltas.items():
+            db.run(
+                "UPDATE ledger_accounts SET debits_pending = debits_pending + :dp, "
+                "debits_posted = debits_posted + :dpo, credits_pending = credits_pending + :cp, "
+                "credits_posted = credits_posted + :cpo WHERE id = :id",
+                {"dp": dp, "dpo": dpo, "cp": cp, "cpo": cpo, "id": account_id},
+            )
+        db.run(
+            "UPDATE ledger_log_head SET size = :size, frontier = :frontier WHERE id = 1",
+            {"size": size, "frontier": json.dumps([h.hex() for h in frontier])},
+        )
+    last_size, last_us = head[2], head[3]
+    if last_us == 0 and size > 0:  # the time rule's clock starts with the first entry
+        db.run("UPDATE ledger_log_head SET checkpoint_us = :now WHERE id = 1", {"now": now_us})
+        last_us = now_us
+    due = size - last_size >= signer.every_entries or (
+        size > last_size and now_us - last_us >= signer.every_us
     )
-    return _maybe_checkpoint(conn, head, size, frontier, now_us, signer)
+    return [write_checkpoint(db, size, frontier, now_us, signer)] if due else []
 
 
 def _system_deltas(
     deltas: dict[int, list[int]],
-    kind: Kind,
+    kind: str,
     amount: int,
     held: int | None,
     debit: tuple[int, str],
@@ -325,53 +461,49 @@ def _system_deltas(
         if account_kind != AccountKind.SYSTEM.value:
             continue
         d = deltas[account_id]
-        if kind is Kind.POSTED:
+        if kind == "posted":
             d[offset + 1] += amount
-        elif kind is Kind.PENDING:
+        elif kind == "pending":
             d[offset] += amount
         else:
             d[offset] -= held or 0
-            if kind is Kind.POST:
+            if kind == "post":
                 d[offset + 1] += amount
 
 
-def _maybe_checkpoint(
-    conn: Connection, head: object, size: int, frontier: list[bytes], now_us: int, signer: Signer
-) -> list[log.Checkpoint]:
-    last_size, last_us = head.checkpoint_size, head.checkpoint_us  # type: ignore[attr-defined]
-    if last_us == 0 and size > 0:  # the time rule's clock starts with the first entry
-        conn.execute(update(log_head).where(log_head.c.id == 1).values(checkpoint_us=now_us))
-        last_us = now_us
-    due = size - last_size >= signer.every_entries or (
-        size > last_size and now_us - last_us >= signer.every_us
-    )
-    if not due:
-        return []
-    return [write_checkpoint(conn, size, frontier, now_us, signer)]
-
-
 def write_checkpoint(
-    conn: Connection, size: int, frontier: list[bytes], now_us: int, signer: Signer
+    db: Db, size: int, frontier: list[bytes], now_us: int, signer: Signer
 ) -> log.Checkpoint:
     cp = log.sign(signer.key, size, log.frontier_root(frontier), now_us)
-    conn.execute(
-        insert(checkpoints).values(
-            size=cp.size, root=cp.root, timestamp_us=cp.timestamp_us, key_id=cp.key_id,
-            signature=cp.signature, origin=cp.origin,
-        )
+    db.run(
+        "INSERT INTO ledger_checkpoints (size, root, timestamp_us, key_id, signature, origin) "
+        "VALUES (:size, :root, :ts, :key, :sig, :origin)",
+        {"size": cp.size, "root": cp.root, "ts": cp.timestamp_us, "key": cp.key_id,
+         "sig": cp.signature, "origin": cp.origin},
     )  # fmt: skip
-    conn.execute(
-        update(log_head)
-        .where(log_head.c.id == 1)
-        .values(checkpoint_size=size, checkpoint_us=now_us)
+    db.run(
+        "UPDATE ledger_log_head SET checkpoint_size = :size, checkpoint_us = :now WHERE id = 1",
+        {"size": size, "now": now_us},
     )
     return cp
 
 
-def latest_checkpoint(conn: Connection) -> log.Checkpoint | None:
-    row = conn.execute(select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1)).first()
+def checkpoint_now(db: Db, now_us: int, signer: Signer, postgres: bool) -> log.Checkpoint:
+    """A checkpoint of the log as it is (the latest one, if it already covers everything)."""
+    head = db.one(HEAD + (" FOR UPDATE" if postgres else ""))
+    assert head is not None
+    latest = latest_checkpoint(db)
+    if latest is not None and latest.size == head[0]:
+        return latest
+    frontier = [bytes.fromhex(h) for h in json.loads(head[1])]
+    return write_checkpoint(db, head[0], frontier, now_us, signer)
+
+
+def latest_checkpoint(db: Db) -> log.Checkpoint | None:
+    row = db.one(
+        "SELECT size, root, timestamp_us, key_id, signature, origin FROM ledger_checkpoints "
+        "ORDER BY size DESC LIMIT 1"
+    )
     if row is None:
         return None
-    return log.Checkpoint(
-        row.size, row.root, row.timestamp_us, row.key_id, row.signature, row.origin
-    )
+    return log.Checkpoint(row[0], bytes(row[1]), row[2], row[3], bytes(row[4]), row[5])

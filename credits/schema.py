@@ -78,7 +78,25 @@ transfers = Table(
 Index("ux_one_resolution_per_hold", transfers.c.hold_pk, unique=True)
 Index("ix_transfers_debit", transfers.c.debit_id, transfers.c.pk)
 Index("ix_transfers_credit", transfers.c.credit_id, transfers.c.pk)
-Index("ix_transfers_open_holds", transfers.c.kind, transfers.c.expires_us)
+
+# Two derived tables, indexes in effect, so no operation scans history: the holds still open (added
+# by a reserve, removed by its resolution) and the transfers not yet in the log (added with each
+# transfer, removed by the sequencer). `verify` does not trust them; it rebuilds from the transfers.
+open_holds = Table(
+    "ledger_open_holds",
+    metadata,
+    Column("hold_pk", PK, ForeignKey("ledger_transfers.pk"), primary_key=True),
+    Column("account_id", PK, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+)
+Index("ix_open_holds_account", open_holds.c.account_id, open_holds.c.expires_us)
+Index("ix_open_holds_expiry", open_holds.c.expires_us)
+
+log_queue = Table(
+    "ledger_log_queue",
+    metadata,
+    Column("transfer_pk", PK, ForeignKey("ledger_transfers.pk"), primary_key=True),
+)
 
 log = Table(
     "ledger_log",

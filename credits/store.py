@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -27,8 +27,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, create_engine, event, select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -49,10 +48,10 @@ from credits.ledger import (
     check_transfer_id,
     user_account,
 )
-from credits.schema import transfers
+from credits.ops import Db, SaDb, SqliteDb
 
 R = TypeVar("R")
-Op = Callable[[Connection], R]
+Op = Callable[[Db], R]
 logger = logging.getLogger("credits")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -82,7 +81,6 @@ class Ledger:
         self.sqlite = make_url(url).get_backend_name() == "sqlite"
         self._writer: _SqliteWriter | None = None
         self._engine: AsyncEngine | None = None
-        self._sync_read: Engine | None = None
         self._synchronous = synchronous
         self._tasks: list[asyncio.Task[None]] = []
         self.checkpoint_file = data_dir / "ledger-checkpoints.jsonl"
@@ -96,15 +94,14 @@ class Ledger:
         await upgrade_async(self.url, MIGRATIONS)
         if self.sqlite:
             self._writer = _SqliteWriter(
-                self._sync_url(), self._synchronous, self.signer, self.clock, self._after_commit
+                self._sqlite_path(), self._synchronous, self.signer, self.clock, self._after_commit
             )
             self._writer.start()
-            self._sync_read = _sqlite_engine(self._sync_url(), "NORMAL")
         else:
             self._engine = create_async_engine(self.url, pool_size=20, max_overflow=20)
         now = self.clock()
 
-        def open_system_accounts(c: Connection) -> None:
+        def open_system_accounts(c: Db) -> None:
             for name in System:
                 ops.open_account(c, name.value, AccountKind.SYSTEM, now)
 
@@ -123,13 +120,13 @@ class Ledger:
         self._tasks.clear()
         if self._writer:
             await asyncio.to_thread(self._writer.stop)
-        if self._sync_read:
-            self._sync_read.dispose()
         if self._engine:
             await self._engine.dispose()
 
-    def _sync_url(self) -> str:
-        return make_url(self.url).set(drivername="sqlite+pysqlite").render_as_string(False)
+    def _sqlite_path(self) -> str:
+        database = make_url(self.url).database
+        assert database, "a SQLite ledger needs a file"
+        return database
 
     async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
         while True:
@@ -148,7 +145,7 @@ class Ledger:
         for attempt in range(5):
             try:
                 async with self._engine.begin() as conn:
-                    return await conn.run_sync(op)
+                    return await conn.run_sync(lambda c: op(SaDb(c)))
             except DBIntegrityError:
                 # A concurrent request with the same id or hold won the race: run again to see it.
                 if attempt == 4:
@@ -159,17 +156,20 @@ class Ledger:
         raise AssertionError("unreachable")
 
     async def _read(self, op: Op[R]) -> R:
-        if self._sync_read is not None:
-            engine = self._sync_read
+        if self.sqlite:
+            path = self._sqlite_path()
 
             def run() -> R:
-                with engine.connect() as conn:
-                    return op(conn)
+                raw = _sqlite_connect(path, "NORMAL")
+                try:
+                    return op(SqliteDb(raw))
+                finally:
+                    raw.close()
 
             return await asyncio.to_thread(run)
         assert self._engine is not None
         async with self._engine.connect() as conn:
-            return await conn.run_sync(op)
+            return await conn.run_sync(lambda c: op(SaDb(c)))
 
     def _after_commit(self, checkpoints: list[log.Checkpoint]) -> None:
         """Checkpoints leave the database: a line in a file beside it, and a log line."""
@@ -202,7 +202,7 @@ class Ledger:
         )  # fmt: skip
         now = self.clock()
 
-        def op(c: Connection) -> Transfer:
+        def op(c: Db) -> Transfer:
             ops.open_account(c, req.credit, AccountKind.USER, now)
             return ops.record(c, req, now)
 
@@ -225,11 +225,13 @@ class Ledger:
         )  # fmt: skip
         now = self.clock()
 
-        def op(c: Connection) -> Transfer | CreditsError:
-            for hold in ops.due_holds(c, now, req.debit):  # stale holds must not block the user
+        def op(c: Db) -> Transfer | CreditsError:
+            account = ops.find_account(c, req.debit)
+            stale = ops.due_holds(c, now, account.id) if account else []
+            for hold in stale:  # stale holds must not block the user
                 ops.record(c, _expiry(hold), now)
             try:
-                with c.begin_nested():  # a refused reserve is undone; the releases above stay
+                with c.savepoint():  # a refused reserve is undone; the releases above stay
                     return ops.record(c, req, now)
             except CreditsError as refused:
                 return refused
@@ -259,7 +261,7 @@ class Ledger:
         canonical_metadata(extra)  # refuse bad metadata before queueing
         now = self.clock()
 
-        def op(c: Connection) -> Transfer:
+        def op(c: Db) -> Transfer:
             hold = ops.get_transfer(c, hold_id)
             debit, credit = (hold.debit, hold.credit) if hold else ("", "")
             # The resolution carries the hold's metadata (model, kind...) and what settling added.
@@ -294,7 +296,7 @@ class Ledger:
         )  # fmt: skip
         now = self.clock()
 
-        def op(c: Connection) -> Transfer:
+        def op(c: Db) -> Transfer:
             ops.require_account(c, account)
             return ops.record(c, req, now)
 
@@ -304,7 +306,7 @@ class Ledger:
         """Release every hold past its timeout; returns how many."""
         now = self.clock()
 
-        def op(c: Connection) -> int:
+        def op(c: Db) -> int:
             due = ops.due_holds(c, now)
             for hold in due:
                 ops.record(c, _expiry(hold), now)
@@ -320,7 +322,7 @@ class Ledger:
         assert self._engine is not None
         async with self._engine.begin() as conn:
             now = self.clock()
-            cps = await conn.run_sync(lambda c: ops.sequence(c, now, self.signer))
+            cps = await conn.run_sync(lambda c: ops.sequence(SaDb(c), now, self.signer, True))
         self._after_commit(cps)
 
     async def checkpoint(self) -> log.Checkpoint:
@@ -328,20 +330,15 @@ class Ledger:
         await self.sequence()
         now = self.clock()
 
-        def op(c: Connection) -> log.Checkpoint:
-            head = c.execute(select(ops.log_head).with_for_update()).one()
-            latest = ops.latest_checkpoint(c)
-            if latest is not None and latest.size == head.size:
-                return latest
-            frontier = [bytes.fromhex(h) for h in json.loads(head.frontier)]
-            return ops.write_checkpoint(c, head.size, frontier, now, self.signer)
+        def op(c: Db) -> log.Checkpoint:
+            return ops.checkpoint_now(c, now, self.signer, postgres=not self.sqlite)
 
         if self._writer is not None:
             cp = await self._write(op)
         else:
             assert self._engine is not None
             async with self._engine.begin() as conn:
-                cp = await conn.run_sync(op)
+                cp = await conn.run_sync(lambda c: op(SaDb(c)))
         existing = self.checkpoint_file.read_text() if self.checkpoint_file.exists() else ""
         if cp.to_json() not in existing:
             self._after_commit([cp])
@@ -373,21 +370,11 @@ class Ledger:
         if not 1 <= limit <= 500:
             raise InvalidRequest("A page holds 1 to 500 transfers.")
 
-        def op(c: Connection) -> list[Transfer]:
+        def op(c: Db) -> list[Transfer]:
             account = ops.find_account(c, name)
             if account is None:
                 return []
-            t = transfers.c
-            where: list[Any] = [(t.debit_id == account.id) | (t.credit_id == account.id)]
-            if before is not None:
-                where.append(t.pk < before)
-            if codes:
-                where.append(t.code.in_(codes))
-            if since_us is not None:
-                where.append(t.ts_us >= since_us)
-            if until_us is not None:
-                where.append(t.ts_us < until_us)
-            return ops.transfer_rows(c, *where, limit=limit)
+            return ops.history(c, account.id, limit, before, codes, since_us, until_us)
 
         return await self._read(op)
 
@@ -430,24 +417,13 @@ def _expiry(hold: Transfer) -> Request:
 # SQLite group commit ----------------------------------------------------------------------------
 
 
-def _sqlite_engine(url: str, synchronous: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA synchronous={synchronous}")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
+def _sqlite_connect(path: str, synchronous: str) -> sqlite3.Connection:
+    raw = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute(f"PRAGMA synchronous={synchronous}")
+    raw.execute("PRAGMA busy_timeout=30000")
+    raw.execute("PRAGMA foreign_keys=ON")
+    return raw
 
 
 class _SqliteWriter:
@@ -457,7 +433,7 @@ class _SqliteWriter:
 
     def __init__(
         self,
-        url: str,
+        path: str,
         synchronous: str,
         signer: ops.Signer,
         clock: Callable[[], int],
@@ -465,7 +441,8 @@ class _SqliteWriter:
     ) -> None:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("LEDGER_SQLITE_SYNCHRONOUS is FULL, NORMAL or EXTRA")
-        self.engine = _sqlite_engine(url, synchronous)
+        self.path = path
+        self.synchronous = synchronous
         self.signer = signer
         self.clock = clock
         self.after_commit = after_commit
@@ -478,7 +455,6 @@ class _SqliteWriter:
     def stop(self) -> None:
         self.queue.put(None)
         self.thread.join()
-        self.engine.dispose()
 
     def submit(self, op: Op[R]) -> Future[R]:
         future: Future[R] = Future()
@@ -486,7 +462,9 @@ class _SqliteWriter:
         return future
 
     def _run(self) -> None:
-        with self.engine.connect() as conn:
+        raw = _sqlite_connect(self.path, self.synchronous)
+        db = SqliteDb(raw)
+        try:
             while (first := self.queue.get()) is not None:
                 batch = [first]
                 while len(batch) < self.MAX_BATCH:
@@ -498,19 +476,29 @@ class _SqliteWriter:
                         self.queue.put(None)
                         break
                     batch.append(item)
-                self._commit(conn, batch)
+                self._commit(raw, db, batch)
+        finally:
+            raw.close()
 
-    def _commit(self, conn: Connection, batch: list[tuple[Op[Any], Future[Any]]]) -> None:
+    def _commit(
+        self, raw: sqlite3.Connection, db: SqliteDb, batch: list[tuple[Op[Any], Future[Any]]]
+    ) -> None:
         outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
         try:
-            with conn.begin():
+            raw.execute("BEGIN IMMEDIATE")
+            try:
                 for op, future in batch:
                     try:
-                        with conn.begin_nested():
-                            outcomes.append((future, op(conn), None))
+                        with db.savepoint():
+                            outcomes.append((future, op(db), None))
                     except Exception as exc:  # this operation alone is undone
                         outcomes.append((future, None, exc))
-                checkpoints = ops.sequence(conn, self.clock(), self.signer)
+                checkpoints = ops.sequence(db, self.clock(), self.signer)
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
         except Exception as exc:  # the commit itself failed: nothing in the batch happened
             for _, future in batch:
                 if not future.done():

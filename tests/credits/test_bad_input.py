@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
-from sqlalchemy import Connection, func, select
 
 from credits.errors import (
     CreditsError,
@@ -18,13 +17,15 @@ from credits.errors import (
     UnknownHold,
 )
 from credits.ledger import MAX_AMOUNT
-from credits.schema import transfers
+from credits.ops import Db
 from credits.store import Ledger
 from tests.credits.conftest import Clock
 
 
-def count(conn: Connection) -> int:
-    return int(conn.execute(select(func.count()).select_from(transfers)).scalar_one())
+def count(db: Db) -> int:
+    row = db.one("SELECT count(*) FROM ledger_transfers")
+    assert row is not None
+    return int(row[0])
 
 
 Call = Callable[[Ledger], Awaitable[object]]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from credits.audit import verify
 from credits.log import load_or_create_key
+from credits.ops import Db
 from credits.store import Ledger
 from settings import ROOT
 
@@ -20,6 +21,7 @@ WRITER = """
 import asyncio, sys, random
 from pathlib import Path
 from credits.log import load_or_create_key
+from credits.ops import Db
 from credits.store import Ledger
 
 async def main(url, data_dir, run):
@@ -92,9 +94,5 @@ async def test_killed_writers_lose_nothing_they_acknowledged(
     assert len(acknowledged) > KILLS * 5  # the writers did real work between kills
 
 
-def _all_ids(conn) -> set[str]:  # type: ignore[no-untyped-def]
-    from sqlalchemy import select
-
-    from credits.schema import transfers
-
-    return set(conn.execute(select(transfers.c.transfer_id)).scalars())
+def _all_ids(db: Db) -> set[str]:
+    return {r[0] for r in db.all("SELECT transfer_id FROM ledger_transfers")}

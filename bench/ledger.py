@@ -1,0 +1,130 @@
+"""Ledger throughput: a "turn" is one reserve followed by one settle, from N concurrent clients.
+
+Prints `name: value` lines, measured in one run:
+  sqlite_full_turns_s_c1       one client, SQLite synchronous=FULL
+  sqlite_full_turns_s_c64      64 clients, SQLite FULL (group commit)         target >= 1000
+  sqlite_normal_turns_s_c64    64 clients, SQLite synchronous=NORMAL
+  postgres_turns_s_c64         64 clients, PostgreSQL                          target >= 1500
+  reserve_p99_ms_c64           99th percentile reserve latency, SQLite FULL    target <= 50
+  verify_entries_s             log entries `verify` checks per second          target >= 200000
+
+Usage: .venv/bin/python bench/ledger.py [--turns 3000] [--postgres URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from credits.audit import verify
+from credits.store import Ledger
+
+DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+async def run_turns(ledger: Ledger, clients: int, turns: int) -> tuple[float, list[float]]:
+    """Turns per second, and every reserve's latency in ms."""
+    tag = uuid.uuid4().hex[:8]
+    for c in range(clients):
+        await ledger.grant(f"bench-{tag}-{c}", 10**12, f"welcome:{tag}-{c}", code="welcome")
+    latencies: list[float] = []
+    per_client = turns // clients
+
+    async def client(c: int) -> None:
+        user = f"bench-{tag}-{c}"
+        for i in range(per_client):
+            hold = f"turn:{tag}-{c}-{i}"
+            started = time.perf_counter()
+            await ledger.reserve(user, 5000, hold, timeout_s=600, metadata={"model": "bench"})
+            latencies.append((time.perf_counter() - started) * 1000)
+            await ledger.settle(hold, 1234)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(clients)))
+    elapsed = time.perf_counter() - started
+    return per_client * clients / elapsed, latencies
+
+
+async def sqlite_ledger(directory: Path, synchronous: str) -> Ledger:
+    book = Ledger(
+        f"sqlite+aiosqlite:///{directory / f'ledger-{synchronous}.db'}",
+        directory, Ed25519PrivateKey.generate(), synchronous=synchronous,
+    )  # fmt: skip
+    await book.start()
+    return book
+
+
+async def postgres_ledger(url: str, directory: Path) -> tuple[Ledger, str]:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    db_url = make_url(url).set(database=name).render_as_string(hide_password=False)
+    book = Ledger(db_url, directory, Ed25519PrivateKey.generate())
+    await book.start()
+    return book, name
+
+
+def drop_postgres(url: str, name: str) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98]
+
+
+async def main(turns: int, postgres: str | None) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
+    full = await sqlite_ledger(directory, "FULL")
+    rate_c1, _ = await run_turns(full, 1, max(turns // 10, 100))
+    rate_c64, latencies = await run_turns(full, 64, turns)
+    await run_turns(full, 64, turns * 3)  # more entries, so verify has a log worth timing
+    report = await verify(full)
+    assert report.ok, report.problems
+    await full.close()
+    print(f"sqlite_full_turns_s_c1: {rate_c1:.0f}")
+    print(f"sqlite_full_turns_s_c64: {rate_c64:.0f}")
+    print(f"reserve_p99_ms_c64: {p99(latencies):.1f}")
+    print(f"verify_entries_s: {report.entries / report.seconds:.0f}")
+    print(f"verify_entries: {report.entries}")
+
+    normal = await sqlite_ledger(directory, "NORMAL")
+    rate_normal, _ = await run_turns(normal, 64, turns)
+    await normal.close()
+    print(f"sqlite_normal_turns_s_c64: {rate_normal:.0f}")
+
+    if postgres:
+        book, name = await postgres_ledger(postgres, directory)
+        try:
+            rate_pg, pg_latencies = await run_turns(book, 64, turns)
+            await book.close()
+        finally:
+            drop_postgres(postgres, name)
+        print(f"postgres_turns_s_c64: {rate_pg:.0f}")
+        print(f"postgres_reserve_p99_ms_c64: {p99(pg_latencies):.1f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=3000)
+    parser.add_argument("--postgres", default=DEFAULT_PG, help="'' to skip PostgreSQL")
+    args = parser.parse_args()
+    asyncio.run(main(args.turns, args.postgres or None))
