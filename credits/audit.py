@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from credits import log
 from credits.errors import UnknownTransfer
-from credits.ledger import Books, Counters, Kind, Transfer, leaf_bytes
+from credits.ledger import Books, Counters, leaf_bytes
 from credits.ops import Db
 from credits.store import Ledger
 
@@ -47,7 +48,7 @@ class Report:
 
 @dataclass
 class _Snapshot:
-    entries: list[tuple[Any, ...]]
+    entries: list[Sequence[Any]]
     counters: dict[str, Counters]
     checkpoints: list[log.Checkpoint]
     head_size: int
@@ -55,18 +56,16 @@ class _Snapshot:
 
 
 def _snapshot(db: Db) -> _Snapshot:
-    names = {r[0]: r[1] for r in db.all("SELECT id, name FROM ledger_accounts")}
-    rows = db.all(
-        "SELECT l.seq, l.leaf_hash, t.transfer_id, t.kind, t.code, t.amount, t.debit_id, "
-        "t.credit_id, h.transfer_id, t.expires_us, t.ts_us, t.metadata FROM ledger_log l "
+    # Rows come out in the shape the checks read: (seq, leaf hash, id, kind, code, amount,
+    # debit name, credit name, hold id, expires, ts, metadata).
+    entries: list[Sequence[Any]] = db.all(
+        "SELECT l.seq, l.leaf_hash, t.transfer_id, t.kind, t.code, t.amount, d.name, c.name, "
+        "h.transfer_id, t.expires_us, t.ts_us, t.metadata FROM ledger_log l "
         "LEFT JOIN ledger_transfers t ON t.pk = l.transfer_pk "
+        "LEFT JOIN ledger_accounts d ON d.id = t.debit_id "
+        "LEFT JOIN ledger_accounts c ON c.id = t.credit_id "
         "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk ORDER BY l.seq"
     )
-    entries = [
-        (r[0], bytes(r[1]), r[2], r[3], r[4], r[5], names.get(r[6], "?"), names.get(r[7], "?"),
-         r[8], r[9], r[10], r[11])
-        for r in rows
-    ]  # fmt: skip
     counters = {
         r[0]: Counters(r[1], r[2], r[3], r[4])
         for r in db.all(
@@ -128,14 +127,14 @@ def _check_entries(snap: _Snapshot, report: Report) -> tuple[Books, list[bytes]]
         leaf = log.leaf_hash(
             leaf_bytes(seq, tid, e[3], e[4], e[5], e[6], e[7], e[8], e[9], e[10], e[11])
         )
-        if leaf != stored:
+        if leaf != bytes(stored):
             report.problems.append(
                 f"log entry {seq} ({tid}): the transfer does not match its log hash "
                 "(altered, or moved from another position)"
             )
             return books, leaves
         try:
-            books.apply(Transfer(tid, Kind(e[3]), e[4], e[5], e[6], e[7], e[10], e[8], e[9], e[11]))
+            books.add(tid, e[3], e[5], e[6], e[7], e[8])
         except ValueError as exc:
             report.problems.append(f"log entry {seq}: {exc}")
             return books, leaves
@@ -165,7 +164,7 @@ def _check_tree(
     roots: dict[int, bytes] = {}
     wanted = {cp.size for cp in snap.checkpoints}
     for size, leaf in enumerate(leaves):
-        frontier = log.frontier_append(frontier, size, leaf)
+        log.frontier_push(frontier, size, leaf)
         if size + 1 in wanted:
             roots[size + 1] = log.frontier_root(frontier)
     root = log.frontier_root(frontier)
@@ -232,7 +231,7 @@ async def receipt(ledger: Ledger, transfer_id: str) -> dict[str, Any]:
         raise UnknownTransfer(f"There is no transfer {transfer_id!r} in the log.")
     e = snap.entries[index]
     entry = leaf_bytes(e[0], e[2], e[3], e[4], e[5], e[6], e[7], e[8], e[9], e[10], e[11])
-    leaves = [x[1] for x in snap.entries[: cp.size]]
+    leaves = [bytes(x[1]) for x in snap.entries[: cp.size]]
     return {
         "entry": entry.decode(),
         "index": index,

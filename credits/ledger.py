@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from credits.errors import InvalidRequest
@@ -199,7 +200,9 @@ def _quote(value: str) -> str:
     return f'"{value}"'
 
 
+@lru_cache(maxsize=65536)
 def _json_str(value: str) -> str:
+    """A JSON string literal (account names repeat: cached)."""
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -268,7 +271,7 @@ class Books:
 
     def __init__(self) -> None:
         self._c: dict[str, list[int]] = {}
-        self.holds: dict[str, Transfer] = {}  # open holds by transfer id
+        self.holds: dict[str, tuple[str, str, int]] = {}  # open: id -> (debit, credit, amount)
         self.resolved: set[str] = set()
 
     @property
@@ -277,40 +280,43 @@ class Books:
 
     def apply(self, t: Transfer) -> None:
         """Add one transfer. Raises ValueError when it breaks a rule of the ledger."""
-        if t.debit == t.credit:
-            raise ValueError(f"{t.transfer_id}: debit and credit are the same account")
-        if t.kind is Kind.POSTED or t.kind is Kind.PENDING:
-            pending = t.kind is Kind.PENDING
-            self._move(t.debit, t.credit, t.amount, pending)
-            if pending:
-                self.holds[t.transfer_id] = t
-            if t.debit.startswith("user:"):
-                d = self._c[t.debit]
-                if d[3] - d[1] - d[0] < 0:
-                    raise ValueError(f"{t.transfer_id}: {t.debit} goes below zero")
-            return
-        hold = self.holds.pop(t.hold or "", None)
-        if hold is None:
-            again = "again " if t.hold in self.resolved else ""
-            raise ValueError(f"{t.transfer_id}: resolves {again}hold {t.hold!r} that is not open")
-        self.resolved.add(hold.transfer_id)
-        if (t.debit, t.credit) != (hold.debit, hold.credit):
-            raise ValueError(f"{t.transfer_id}: accounts differ from hold {hold.transfer_id}")
-        self._move(hold.debit, hold.credit, -hold.amount, True)
-        if t.kind is Kind.POST:
-            if t.amount > hold.amount:
-                raise ValueError(f"{t.transfer_id}: posts {t.amount} > held {hold.amount}")
-            self._move(hold.debit, hold.credit, t.amount, False)
-        elif t.amount != hold.amount:
-            raise ValueError(f"{t.transfer_id}: releases {t.amount}, hold was {hold.amount}")
+        self.add(t.transfer_id, t.kind.value, t.amount, t.debit, t.credit, t.hold)
 
-    def _move(self, debit: str, credit: str, amount: int, pending: bool) -> None:
+    def add(
+        self, tid: str, kind: str, amount: int, debit: str, credit: str, hold_id: str | None
+    ) -> None:
+        """`apply` on plain values (the verifier's hot loop)."""
+        if debit == credit:
+            raise ValueError(f"{tid}: debit and credit are the same account")
         c = self._c
         d = c.get(debit) or c.setdefault(debit, [0, 0, 0, 0])
         k = c.get(credit) or c.setdefault(credit, [0, 0, 0, 0])
-        i = 0 if pending else 1
-        d[i] += amount
-        k[i + 2] += amount
+        if kind == "posted" or kind == "pending":
+            i = 0 if kind == "pending" else 1
+            d[i] += amount
+            k[i + 2] += amount
+            if i == 0:
+                self.holds[tid] = (debit, credit, amount)
+            if d[3] - d[1] - d[0] < 0 and debit.startswith("user:"):
+                raise ValueError(f"{tid}: {debit} goes below zero")
+            return
+        hold = self.holds.pop(hold_id or "", None)
+        if hold is None:
+            again = "again " if hold_id in self.resolved else ""
+            raise ValueError(f"{tid}: resolves {again}hold {hold_id!r} that is not open")
+        self.resolved.add(hold_id or "")
+        h_debit, h_credit, held = hold
+        if debit != h_debit or credit != h_credit:
+            raise ValueError(f"{tid}: accounts differ from hold {hold_id}")
+        d[0] -= held
+        k[2] -= held
+        if kind == "post":
+            if amount > held:
+                raise ValueError(f"{tid}: posts {amount} > held {held}")
+            d[1] += amount
+            k[3] += amount
+        elif amount != held:
+            raise ValueError(f"{tid}: releases {amount}, hold was {held}")
 
     def conserved(self) -> bool:
         """Debits equal credits, pending and posted, across all accounts."""

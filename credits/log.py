@@ -55,6 +55,15 @@ def frontier_append(frontier: list[bytes], size: int, leaf: bytes) -> list[bytes
     return out
 
 
+def frontier_push(frontier: list[bytes], size: int, leaf: bytes) -> None:
+    """`frontier_append`, in place (for long folds)."""
+    frontier.append(leaf)
+    while size & 1:
+        right = frontier.pop()
+        frontier[-1] = node_hash(frontier[-1], right)
+        size >>= 1
+
+
 def frontier_root(frontier: Sequence[bytes]) -> bytes:
     """The tree root: subtree roots folded from the smallest (rightmost) to the largest."""
     if not frontier:

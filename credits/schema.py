@@ -101,7 +101,7 @@ log_queue = Table(
 log = Table(
     "ledger_log",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", PK, primary_key=True, autoincrement=False),  # the rowid on SQLite
     Column("transfer_pk", PK, ForeignKey("ledger_transfers.pk"), nullable=False, unique=True),
     Column("leaf_hash", LargeBinary, nullable=False),
     CheckConstraint("seq >= 1", name="ck_log_seq"),
