@@ -94,8 +94,9 @@ class Ledger:
         await upgrade_async(self.url, MIGRATIONS)
         if self.sqlite:
             self._writer = _SqliteWriter(
-                self._sqlite_path(), self._synchronous, self.signer, self.clock, self._after_commit
-            )
+                self._sqlite_path(), self._synchronous, self.signer, self.clock, self._after_commit,
+                wal_in_background=background,
+            )  # fmt: skip
             self._writer.start()
         else:
             self._engine = create_async_engine(self.url, pool_size=20, max_overflow=20)
@@ -108,6 +109,8 @@ class Ledger:
         await self._write(open_system_accounts)
         if background:
             self._tasks.append(asyncio.create_task(self._every(1.0, self.expire_holds)))
+            if self.sqlite:
+                self._tasks.append(asyncio.create_task(self._every(2.0, self._wal_checkpoint)))
             if not self.sqlite:
                 self._tasks.append(asyncio.create_task(self._every(0.2, self.sequence)))
 
@@ -135,6 +138,19 @@ class Ledger:
                 await job()
             except Exception:  # keep the loop alive; the next round retries
                 logger.exception("ledger background job %s failed", job.__name__)
+
+    async def _wal_checkpoint(self) -> None:
+        """Copy the WAL into the database file off the writer's path (it does not auto-checkpoint)."""
+        path = self._sqlite_path()
+
+        def run() -> None:
+            raw = _sqlite_connect(path, self._synchronous)
+            try:
+                raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                raw.close()
+
+        await asyncio.to_thread(run)
 
     # Running operations -------------------------------------------------------------------------
 
@@ -438,6 +454,7 @@ class _SqliteWriter:
         signer: ops.Signer,
         clock: Callable[[], int],
         after_commit: Callable[[list[log.Checkpoint]], None],
+        wal_in_background: bool = False,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("LEDGER_SQLITE_SYNCHRONOUS is FULL, NORMAL or EXTRA")
@@ -446,6 +463,7 @@ class _SqliteWriter:
         self.signer = signer
         self.clock = clock
         self.after_commit = after_commit
+        self.wal_in_background = wal_in_background
         self.queue: queue.SimpleQueue[tuple[Op[Any], Future[Any]] | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
 
@@ -463,6 +481,8 @@ class _SqliteWriter:
 
     def _run(self) -> None:
         raw = _sqlite_connect(self.path, self.synchronous)
+        if self.wal_in_background:  # the store's background task copies the WAL instead
+            raw.execute("PRAGMA wal_autocheckpoint=0")
         db = SqliteDb(raw)
         try:
             while (first := self.queue.get()) is not None:
