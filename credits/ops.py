@@ -286,9 +286,13 @@ def _resolved_already(db: Db, req: Request, done: str | None) -> Transfer:
     existing = _existing(db, req)  # an identical request may have committed a moment ago
     if existing is not None:
         return existing
+    raise resolved_error(req.hold, done)
+
+
+def resolved_error(hold: str | None, done: str | None) -> HoldExpired | HoldResolved:
     if done == Kind.EXPIRE.value:
-        raise HoldExpired(f"Hold {req.hold!r} expired; its credits were returned.")
-    raise HoldResolved(f"Hold {req.hold!r} was already {_past(done)}.")
+        return HoldExpired(f"Hold {hold!r} expired; its credits were returned.")
+    return HoldResolved(f"Hold {hold!r} was already {_past(done)}.")
 
 
 def _past(kind: str | None) -> str:

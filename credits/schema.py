@@ -8,6 +8,8 @@ every operation. Both are rebuilt from the transfers by `verify`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -130,6 +132,7 @@ checkpoints = Table(
 )
 
 IMMUTABLE = ("ledger_transfers", "ledger_log", "ledger_checkpoints")
+POSTGRES_FUNCTIONS = Path(__file__).with_name("pg.sql")
 
 
 def immutability_ddl(dialect: str) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import queue
 import sqlite3
@@ -27,13 +28,22 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from credits import log, ops
-from credits.errors import CreditsError, InvalidRequest
+from credits.errors import (
+    CreditsError,
+    HoldExpired,
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidRequest,
+    SettleExceedsHold,
+    UnknownHold,
+)
 from credits.ledger import (
     AccountKind,
     Balance,
@@ -81,6 +91,8 @@ class Ledger:
         self.sqlite = make_url(url).get_backend_name() == "sqlite"
         self._writer: _SqliteWriter | None = None
         self._engine: AsyncEngine | None = None
+        self._pg: asyncpg.Pool | None = None  # PostgreSQL's one-round-trip hot path
+        self._system_ids: dict[str, int] = {}
         self._synchronous = synchronous
         self._tasks: list[asyncio.Task[None]] = []
         self.checkpoint_file = data_dir / "ledger-checkpoints.jsonl"
@@ -107,6 +119,15 @@ class Ledger:
                 ops.open_account(c, name.value, AccountKind.SYSTEM, now)
 
         await self._write(open_system_accounts)
+        if not self.sqlite:
+            dsn = make_url(self.url).set(drivername="postgresql")
+            self._pg = await asyncpg.create_pool(
+                dsn.render_as_string(hide_password=False), min_size=2, max_size=20
+            )
+            rows = await self._pg.fetch(
+                "SELECT name, id FROM ledger_accounts WHERE kind = 'system'"
+            )
+            self._system_ids = {r["name"]: r["id"] for r in rows}
         if background:
             self._tasks.append(asyncio.create_task(self._every(1.0, self.expire_holds)))
             if self.sqlite:
@@ -123,6 +144,8 @@ class Ledger:
         self._tasks.clear()
         if self._writer:
             await asyncio.to_thread(self._writer.stop)
+        if self._pg:
+            await self._pg.close()
         if self._engine:
             await self._engine.dispose()
 
@@ -240,6 +263,10 @@ class Ledger:
             metadata=canonical_metadata(metadata),
         )  # fmt: skip
         now = self.clock()
+        if self._pg is not None:
+            fast = await self._reserve_pg(req, now)
+            if fast is not None:
+                return fast
 
         def op(c: Db) -> Transfer | CreditsError:
             account = ops.find_account(c, req.debit)
@@ -256,6 +283,52 @@ class Ledger:
         if isinstance(result, CreditsError):
             raise result
         return result
+
+    async def _reserve_pg(self, req: Request, now: int) -> Transfer | None:
+        """`reserve` in one round trip; None when the general path must run (stale holds, races)."""
+        assert self._pg is not None and req.timeout_s is not None
+        expires = now + req.timeout_s * 1_000_000
+        try:
+            row = await self._pg.fetchrow(
+                "SELECT * FROM ledger_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                req.transfer_id, req.code, req.amount, req.debit, self._system_ids[req.credit],
+                req.timeout_s * 1_000_000, req.metadata, req.fingerprint(), now,
+            )  # fmt: skip
+        except asyncpg.UniqueViolationError:
+            return None  # a twin request won the race: the general path returns its result
+        assert row is not None
+        outcome = row["outcome"]
+        if outcome == "ok":
+            return Transfer(
+                req.transfer_id, Kind.PENDING, req.code, req.amount, req.debit, req.credit, now,
+                None, expires, req.metadata, None, row["transfer_pk"],
+            )  # fmt: skip
+        if outcome == "insufficient":
+            available = row["available"] or 0
+            raise InsufficientCredits(
+                f"{req.debit} has {available} units available, {req.amount} needed.",
+                available=available,
+                needed=req.amount,
+            )
+        return await self._outcome(outcome, req)
+
+    async def _outcome(self, outcome: str, req: Request) -> Transfer | None:
+        """What the hot path's other outcomes mean (None: run the general path)."""
+        if outcome == "exists":
+            return await self.transfer(req.transfer_id)
+        if outcome == "conflict":
+            raise IdempotencyConflict(
+                f"Transfer id {req.transfer_id!r} was already used for a different request."
+            )
+        if outcome == "unknown":
+            raise UnknownHold(f"There is no hold {req.hold!r}.")
+        if outcome.startswith("resolved:"):
+            raise ops.resolved_error(req.hold, outcome.removeprefix("resolved:"))
+        if outcome == "expired":
+            raise HoldExpired(f"Hold {req.hold!r} expired; it can no longer be settled.")
+        if outcome == "exceeds":
+            raise SettleExceedsHold(f"Cannot settle {req.amount} units on hold {req.hold!r}.")
+        return None
 
     async def settle(
         self, hold_id: str, amount: int, metadata: Mapping[str, Any] | None = None
@@ -276,6 +349,10 @@ class Ledger:
         extra = dict(metadata or {})
         canonical_metadata(extra)  # refuse bad metadata before queueing
         now = self.clock()
+        if self._pg is not None:
+            fast = await self._resolve_pg(hold_id, kind, amount, extra, now)
+            if fast is not None:
+                return fast
 
         def op(c: Db) -> Transfer:
             hold = ops.get_transfer(c, hold_id)
@@ -289,6 +366,40 @@ class Ledger:
             return ops.record(c, req, now)
 
         return await self._write(op)
+
+    async def _resolve_pg(
+        self, hold_id: str, kind: Kind, amount: int, extra: dict[str, Any], now: int
+    ) -> Transfer | None:
+        """Settle or release in two round trips (read the hold, resolve it)."""
+        assert self._pg is not None
+        hold = await self._pg.fetchrow(
+            "SELECT d.name, c.name, t.code, t.metadata FROM ledger_transfers t "
+            "JOIN ledger_accounts d ON d.id = t.debit_id "
+            "JOIN ledger_accounts c ON c.id = t.credit_id "
+            "WHERE t.transfer_id = $1 AND t.kind = 'pending'",
+            hold_id,
+        )
+        if hold is None:
+            raise UnknownHold(f"There is no hold {hold_id!r}.")
+        debit, credit, code, hold_meta = hold[0], hold[1], hold[2], json.loads(hold[3])
+        req = Request(
+            f"{hold_id}/{kind.value}", kind, code, amount, debit, credit, hold=hold_id,
+            metadata=canonical_metadata({**hold_meta, **extra}),
+        )  # fmt: skip
+        try:
+            row = await self._pg.fetchrow(
+                "SELECT * FROM ledger_resolve($1, $2, $3, $4, $5, $6, $7)",
+                req.transfer_id, kind.value, hold_id, amount, req.metadata, req.fingerprint(), now,
+            )  # fmt: skip
+        except asyncpg.UniqueViolationError:
+            return None
+        assert row is not None
+        if row["outcome"] == "ok":
+            return Transfer(
+                req.transfer_id, kind, code, row["amount"], debit, credit, now, hold_id, None,
+                req.metadata, None, row["transfer_pk"],
+            )  # fmt: skip
+        return await self._outcome(row["outcome"], req)
 
     async def adjust(
         self, user: str, delta: int, reason: str, admin: str, transfer_id: str

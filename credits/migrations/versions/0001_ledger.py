@@ -20,6 +20,9 @@ def upgrade() -> None:
     schema.metadata.create_all(bind)
     for statement in schema.immutability_ddl(bind.dialect.name):
         op.execute(statement)
+    if bind.dialect.name == "postgresql":  # one round trip for the hot operations
+        for function in schema.POSTGRES_FUNCTIONS.read_text().split("-- next\n"):
+            bind.exec_driver_sql(function)
     op.execute(
         "INSERT INTO ledger_log_head (id, size, frontier, checkpoint_size, checkpoint_us) "
         "VALUES (1, 0, '[]', 0, 0)"
