@@ -32,6 +32,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/stream.py
+	$(BIN)/python bench/ledger.py
 
 # Re-resolve the pins from pyproject.toml's ranges (needs the package index).
 lock:
