@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     # Chat
     max_message_chars: int = Field(16_000, ge=1, description="Longest message a user may send.")
     stream_flush_ms: int = Field(
-        30, ge=0, description="Tokens are sent to the browser at most this often (ms)."
+        60, ge=0, description="Streamed text moves to the browser at most this often (ms)."
     )
     log_level: str = Field("INFO", description="Python log level.")
 
