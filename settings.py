@@ -52,12 +52,6 @@ class Settings(BaseSettings):
     checkpoint_every_s: float = Field(
         60.0, gt=0, description="...or at least this often (seconds) while it grows."
     )
-    welcome_bonus_credits: int = Field(
-        1000, ge=0, description="Credits every new user gets once (0 turns it off)."
-    )
-    hold_timeout_s: int = Field(
-        600, ge=1, le=86400, description="Holds not settled within this many seconds expire."
-    )
 
     # Auth
     chainlit_auth_secret: SecretStr | None = Field(

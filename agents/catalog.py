@@ -7,7 +7,7 @@ models are hidden from users rather than failing when picked.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 from agents.errors import CatalogError, ModelNotAvailable
 
-Capability = Literal["chat", "vision", "image", "embedding"]
 CAPABILITIES: frozenset[str] = frozenset({"chat", "vision", "image", "embedding"})
 AUTO = "auto"
 
@@ -171,12 +170,3 @@ def _price(mid: str, spec: dict[str, Any], key: str) -> Decimal:
         raise CatalogError(f"Model {mid!r}: {key} must be zero or more.")
     return price
 
-
-def describe(models: Iterable[Model], credit_usd: Decimal, markup: Decimal) -> list[str]:
-    """One line per model with its price in credits per 1K tokens, for listings."""
-    lines = []
-    for m in models:
-        cin = credits_per_1k(m.input_usd_per_mtok, credit_usd, markup)
-        cout = credits_per_1k(m.output_usd_per_mtok, credit_usd, markup)
-        lines.append(f"{m.label}: {cin:.4f} / {cout:.4f} credits per 1K tokens in / out")
-    return lines

@@ -62,9 +62,6 @@ class Kind(StrEnum):
     EXPIRE = "expire"
 
 
-RESOLUTIONS = frozenset({Kind.POST, Kind.VOID, Kind.EXPIRE})
-
-
 def user_account(user: str) -> str:
     """The ledger account name of a user (their login identifier)."""
     if not user or len(user) > 320 or user != user.strip():
@@ -278,14 +275,13 @@ class Books:
     def counters(self) -> dict[str, Counters]:
         return {name: Counters(*c) for name, c in self._c.items()}
 
-    def apply(self, t: Transfer) -> None:
-        """Add one transfer. Raises ValueError when it breaks a rule of the ledger."""
-        self.add(t.transfer_id, t.kind.value, t.amount, t.debit, t.credit, t.hold)
-
     def add(
         self, tid: str, kind: str, amount: int, debit: str, credit: str, hold_id: str | None
     ) -> None:
-        """`apply` on plain values (the verifier's hot loop)."""
+        """Fold in one transfer (plain values: this is the verifier's hot loop).
+
+        Raises ValueError when the transfer breaks a rule of the ledger.
+        """
         if debit == credit:
             raise ValueError(f"{tid}: debit and credit are the same account")
         c = self._c
