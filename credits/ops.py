@@ -492,15 +492,18 @@ def write_checkpoint(
     return cp
 
 
-def checkpoint_now(db: Db, now_us: int, signer: Signer, postgres: bool) -> log.Checkpoint:
-    """A checkpoint of the log as it is (the latest one, if it already covers everything)."""
+def checkpoint_now(
+    db: Db, now_us: int, signer: Signer, postgres: bool
+) -> tuple[log.Checkpoint, bool]:
+    """A checkpoint of the log as it is, and whether it was just written (False: the latest one
+    already covers everything)."""
     head = db.one(HEAD + (" FOR UPDATE" if postgres else ""))
     assert head is not None
     latest = latest_checkpoint(db)
     if latest is not None and latest.size == head[0]:
-        return latest
+        return latest, False
     frontier = [bytes.fromhex(h) for h in json.loads(head[1])]
-    return write_checkpoint(db, head[0], frontier, now_us, signer)
+    return write_checkpoint(db, head[0], frontier, now_us, signer), True
 
 
 def latest_checkpoint(db: Db) -> log.Checkpoint | None:

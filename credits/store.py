@@ -457,17 +457,10 @@ class Ledger:
         await self.sequence()
         now = self.clock()
 
-        def op(c: Db) -> log.Checkpoint:
-            return ops.checkpoint_now(c, now, self.signer, postgres=not self.sqlite)
-
-        if self._writer is not None:
-            cp = await self._write(op)
-        else:
-            assert self._engine is not None
-            async with self._engine.begin() as conn:
-                cp = await conn.run_sync(lambda c: op(SaDb(c)))
-        existing = self.checkpoint_file.read_text() if self.checkpoint_file.exists() else ""
-        if cp.to_json() not in existing:
+        cp, created = await self._write(
+            lambda c: ops.checkpoint_now(c, now, self.signer, postgres=not self.sqlite)
+        )
+        if created:
             self._after_commit([cp])
         return cp
 
