@@ -169,4 +169,3 @@ def _price(mid: str, spec: dict[str, Any], key: str) -> Decimal:
     if not price.is_finite() or price < 0:
         raise CatalogError(f"Model {mid!r}: {key} must be zero or more.")
     return price
-

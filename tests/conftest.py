@@ -44,6 +44,16 @@ def data_dir() -> str:
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
     """A new, empty database on the test PostgreSQL server, dropped afterwards."""
+    yield from _fresh_postgres()
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url() -> Iterator[str]:
+    """As `fresh_postgres_url`, shared by one module's tests (an app process uses it)."""
+    yield from _fresh_postgres()
+
+
+def _fresh_postgres() -> Iterator[str]:
     reason = postgres_available()
     if reason:
         pytest.skip(reason)
