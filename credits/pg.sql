@@ -116,3 +116,43 @@ BEGIN
     INSERT INTO ledger_log_queue (transfer_pk) VALUES (v_pk);
     RETURN QUERY SELECT 'ok'::text, v_pk, v_amount;
 END $$;
+
+-- next
+-- Group commit for PostgreSQL: many reserves in one call and one commit, each in its own
+-- subtransaction so it keeps its own outcome. Callers sort by user, so batches lock in one order.
+CREATE FUNCTION ledger_reserve_many(
+    p_ids text[], p_codes text[], p_amounts bigint[], p_users text[], p_credit_id bigint,
+    p_timeouts_us bigint[], p_metas text[], p_fps text[], p_now bigint
+) RETURNS TABLE (i integer, outcome text, transfer_pk bigint, available bigint)
+LANGUAGE plpgsql AS $$
+DECLARE k integer;
+BEGIN
+    FOR k IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+        BEGIN
+            RETURN QUERY SELECT k, r.outcome, r.transfer_pk, r.available
+                FROM ledger_reserve(p_ids[k], p_codes[k], p_amounts[k], p_users[k], p_credit_id,
+                                    p_timeouts_us[k], p_metas[k], p_fps[k], p_now) r;
+        EXCEPTION WHEN unique_violation OR deadlock_detected THEN
+            RETURN QUERY SELECT k, 'retry'::text, NULL::bigint, NULL::bigint;
+        END;
+    END LOOP;
+END $$;
+
+-- next
+CREATE FUNCTION ledger_resolve_many(
+    p_ids text[], p_kinds text[], p_holds text[], p_amounts bigint[], p_metas text[],
+    p_fps text[], p_now bigint
+) RETURNS TABLE (i integer, outcome text, transfer_pk bigint, amount bigint)
+LANGUAGE plpgsql AS $$
+DECLARE k integer;
+BEGIN
+    FOR k IN 1 .. coalesce(array_length(p_ids, 1), 0) LOOP
+        BEGIN
+            RETURN QUERY SELECT k, r.outcome, r.transfer_pk, r.amount
+                FROM ledger_resolve(p_ids[k], p_kinds[k], p_holds[k], p_amounts[k], p_metas[k],
+                                    p_fps[k], p_now) r;
+        EXCEPTION WHEN unique_violation OR deadlock_detected THEN
+            RETURN QUERY SELECT k, 'retry'::text, NULL::bigint, NULL::bigint;
+        END;
+    END LOOP;
+END $$;

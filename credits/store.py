@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import queue
 import sqlite3
@@ -34,7 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from credits import log, ops
+from credits import log, ops, postgres
 from credits.errors import (
     CreditsError,
     HoldExpired,
@@ -91,8 +90,10 @@ class Ledger:
         self.sqlite = make_url(url).get_backend_name() == "sqlite"
         self._writer: _SqliteWriter | None = None
         self._engine: AsyncEngine | None = None
-        self._pg: asyncpg.Pool | None = None  # PostgreSQL's one-round-trip hot path
+        self._pg: asyncpg.Pool | None = None  # PostgreSQL's batched hot path
         self._system_ids: dict[str, int] = {}
+        self._reserves: postgres.Batcher[Request, postgres.Outcome]
+        self._resolutions: postgres.Batcher[postgres.Resolution, postgres.Outcome]
         self._synchronous = synchronous
         self._tasks: list[asyncio.Task[None]] = []
         self.checkpoint_file = data_dir / "ledger-checkpoints.jsonl"
@@ -128,6 +129,13 @@ class Ledger:
                 "SELECT name, id FROM ledger_accounts WHERE kind = 'system'"
             )
             self._system_ids = {r["name"]: r["id"] for r in rows}
+            pool, revenue = self._pg, self._system_ids[System.USAGE_REVENUE.value]
+            self._reserves = postgres.Batcher(
+                lambda reqs: postgres.reserve_many(pool, revenue, self.clock(), reqs)
+            )
+            self._resolutions = postgres.Batcher(
+                lambda items: postgres.resolve_many(pool, self.clock(), items)
+            )
         if background:
             self._tasks.append(asyncio.create_task(self._every(1.0, self.expire_holds)))
             if self.sqlite:
@@ -285,32 +293,24 @@ class Ledger:
         return result
 
     async def _reserve_pg(self, req: Request, now: int) -> Transfer | None:
-        """`reserve` in one round trip; None when the general path must run (stale holds, races)."""
-        assert self._pg is not None and req.timeout_s is not None
-        expires = now + req.timeout_s * 1_000_000
-        try:
-            row = await self._pg.fetchrow(
-                "SELECT * FROM ledger_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                req.transfer_id, req.code, req.amount, req.debit, self._system_ids[req.credit],
-                req.timeout_s * 1_000_000, req.metadata, req.fingerprint(), now,
-            )  # fmt: skip
-        except asyncpg.UniqueViolationError:
-            return None  # a twin request won the race: the general path returns its result
-        assert row is not None
-        outcome = row["outcome"]
-        if outcome == "ok":
+        """`reserve` batched with its neighbours; None when the general path must run."""
+        if req.credit not in self._system_ids:
+            return None
+        done = await self._reserves.submit(req)
+        if done.outcome == "ok":
             return Transfer(
-                req.transfer_id, Kind.PENDING, req.code, req.amount, req.debit, req.credit, now,
-                None, expires, req.metadata, None, row["transfer_pk"],
+                req.transfer_id, Kind.PENDING, req.code, req.amount, req.debit, req.credit,
+                done.now_us, None, done.now_us + (req.timeout_s or 0) * 1_000_000, req.metadata,
+                None, done.transfer_pk,
             )  # fmt: skip
-        if outcome == "insufficient":
-            available = row["available"] or 0
+        if done.outcome == "insufficient":
+            available = done.value or 0
             raise InsufficientCredits(
                 f"{req.debit} has {available} units available, {req.amount} needed.",
                 available=available,
                 needed=req.amount,
             )
-        return await self._outcome(outcome, req)
+        return await self._outcome(done.outcome, req)
 
     async def _outcome(self, outcome: str, req: Request) -> Transfer | None:
         """What the hot path's other outcomes mean (None: run the general path)."""
@@ -370,36 +370,17 @@ class Ledger:
     async def _resolve_pg(
         self, hold_id: str, kind: Kind, amount: int, extra: dict[str, Any], now: int
     ) -> Transfer | None:
-        """Settle or release in two round trips (read the hold, resolve it)."""
-        assert self._pg is not None
-        hold = await self._pg.fetchrow(
-            "SELECT d.name, c.name, t.code, t.metadata FROM ledger_transfers t "
-            "JOIN ledger_accounts d ON d.id = t.debit_id "
-            "JOIN ledger_accounts c ON c.id = t.credit_id "
-            "WHERE t.transfer_id = $1 AND t.kind = 'pending'",
-            hold_id,
-        )
-        if hold is None:
+        """Settle or release, batched with its neighbours; None when the general path must run."""
+        done = await self._resolutions.submit(postgres.Resolution(hold_id, kind, amount, extra))
+        req = done.request
+        if req is None:
             raise UnknownHold(f"There is no hold {hold_id!r}.")
-        debit, credit, code, hold_meta = hold[0], hold[1], hold[2], json.loads(hold[3])
-        req = Request(
-            f"{hold_id}/{kind.value}", kind, code, amount, debit, credit, hold=hold_id,
-            metadata=canonical_metadata({**hold_meta, **extra}),
-        )  # fmt: skip
-        try:
-            row = await self._pg.fetchrow(
-                "SELECT * FROM ledger_resolve($1, $2, $3, $4, $5, $6, $7)",
-                req.transfer_id, kind.value, hold_id, amount, req.metadata, req.fingerprint(), now,
-            )  # fmt: skip
-        except asyncpg.UniqueViolationError:
-            return None
-        assert row is not None
-        if row["outcome"] == "ok":
+        if done.outcome == "ok":
             return Transfer(
-                req.transfer_id, kind, code, row["amount"], debit, credit, now, hold_id, None,
-                req.metadata, None, row["transfer_pk"],
+                req.transfer_id, kind, req.code, done.value or 0, req.debit, req.credit,
+                done.now_us, hold_id, None, req.metadata, None, done.transfer_pk,
             )  # fmt: skip
-        return await self._outcome(row["outcome"], req)
+        return await self._outcome(done.outcome, req)
 
     async def adjust(
         self, user: str, delta: int, reason: str, admin: str, transfer_id: str
