@@ -104,7 +104,7 @@ class Ledger:
         """Migrate, open connections, create the system accounts, start background work."""
         from storage.migrate import upgrade_async
 
-        await upgrade_async(self.url, MIGRATIONS)
+        await upgrade_async(self.url, MIGRATIONS, "ledger_alembic_version")
         if self.sqlite:
             self._writer = _SqliteWriter(
                 self._sqlite_path(), self._synchronous, self.signer, self.clock, self._after_commit,

@@ -1,0 +1,21 @@
+"""The app's and the ledger's migrations share one database, each with its own version table."""
+
+from __future__ import annotations
+
+from sqlalchemy import inspect
+
+from credits.store import MIGRATIONS as LEDGER_MIGRATIONS
+from storage.engine import create_engine
+from storage.migrate import upgrade_async
+
+
+async def test_both_schemas_in_one_database_and_reruns_are_no_ops(database_url: str) -> None:
+    for _ in range(2):
+        await upgrade_async(database_url)
+        await upgrade_async(database_url, LEDGER_MIGRATIONS, "ledger_alembic_version")
+    engine = create_engine(database_url)
+    async with engine.connect() as conn:
+        tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+    await engine.dispose()
+    assert {"alembic_version", "ledger_alembic_version", "threads", "steps", "logins"} <= tables
+    assert {"ledger_accounts", "ledger_transfers", "ledger_log", "ledger_checkpoints"} <= tables
