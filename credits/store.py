@@ -18,12 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,7 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from credits import log, ops, postgres
+from credits import log, ops, postgres, sequencer, sqlite
 from credits.errors import (
     CreditsError,
     HoldExpired,
@@ -85,10 +81,10 @@ class Ledger:
         self.url = url
         self.data_dir = data_dir
         self.clock = clock
-        self.signer = ops.Signer(signing_key, checkpoint_every, int(checkpoint_every_s * 1e6))
+        self.signer = sequencer.Signer(signing_key, checkpoint_every, int(checkpoint_every_s * 1e6))
         self.public_key = signing_key.public_key()
         self.sqlite = make_url(url).get_backend_name() == "sqlite"
-        self._writer: _SqliteWriter | None = None
+        self._writer: sqlite.Writer | None = None
         self._engine: AsyncEngine | None = None
         self._pg: asyncpg.Pool | None = None  # PostgreSQL's batched hot path
         self._system_ids: dict[str, int] = {}
@@ -106,7 +102,7 @@ class Ledger:
 
         await upgrade_async(self.url, MIGRATIONS, "ledger_alembic_version")
         if self.sqlite:
-            self._writer = _SqliteWriter(
+            self._writer = sqlite.Writer(
                 self._sqlite_path(), self._synchronous, self.signer, self.clock, self._after_commit,
                 wal_in_background=background,
             )  # fmt: skip
@@ -175,7 +171,7 @@ class Ledger:
         path = self._sqlite_path()
 
         def run() -> None:
-            raw = _sqlite_connect(path, self._synchronous)
+            raw = sqlite.connect(path, self._synchronous)
             try:
                 raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
@@ -207,7 +203,7 @@ class Ledger:
             path = self._sqlite_path()
 
             def run() -> R:
-                raw = _sqlite_connect(path, "NORMAL")
+                raw = sqlite.connect(path, "NORMAL")
                 try:
                     return op(SqliteDb(raw))
                 finally:
@@ -430,7 +426,7 @@ class Ledger:
         assert self._engine is not None
         async with self._engine.begin() as conn:
             now = self.clock()
-            cps = await conn.run_sync(lambda c: ops.sequence(SaDb(c), now, self.signer, True))
+            cps = await conn.run_sync(lambda c: sequencer.sequence(SaDb(c), now, self.signer, True))
         self._after_commit(cps)
 
     async def checkpoint(self) -> log.Checkpoint:
@@ -439,7 +435,7 @@ class Ledger:
         now = self.clock()
 
         cp, created = await self._write(
-            lambda c: ops.checkpoint_now(c, now, self.signer, postgres=not self.sqlite)
+            lambda c: sequencer.checkpoint_now(c, now, self.signer, postgres=not self.sqlite)
         )
         if created:
             self._after_commit([cp])
@@ -513,105 +509,3 @@ def _expiry(hold: Transfer) -> Request:
         f"{hold.transfer_id}/expire", Kind.EXPIRE, hold.code, hold.amount, hold.debit,
         hold.credit, hold=hold.transfer_id,
     )  # fmt: skip
-
-
-# SQLite group commit ----------------------------------------------------------------------------
-
-
-def _sqlite_connect(path: str, synchronous: str) -> sqlite3.Connection:
-    raw = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    raw.execute("PRAGMA journal_mode=WAL")
-    raw.execute(f"PRAGMA synchronous={synchronous}")
-    raw.execute("PRAGMA busy_timeout=30000")
-    raw.execute("PRAGMA foreign_keys=ON")
-    return raw
-
-
-class _SqliteWriter:
-    """One thread that runs queued operations in group commits."""
-
-    MAX_BATCH = 256
-
-    def __init__(
-        self,
-        path: str,
-        synchronous: str,
-        signer: ops.Signer,
-        clock: Callable[[], int],
-        after_commit: Callable[[list[log.Checkpoint]], None],
-        wal_in_background: bool = False,
-    ) -> None:
-        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
-            raise ValueError("LEDGER_SQLITE_SYNCHRONOUS is FULL, NORMAL or EXTRA")
-        self.path = path
-        self.synchronous = synchronous
-        self.signer = signer
-        self.clock = clock
-        self.after_commit = after_commit
-        self.wal_in_background = wal_in_background
-        self.queue: queue.SimpleQueue[tuple[Op[Any], Future[Any]] | None] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-
-    def submit(self, op: Op[R]) -> Future[R]:
-        future: Future[R] = Future()
-        self.queue.put((op, future))
-        return future
-
-    def _run(self) -> None:
-        raw = _sqlite_connect(self.path, self.synchronous)
-        if self.wal_in_background:  # the store's background task copies the WAL instead
-            raw.execute("PRAGMA wal_autocheckpoint=0")
-        db = SqliteDb(raw)
-        try:
-            while (first := self.queue.get()) is not None:
-                batch = [first]
-                while len(batch) < self.MAX_BATCH:
-                    try:
-                        item = self.queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        self.queue.put(None)
-                        break
-                    batch.append(item)
-                self._commit(raw, db, batch)
-        finally:
-            raw.close()
-
-    def _commit(
-        self, raw: sqlite3.Connection, db: SqliteDb, batch: list[tuple[Op[Any], Future[Any]]]
-    ) -> None:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
-        try:
-            raw.execute("BEGIN IMMEDIATE")
-            try:
-                for op, future in batch:
-                    try:
-                        with db.savepoint():
-                            outcomes.append((future, op(db), None))
-                    except Exception as exc:  # this operation alone is undone
-                        outcomes.append((future, None, exc))
-                checkpoints = ops.sequence(db, self.clock(), self.signer)
-                raw.execute("COMMIT")
-            except BaseException:
-                if raw.in_transaction:
-                    raw.execute("ROLLBACK")
-                raise
-        except Exception as exc:  # the commit itself failed: nothing in the batch happened
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        self.after_commit(checkpoints)
-        for future, result, error in outcomes:
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)

@@ -1,0 +1,121 @@
+"""The ledger on SQLite: one writer thread per process that runs queued operations in group commits.
+
+Operations queue for the thread; it runs as many as are waiting in one `BEGIN IMMEDIATE` transaction,
+each in its own savepoint (so each keeps its own all-or-nothing outcome), appends them to the log in
+the same transaction, and commits with one fsync. Other processes on the same file take turns
+through SQLite's lock (busy timeout 30 s).
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from credits import log, sequencer
+from credits.ops import Db, SqliteDb
+
+R = TypeVar("R")
+Op = Callable[[Db], R]
+
+
+def connect(path: str, synchronous: str) -> sqlite3.Connection:
+    raw = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute(f"PRAGMA synchronous={synchronous}")
+    raw.execute("PRAGMA busy_timeout=30000")
+    raw.execute("PRAGMA foreign_keys=ON")
+    return raw
+
+
+class Writer:
+    """One thread that runs queued operations in group commits."""
+
+    MAX_BATCH = 256
+
+    def __init__(
+        self,
+        path: str,
+        synchronous: str,
+        signer: sequencer.Signer,
+        clock: Callable[[], int],
+        after_commit: Callable[[list[log.Checkpoint]], None],
+        wal_in_background: bool = False,
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("LEDGER_SQLITE_SYNCHRONOUS is FULL, NORMAL or EXTRA")
+        self.path = path
+        self.synchronous = synchronous
+        self.signer = signer
+        self.clock = clock
+        self.after_commit = after_commit
+        self.wal_in_background = wal_in_background
+        self.queue: queue.SimpleQueue[tuple[Op[Any], Future[Any]] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+    def submit(self, op: Op[R]) -> Future[R]:
+        future: Future[R] = Future()
+        self.queue.put((op, future))
+        return future
+
+    def _run(self) -> None:
+        raw = connect(self.path, self.synchronous)
+        if self.wal_in_background:  # the store's background task copies the WAL instead
+            raw.execute("PRAGMA wal_autocheckpoint=0")
+        db = SqliteDb(raw)
+        try:
+            while (first := self.queue.get()) is not None:
+                batch = [first]
+                while len(batch) < self.MAX_BATCH:
+                    try:
+                        item = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        self.queue.put(None)
+                        break
+                    batch.append(item)
+                self._commit(raw, db, batch)
+        finally:
+            raw.close()
+
+    def _commit(
+        self, raw: sqlite3.Connection, db: SqliteDb, batch: list[tuple[Op[Any], Future[Any]]]
+    ) -> None:
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                for op, future in batch:
+                    try:
+                        with db.savepoint():
+                            outcomes.append((future, op(db), None))
+                    except Exception as exc:  # this operation alone is undone
+                        outcomes.append((future, None, exc))
+                checkpoints = sequencer.sequence(db, self.clock(), self.signer)
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+        except Exception as exc:  # the commit itself failed: nothing in the batch happened
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.after_commit(checkpoints)
+        for future, result, error in outcomes:
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
