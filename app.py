@@ -167,15 +167,11 @@ async def on_message(message: cl.Message) -> None:
         system_prompt=SYSTEM_PROMPT,
     )
     question = HumanMessage(content=text, id=message.id)
-    try:
-        await chat.answer(
-            graphs["conversation"],
-            context,
-            model,
-            question,
-            cl.context.session.thread_id,
-            settings.stream_flush_ms,
-        )
-    except AgentError as error:
-        log.warning("Turn failed on %s: %s", model.id, error)
-        await cl.ErrorMessage(content=chat.failure_text(model, error)).send()
+    await chat.answer(
+        graphs["conversation"],
+        context,
+        model,
+        question,
+        cl.context.session.thread_id,
+        settings.stream_flush_ms,
+    )

@@ -6,6 +6,7 @@ updates a second from 16, and each one costs the event loop time that local deco
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ from agents.catalog import Model
 from agents.errors import AgentError
 from agents.state import TurnContext, Usage
 
+log = logging.getLogger("chat")
+
 
 class MessageRejected(Exception):
     """The user's message cannot be sent to a model (empty or too long)."""
@@ -26,7 +29,7 @@ class MessageRejected(Exception):
 class Reply:
     """What one turn produced: the text delivered and the usage the provider reported."""
 
-    text: str = ""
+    delivered: bool = False
     input_tokens: int | None = None
     output_tokens: int | None = None
     first_token_ms: float | None = None
@@ -76,7 +79,7 @@ async def answer(
     thread_id: str,
     flush_ms: int,
 ) -> Reply:
-    """Run one turn and stream it into a new message. Raises `AgentError` on provider failure."""
+    """Run one turn and stream it into a new message; a provider failure becomes a chat message."""
     message = cl.Message(content="", author=model.label)
     relay = TokenRelay(message, flush_ms / 1000)
     reply = Reply()
@@ -88,8 +91,11 @@ async def answer(
                 continue
             if reply.first_token_ms is None:
                 reply.first_token_ms = (time.monotonic() - started) * 1000
-            reply.text += item
+            reply.delivered = True
             await relay.push(item)
+    except AgentError as error:
+        log.warning("Turn failed on %s: %s", model.id, error)
+        await cl.ErrorMessage(content=failure_text(model, error, reply.delivered)).send()
     finally:
         reply.total_ms = (time.monotonic() - started) * 1000
         await relay.flush()
@@ -111,8 +117,9 @@ def describe(model: Model, reply: Reply) -> str:
     )
 
 
-def failure_text(model: Model, error: AgentError) -> str:
+def failure_text(model: Model, error: AgentError, partial: bool) -> str:
+    what = "The answer above stopped part-way." if partial else "Your message was not answered."
     return (
-        f"{model.label} could not answer: {error} Your message was not answered. "
+        f"{model.label} could not answer: {error} {what} "
         "Try again in a moment, or choose another model in the settings."
     )

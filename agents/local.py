@@ -32,6 +32,7 @@ from agents.errors import ModelFailed
 from agents.state import Usage
 
 ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+WORKER = "local-model"
 
 
 def bundled_model_path() -> Path:
@@ -57,7 +58,8 @@ class LocalRunner:
         self._llm: Any = None
         self._format: Any = None
         self._load_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-model")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=WORKER)
+        self.loaded_on: str | None = None  # the thread that loaded the model (the worker's)
 
     @property
     def loaded(self) -> bool:
@@ -82,7 +84,21 @@ class LocalRunner:
                 bos = llm._model.token_get_text(llm.token_bos())
                 self._format = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
                 self._llm = llm
+                self.loaded_on = threading.current_thread().name
             return self._llm
+
+    def _model(self) -> Any:
+        """The model, (re)loaded on the worker thread whichever thread asks.
+
+        Decoding on the worker from a model loaded on another thread ran at 38 instead of 100
+        tokens/s, so a reload after a failure must not happen on the thread counting tokens.
+        """
+        llm = self._llm
+        if llm is None:
+            if threading.current_thread().name.startswith(WORKER):
+                return self.load()
+            return self._executor.submit(self.load).result()
+        return llm
 
     async def start(self) -> None:
         """Load the model and decode one token on the worker thread, so the first user waits less."""
@@ -109,7 +125,7 @@ class LocalRunner:
         self._llm = None
 
     def prompt_tokens(self, messages: Sequence[BaseMessage]) -> list[int]:
-        llm = self.load()
+        llm = self._model()
         formatted = self._format(messages=to_chat_dicts(messages))
         return list(
             llm.tokenize(
@@ -130,7 +146,7 @@ class LocalRunner:
         """Text pieces as they decode, then one `Usage`. Call it on the worker thread only."""
         from llama_cpp import llama_vocab_is_eog
 
-        llm = self.load()
+        llm = self._model()
         prompt = self.prompt_tokens(messages)
         room = self.n_ctx - len(prompt)
         if room < 1:

@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from credits.errors import InvalidRequest
@@ -117,7 +117,9 @@ class Request:
     timeout_s: int | None = None  # for holds
     metadata: str = "{}"  # canonical JSON
 
+    @cached_property
     def fingerprint(self) -> str:
+        """What a retry must repeat to count as the same request (computed once)."""
         body = [
             self.kind.value,
             self.code,

@@ -43,20 +43,8 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 # The frontier: roots of the perfect subtrees, largest (leftmost) first -------------------------
 
 
-def frontier_append(frontier: list[bytes], size: int, leaf: bytes) -> list[bytes]:
-    """The frontier after appending `leaf` to a tree of `size` leaves."""
-    out = [*frontier, leaf]
-    n = size
-    while n & 1:  # each trailing one bit of the old size is a perfect subtree to merge with
-        right = out.pop()
-        left = out.pop()
-        out.append(node_hash(left, right))
-        n >>= 1
-    return out
-
-
 def frontier_push(frontier: list[bytes], size: int, leaf: bytes) -> None:
-    """`frontier_append`, in place (for long folds)."""
+    """Append `leaf` to a tree of `size` leaves, updating its frontier in place."""
     frontier.append(leaf)
     while size & 1:
         right = frontier.pop()
@@ -78,7 +66,7 @@ def root(leaves: Sequence[bytes]) -> bytes:
     """MTH(D[n]) of RFC 9162 over leaf hashes."""
     frontier: list[bytes] = []
     for size, leaf in enumerate(leaves):
-        frontier = frontier_append(frontier, size, leaf)
+        frontier_push(frontier, size, leaf)
     return frontier_root(frontier)
 
 

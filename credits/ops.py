@@ -178,7 +178,7 @@ def _existing(db: Db, req: Request) -> Transfer | None:
     )
     if row is None:
         return None
-    if row[0] != req.fingerprint():
+    if row[0] != req.fingerprint:
         raise IdempotencyConflict(
             f"Transfer id {req.transfer_id!r} was already used for a different request."
         )
@@ -313,7 +313,7 @@ def _insert(
         {
             "id": req.transfer_id, "kind": req.kind.value, "code": req.code, "amount": amount,
             "debit": debit_id, "credit": credit_id, "hold": hold_pk, "expires": expires_us,
-            "ts": now_us, "meta": req.metadata, "fp": req.fingerprint(),
+            "ts": now_us, "meta": req.metadata, "fp": req.fingerprint,
         },
     )  # fmt: skip
     assert row is not None
@@ -371,13 +371,9 @@ def history(
 
 def due_holds(db: Db, now_us: int, account_id: int | None = None) -> list[Transfer]:
     """Holds past their timeout that nothing has resolved yet."""
-    sql = (
-        "SELECT t.transfer_id FROM ledger_open_holds o JOIN ledger_transfers t ON t.pk = o.hold_pk "
-        "WHERE o.expires_us <= :now"
-    )
+    sql = TRANSFERS + "JOIN ledger_open_holds o ON o.hold_pk = t.pk WHERE o.expires_us <= :now"
     params: dict[str, Any] = {"now": now_us}
     if account_id is not None:
         sql += " AND o.account_id = :account"
         params["account"] = account_id
-    ids = [r[0] for r in db.all(sql + " ORDER BY o.expires_us LIMIT 1000", params)]
-    return [t for i in ids if (t := get_transfer(db, i)) is not None]
+    return [_transfer(r) for r in db.all(sql + " ORDER BY o.expires_us LIMIT 1000", params)]

@@ -85,7 +85,7 @@ async def reserve_many(
         "SELECT * FROM ledger_reserve_many($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         [r.transfer_id for r in reqs], [r.code for r in reqs], [r.amount for r in reqs],
         [r.debit for r in reqs], credit_id, [(r.timeout_s or 0) * 1_000_000 for r in reqs],
-        [r.metadata for r in reqs], [r.fingerprint() for r in reqs], now_us,
+        [r.metadata for r in reqs], [r.fingerprint for r in reqs], now_us,
     )  # fmt: skip
     out: list[Outcome | None] = [None] * len(requests)
     for row in rows:
@@ -138,7 +138,7 @@ async def resolve_many(pool: asyncpg.Pool, now_us: int, items: list[Resolution])
     rows = await pool.fetch(
         "SELECT * FROM ledger_resolve_many($1, $2, $3, $4, $5, $6, $7)",
         [r.transfer_id for r in reqs], [r.kind.value for r in reqs], [r.hold for r in reqs],
-        [r.amount for r in reqs], [r.metadata for r in reqs], [r.fingerprint() for r in reqs],
+        [r.amount for r in reqs], [r.metadata for r in reqs], [r.fingerprint for r in reqs],
         now_us,
     )  # fmt: skip
     for row in rows:

@@ -1,6 +1,6 @@
 """Appending to the tamper-evident log, and signing checkpoints of it.
 
-Transfers wait in `ledger_log_queue`; `sequence` appends them to the log in commit order with their
+Transfers wait in `ledger_log_queue`; `sequence` appends them to the log with their
 Merkle leaf hashes, keeps the system accounts' counters (operations only touch user rows), and writes
 a signed checkpoint when one is due. It runs under the log head's row lock, so one sequencer at a
 time appends, whatever the process: inside each group commit on SQLite, as a task on PostgreSQL.
@@ -35,9 +35,10 @@ QUEUED = (
 
 
 def sequence(db: Db, now_us: int, signer: Signer, postgres: bool = False) -> list[log.Checkpoint]:
-    """Append queued transfers to the log in commit order, keep system counters, checkpoint.
+    """Append queued transfers to the log, keep system counters, checkpoint when due.
 
-    Runs under the log head's row lock, so one sequencer at a time appends, whatever the process.
+    Entries go in the order of their rows among what is committed when it runs (on SQLite, exactly
+    commit order). It runs under the log head's row lock: one sequencer at a time, any process.
     """
     head = db.one(HEAD + (" FOR UPDATE" if postgres else ""))
     assert head is not None
@@ -51,7 +52,7 @@ def sequence(db: Db, now_us: int, signer: Signer, postgres: bool = False) -> lis
             leaf = log.leaf_hash(
                 leaf_bytes(size, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
             )
-            frontier = log.frontier_append(frontier, size - 1, leaf)
+            log.frontier_push(frontier, size - 1, leaf)
             entries.append({"seq": size, "pk": r[0], "leaf": leaf})
             _system_deltas(deltas, r[2], r[4], r[15], (r[11], r[12]), (r[13], r[14]))
         db.many(

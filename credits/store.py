@@ -1,14 +1,11 @@
-"""The ledger on a database: SQLite (its own file, the default) or PostgreSQL. Same behaviour on both.
+"""The ledger's API over a database: SQLite (its own file, the default) or PostgreSQL, alike.
 
-SQLite: one writer thread per process owns a write connection (WAL, `BEGIN IMMEDIATE`, busy timeout,
-`synchronous=FULL` by default). Operations queue for it; it runs as many as are waiting in one
-transaction, each in its own savepoint so each keeps its own all-or-nothing outcome, and commits them
-with one fsync (group commit). The log is appended in the same transaction. Other processes on the same
-file take turns through SQLite's lock.
-
-PostgreSQL: each operation is its own READ COMMITTED transaction; overdrawing is stopped by the
-conditional update on the user's row. The log is appended by a sequencer task (any process; the head
-row lock admits one at a time) a few times a second, and on demand before a verify or a receipt.
+SQLite: operations queue for one writer thread that commits them in groups (`credits/sqlite.py`);
+the log is appended in the same transaction. PostgreSQL: reserves and resolutions go in batches to
+PL/pgSQL functions (`credits/postgres.py`), everything else runs as one READ COMMITTED transaction
+(`ops.py` through SQLAlchemy); a sequencer task appends the log a few times a second, and on demand
+before a verify or a receipt. Either way overdrawing is stopped by a conditional update on the
+user's row and a CHECK constraint.
 
 Nothing here is state another process needs: every rule lives in the database.
 """
@@ -108,7 +105,8 @@ class Ledger:
             )  # fmt: skip
             self._writer.start()
         else:
-            self._engine = create_async_engine(self.url, pool_size=20, max_overflow=20)
+            # The batched hot path has its own asyncpg pool; this one serves the rest.
+            self._engine = create_async_engine(self.url, pool_size=5, max_overflow=10)
         now = self.clock()
 
         def open_system_accounts(c: Db) -> None:
@@ -268,7 +266,7 @@ class Ledger:
         )  # fmt: skip
         now = self.clock()
         if self._pg is not None:
-            fast = await self._reserve_pg(req, now)
+            fast = await self._reserve_pg(req)
             if fast is not None:
                 return fast
 
@@ -288,10 +286,8 @@ class Ledger:
             raise result
         return result
 
-    async def _reserve_pg(self, req: Request, now: int) -> Transfer | None:
+    async def _reserve_pg(self, req: Request) -> Transfer | None:
         """`reserve` batched with its neighbours; None when the general path must run."""
-        if req.credit not in self._system_ids:
-            return None
         done = await self._reserves.submit(req)
         if done.outcome == "ok":
             return Transfer(
@@ -306,10 +302,11 @@ class Ledger:
                 available=available,
                 needed=req.amount,
             )
-        return await self._outcome(done.outcome, req)
+        return await self._outcome(done, req)
 
-    async def _outcome(self, outcome: str, req: Request) -> Transfer | None:
+    async def _outcome(self, done: postgres.Outcome, req: Request) -> Transfer | None:
         """What the hot path's other outcomes mean (None: run the general path)."""
+        outcome = done.outcome
         if outcome == "exists":
             return await self.transfer(req.transfer_id)
         if outcome == "conflict":
@@ -323,7 +320,9 @@ class Ledger:
         if outcome == "expired":
             raise HoldExpired(f"Hold {req.hold!r} expired; it can no longer be settled.")
         if outcome == "exceeds":
-            raise SettleExceedsHold(f"Cannot settle {req.amount} units on hold {req.hold!r}.")
+            raise SettleExceedsHold(
+                f"Cannot settle {req.amount} units on hold {req.hold!r} of {done.value}."
+            )
         return None
 
     async def settle(
@@ -346,7 +345,7 @@ class Ledger:
         canonical_metadata(extra)  # refuse bad metadata before queueing
         now = self.clock()
         if self._pg is not None:
-            fast = await self._resolve_pg(hold_id, kind, amount, extra, now)
+            fast = await self._resolve_pg(hold_id, kind, amount, extra)
             if fast is not None:
                 return fast
 
@@ -364,7 +363,7 @@ class Ledger:
         return await self._write(op)
 
     async def _resolve_pg(
-        self, hold_id: str, kind: Kind, amount: int, extra: dict[str, Any], now: int
+        self, hold_id: str, kind: Kind, amount: int, extra: dict[str, Any]
     ) -> Transfer | None:
         """Settle or release, batched with its neighbours; None when the general path must run."""
         done = await self._resolutions.submit(postgres.Resolution(hold_id, kind, amount, extra))
@@ -376,7 +375,7 @@ class Ledger:
                 req.transfer_id, kind, req.code, done.value or 0, req.debit, req.credit,
                 done.now_us, hold_id, None, req.metadata, None, done.transfer_pk,
             )  # fmt: skip
-        return await self._outcome(done.outcome, req)
+        return await self._outcome(done, req)
 
     async def adjust(
         self, user: str, delta: int, reason: str, admin: str, transfer_id: str
@@ -479,10 +478,11 @@ class Ledger:
         self, user: str, by: str = "day", since_us: int | None = None, until_us: int | None = None
     ) -> dict[str, int]:
         """Units spent by the user, summed by day (UTC, YYYY-MM-DD) or by a metadata key."""
+        account = user_account(user)
         spent = [
             t
             for t in await self._all_history(user, since_us, until_us)
-            if t.debit == user_account(user) and t.kind in (Kind.POST, Kind.POSTED) and t.amount
+            if t.debit == account and t.kind in (Kind.POST, Kind.POSTED) and t.amount
         ]
         totals: dict[str, int] = {}
         for t in spent:

@@ -97,7 +97,7 @@ def test_the_incremental_frontier_gives_the_same_root(entries: list[bytes]) -> N
     leaves = [log.leaf_hash(e) for e in entries]
     frontier: list[bytes] = []
     for size, leaf in enumerate(leaves):
-        frontier = log.frontier_append(frontier, size, leaf)
+        log.frontier_push(frontier, size, leaf)
         assert len(frontier) == bin(size + 1).count("1")
     assert log.frontier_root(frontier) == log._subtree_root(leaves)
 

@@ -136,3 +136,18 @@ async def test_a_failing_provider_is_explained_and_the_next_message_works(app: R
     recovered = await chat.send("Hello again?")
     await chat.close()
     assert streamed_text(recovered) == app.fake.reply
+
+
+async def test_a_stream_broken_part_way_says_so(app: RunningApp) -> None:
+    chat = await session(app)
+    await chat.change_settings({"model": "vllm-llama-3.1-8b"})
+    app.fake.mode, app.fake.drop_after = "drop", 3
+    try:
+        broken = await chat.send("Tell me something.")
+    finally:
+        app.fake.mode = "ok"
+    await chat.close()
+    assert streamed_text(broken) == "Hello from the "  # what was delivered stays on screen
+    [error] = [d for n, d in broken if n == "new_message" and d.get("isError")]
+    assert "stopped part-way" in error["output"]
+    assert "was not answered" not in error["output"]

@@ -100,6 +100,10 @@ async def test_a_failed_local_model_is_reloaded_for_the_next_message() -> None:
     with pytest.raises(ModelFailed, match="decode failed"):
         await model.ainvoke([HumanMessage("hi")])
     assert not broken.loaded  # noticed: dropped, to be loaded afresh
+    broken.count_tokens([HumanMessage("hi")])  # trimming counts on the event loop's thread...
+    assert broken.loaded_on is not None and broken.loaded_on.startswith(
+        "local-model"
+    )  # ...not there
     answer = await model.ainvoke([HumanMessage("hi")])
     assert answer.text and answer.usage_metadata and answer.usage_metadata["output_tokens"] > 0
     assert broken.loaded

@@ -49,3 +49,16 @@ async def test_zero_interval_sends_every_token() -> None:
     for token in ("a", "b", "c"):
         await relay.push(token)
     assert message.events == ["a", "b", "c"]
+
+
+def test_the_failure_message_says_whether_anything_was_shown() -> None:
+    from agents.catalog import load_catalog
+    from agents.errors import ModelUnreachable
+    from chat import failure_text
+    from settings import ROOT
+
+    model = load_catalog(ROOT / "models.toml", lambda _: None, "smollm2-135m").get("smollm2-135m")
+    error = ModelUnreachable("The model server could not be reached.")
+    assert "Your message was not answered." in failure_text(model, error, partial=False)
+    partial = failure_text(model, error, partial=True)
+    assert "stopped part-way" in partial and "not answered" not in partial
