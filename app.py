@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from contextlib import AsyncExitStack
 from typing import Any
@@ -62,6 +63,10 @@ async def start() -> None:
     graphs["conversation"] = conversation.build(checkpointer)
     if local_model is not None:
         await runner.start()
+    # Everything made so far lives as long as the process: take it out of the garbage collector's
+    # view, or each full collection walks it all and stalls every session (bench/ledger.py).
+    gc.collect()
+    gc.freeze()
     log.info("Ready: %d chat model(s) enabled", len(catalog.enabled("chat")))
 
 

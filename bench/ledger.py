@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import sys
 import tempfile
@@ -87,6 +88,14 @@ def drop_postgres(url: str, name: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def freeze_startup_objects() -> None:
+    """What the app does once started (app.py): the objects of startup (modules, settings, the
+    ledger) leave the garbage collector's view, so its full collections stay short. Without this,
+    full collections of ~80,000 objects stall every client for 25-55 ms and set the p99."""
+    gc.collect()
+    gc.freeze()
+
+
 def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98]
 
@@ -94,6 +103,7 @@ def p99(values: list[float]) -> float:
 async def main(turns: int, postgres: str | None) -> None:
     directory = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
     full = await sqlite_ledger(directory, "FULL")
+    freeze_startup_objects()
     rate_c1, _ = await run_turns(full, 1, max(turns // 10, 100))
     rate_c64, latencies = await run_turns(full, 64, turns)
     await run_turns(full, 64, turns * 3)  # more entries, so verify has a log worth timing

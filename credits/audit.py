@@ -8,11 +8,13 @@ kept outside the database. It names the first entry or checkpoint that does not 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -46,34 +48,45 @@ class Report:
         return "ledger NOT verified: " + self.problems[0]
 
 
+# One row per log entry, in the shape the checks read: (seq, leaf hash, id, kind, code, amount,
+# debit account id, credit account id, hold id, expires, ts, metadata). Account names come from a
+# map read once: fewer objects per row (making them is most of the verifier's time).
+ENTRIES = (
+    "SELECT l.seq, l.leaf_hash, t.transfer_id, t.kind, t.code, t.amount, t.debit_id, t.credit_id, "
+    "h.transfer_id, t.expires_us, t.ts_us, t.metadata FROM ledger_log l "
+    "LEFT JOIN ledger_transfers t ON t.pk = l.transfer_pk "
+    "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk ORDER BY l.seq"
+)
+
+
+# Transfers committed but not yet in the log, in the order the sequencer will append them.
+QUEUED = (
+    "SELECT NULL, NULL, t.transfer_id, t.kind, t.code, t.amount, t.debit_id, t.credit_id, "
+    "h.transfer_id FROM ledger_log_queue q JOIN ledger_transfers t ON t.pk = q.transfer_pk "
+    "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk ORDER BY t.pk"
+)
+
+
 @dataclass
 class _Snapshot:
-    entries: list[Sequence[Any]]
+    """Everything but the entries, read in the same transaction as them."""
+
+    names: dict[int, str]
     counters: dict[str, Counters]
     checkpoints: list[log.Checkpoint]
     head_size: int
     frontier: list[bytes]
-    unlogged: str | None  # a transfer with no log entry (none after sequencing, unless tampered)
 
 
 def _snapshot(db: Db) -> _Snapshot:
-    # Rows come out in the shape the checks read: (seq, leaf hash, id, kind, code, amount,
-    # debit name, credit name, hold id, expires, ts, metadata).
-    entries: list[Sequence[Any]] = db.all(
-        "SELECT l.seq, l.leaf_hash, t.transfer_id, t.kind, t.code, t.amount, d.name, c.name, "
-        "h.transfer_id, t.expires_us, t.ts_us, t.metadata FROM ledger_log l "
-        "LEFT JOIN ledger_transfers t ON t.pk = l.transfer_pk "
-        "LEFT JOIN ledger_accounts d ON d.id = t.debit_id "
-        "LEFT JOIN ledger_accounts c ON c.id = t.credit_id "
-        "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk ORDER BY l.seq"
-    )
-    counters = {
-        r[0]: Counters(r[1], r[2], r[3], r[4])
-        for r in db.all(
-            "SELECT name, debits_pending, debits_posted, credits_pending, credits_posted "
-            "FROM ledger_accounts"
-        )
-    }
+    names: dict[int, str] = {}
+    counters: dict[str, Counters] = {}
+    for r in db.all(
+        "SELECT id, name, debits_pending, debits_posted, credits_pending, credits_posted "
+        "FROM ledger_accounts"
+    ):
+        names[r[0]] = r[1]
+        counters[r[1]] = Counters(r[2], r[3], r[4], r[5])
     cps = [
         log.Checkpoint(r[0], bytes(r[1]), r[2], r[3], bytes(r[4]), r[5])
         for r in db.all(
@@ -84,68 +97,135 @@ def _snapshot(db: Db) -> _Snapshot:
     head = db.one("SELECT size, frontier FROM ledger_log_head WHERE id = 1")
     assert head is not None
     frontier = [bytes.fromhex(h) for h in json.loads(head[1])]
-    unlogged = db.one(
-        "SELECT t.transfer_id FROM ledger_transfers t "
-        "LEFT JOIN ledger_log l ON l.transfer_pk = t.pk WHERE l.seq IS NULL LIMIT 1"
-    )
-    return _Snapshot(entries, counters, cps, head[0], frontier, unlogged[0] if unlogged else None)
+    return _Snapshot(names, counters, cps, head[0], frontier)
 
 
 async def verify(ledger: Ledger) -> Report:
     """Check everything; the report's first problem names where the ledger stops holding."""
     started = time.perf_counter()
     await ledger.sequence()
-    snap = await ledger._read(_snapshot)
-    report = Report(accounts=len(snap.counters), checkpoints=len(snap.checkpoints))
-    books, leaves = _check_entries(snap, report)
-    report.entries = len(leaves)
-    if not report.problems:  # checkpoints only mean something over an intact log
-        _check_tree(snap, leaves, ledger.public_key, report)
-        _check_outside_copy(ledger, snap, report)
-        _check_head(snap, leaves, report)
-    _check_balances(snap, books, report)
+    # The outside copy is read first: each line in it was committed before it was written, so all
+    # must be in the snapshot taken next.
+    outside = _outside_copy(ledger.checkpoint_file)
+    report = await ledger._read(lambda db: _verify(db, ledger.public_key, outside), snapshot=True)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _check_entries(snap: _Snapshot, report: Report) -> tuple[Books, list[bytes]]:
-    """Each entry in order, against its hash and the ledger's rules; the fold and the leaves."""
-    books = Books()
-    leaves: list[bytes] = []
-    for expected_seq, e in enumerate(snap.entries, start=1):
-        seq, stored, tid = e[0], e[1], e[2]
-        if seq != expected_seq:
-            report.problems.append(f"log entry {expected_seq} is missing (next is {seq})")
-            return books, leaves
+def _outside_copy(path: Path) -> tuple[str, list[str]]:
+    """The checkpoint file's name and lines (none when there is no file)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return path.name, [line for line in lines if line.strip()]
+
+
+def _verify(db: Db, public: Ed25519PublicKey, outside: tuple[str, list[str]]) -> Report:
+    """All the checks, over one consistent snapshot of the database."""
+    snap = _snapshot(db)
+    report = Report(accounts=len(snap.counters), checkpoints=len(snap.checkpoints))
+    walk = _walk_entries(db.rows(ENTRIES), snap, report)
+    report.entries = walk.size
+    report.root = log.frontier_root(walk.frontier).hex()
+    if not report.problems:
+        _check_unlogged(db, walk.size, report)
+    if not report.problems:  # checkpoints only mean something over an intact log
+        _check_checkpoints(snap, walk, public, report)
+        _check_outside_copy(outside, snap, public, report)
+        _check_head(snap, walk, report)
+    _check_balances(db, snap, walk.books, report)
+    return report
+
+
+@dataclass
+class _Walk:
+    """What one pass over the log rebuilt: the fold, the tree's frontier, roots at checkpoints."""
+
+    books: Books = field(default_factory=Books)
+    size: int = 0
+    frontier: list[bytes] = field(default_factory=list)
+    roots: dict[int, bytes] = field(default_factory=dict)
+
+
+def _walk_entries(entries: Iterable[Sequence[Any]], snap: _Snapshot, report: Report) -> _Walk:
+    """Each entry in order, against its hash and the ledger's rules, growing the tree as it goes.
+
+    This is the verifier's hot loop (a few microseconds an entry): the hashing of `log.leaf_hash`
+    and `log.frontier_push` is written out here rather than called.
+    """
+    walk = _Walk()
+    add, frontier, sha256, names = walk.books.add, walk.frontier, hashlib.sha256, snap.names
+    wanted = {cp.size for cp in snap.checkpoints}
+    size = 0
+    for e in entries:
+        seq, tid = e[0], e[2]
+        if seq != size + 1:
+            report.problems.append(f"log entry {size + 1} is missing (next is {seq})")
+            break
         if e[3] is None:
             report.problems.append(f"log entry {seq}: its transfer row is missing (deleted)")
-            return books, leaves
-        leaf = log.leaf_hash(
-            leaf_bytes(seq, tid, e[3], e[4], e[5], e[6], e[7], e[8], e[9], e[10], e[11])
-        )
-        if leaf != bytes(stored):
+            break
+        debit, credit = names.get(e[6], "?"), names.get(e[7], "?")
+        entry = leaf_bytes(seq, tid, e[3], e[4], e[5], debit, credit, e[8], e[9], e[10], e[11])
+        leaf = sha256(b"\x00" + entry).digest()
+        if leaf != e[1]:
             report.problems.append(
                 f"log entry {seq} ({tid}): the transfer does not match its log hash "
                 "(altered, or moved from another position)"
             )
-            return books, leaves
+            break
         try:
-            books.add(tid, e[3], e[5], e[6], e[7], e[8])
+            add(tid, e[3], e[5], debit, credit, e[8])
         except ValueError as exc:
             report.problems.append(f"log entry {seq}: {exc}")
-            return books, leaves
-        leaves.append(leaf)
-    if snap.unlogged is not None:
-        report.problems.append(f"transfer {snap.unlogged!r} is missing from the log")
-    return books, leaves
+            break
+        frontier.append(leaf)
+        merge = size
+        while merge & 1:
+            right = frontier.pop()
+            frontier[-1] = sha256(b"\x01" + frontier[-1] + right).digest()
+            merge >>= 1
+        size = seq
+        if size in wanted:
+            walk.roots[size] = log.frontier_root(frontier)
+    walk.size = size
+    return walk
 
 
-def _check_balances(snap: _Snapshot, books: Books, report: Report) -> None:
-    """Conservation, and every account's counters against the fold of its transfers."""
+def _check_unlogged(db: Db, size: int, report: Report) -> None:
+    """Every transfer is in the log or queued for it (counted; searched for only on a miss)."""
+    transfers = db.one("SELECT count(*) FROM ledger_transfers")
+    queued = db.one("SELECT count(*) FROM ledger_log_queue")
+    assert transfers is not None and queued is not None
+    if transfers[0] == size + queued[0]:
+        return
+    missing = db.one(
+        "SELECT t.transfer_id FROM ledger_transfers t "
+        "LEFT JOIN ledger_log l ON l.transfer_pk = t.pk "
+        "LEFT JOIN ledger_log_queue q ON q.transfer_pk = t.pk "
+        "WHERE l.seq IS NULL AND q.transfer_pk IS NULL LIMIT 1"
+    )
+    what = repr(missing[0]) if missing else "(unknown)"
+    report.problems.append(f"transfer {what} is missing from the log")
+
+
+def _check_balances(db: Db, snap: _Snapshot, books: Books, report: Report) -> None:
+    """Conservation, and every account's counters against the fold of its transfers.
+
+    Transfers committed but not yet appended to the log (PostgreSQL's sequencer runs after the
+    commit) already count in their user's row, but not yet in the system accounts' rows, which the
+    sequencer keeps: users are compared with the fold carried on over those transfers.
+    """
     if not books.conserved():
         report.problems.append("debits and credits do not balance across the ledger")
-    folded = books.counters
+    logged = books.counters
+    for e in db.rows(QUEUED):
+        try:
+            books.add(e[2], e[3], e[5], snap.names.get(e[6], "?"), snap.names.get(e[7], "?"), e[8])
+        except ValueError as exc:
+            report.problems.append(f"transfer waiting for the log: {exc}")
+            return
+    with_queued = books.counters
     for name, counters in snap.counters.items():
+        folded = with_queued if name.startswith("user:") else logged
         rebuilt = folded.get(name, Counters())
         if counters != rebuilt:
             report.problems.append(
@@ -154,66 +234,53 @@ def _check_balances(snap: _Snapshot, books: Books, report: Report) -> None:
             break
 
 
-def _check_tree(
-    snap: _Snapshot, leaves: list[bytes], public: Ed25519PublicKey, report: Report
+def _check_checkpoints(
+    snap: _Snapshot, walk: _Walk, public: Ed25519PublicKey, report: Report
 ) -> None:
-    """The tree over the entries against every signed checkpoint, then the stored head."""
-    frontier: list[bytes] = []
-    roots: dict[int, bytes] = {}
-    wanted = {cp.size for cp in snap.checkpoints}
-    for size, leaf in enumerate(leaves):
-        log.frontier_push(frontier, size, leaf)
-        if size + 1 in wanted:
-            roots[size + 1] = log.frontier_root(frontier)
-    root = log.frontier_root(frontier)
-    report.root = root.hex()
+    """Every signed checkpoint: its signature, and its root against the tree rebuilt at its size."""
     for cp in snap.checkpoints:
         if not log.signature_ok(cp, public):
             report.problems.append(f"checkpoint at size {cp.size}: the signature does not verify")
             return
-        if cp.size > len(leaves):
+        if cp.size > walk.size:
             report.problems.append(
                 f"checkpoint at size {cp.size} covers more entries than the log has "
-                f"({len(leaves)}): the log was truncated"
+                f"({walk.size}): the log was truncated"
             )
             return
-        if roots[cp.size] != cp.root:
+        if walk.roots[cp.size] != cp.root:
             report.problems.append(
                 f"checkpoint at size {cp.size}: the log's root differs from the signed one"
             )
             return
 
 
-def _check_head(snap: _Snapshot, leaves: list[bytes], report: Report) -> None:
+def _check_head(snap: _Snapshot, walk: _Walk, report: Report) -> None:
     """The stored head (size and frontier, from which new entries extend the tree) is derived."""
-    if snap.head_size != len(leaves) or report.root != log.frontier_root(snap.frontier).hex():
+    if snap.head_size != walk.size or snap.frontier != walk.frontier:
         report.problems.append(
-            f"the log head (size {snap.head_size}) does not match the log ({len(leaves)} entries)"
+            f"the log head (size {snap.head_size}) does not match the log ({walk.size} entries)"
         )
 
 
-def _check_outside_copy(ledger: Ledger, snap: _Snapshot, report: Report) -> None:
+def _check_outside_copy(
+    outside: tuple[str, list[str]], snap: _Snapshot, public: Ed25519PublicKey, report: Report
+) -> None:
     """Every checkpoint written to the file must still be in the database, unchanged."""
-    if not ledger.checkpoint_file.exists():
-        return
+    name, lines = outside
     inside = {cp.size: cp for cp in snap.checkpoints}
-    for line in ledger.checkpoint_file.read_text().splitlines():
-        if not line.strip():
-            continue
-        outside = log.Checkpoint.from_json(line)
-        if not log.signature_ok(outside, ledger.public_key):
+    for line in lines:
+        copy = log.Checkpoint.from_json(line)
+        if not log.signature_ok(copy, public):
             continue  # another key's or a damaged line: not evidence either way
-        kept = inside.get(outside.size)
+        kept = inside.get(copy.size)
         if kept is None:
             report.problems.append(
-                f"checkpoint at size {outside.size} (in {ledger.checkpoint_file.name}) is missing "
-                "from the database"
+                f"checkpoint at size {copy.size} (in {name}) is missing from the database"
             )
             return
-        if kept.root != outside.root:
-            report.problems.append(
-                f"checkpoint at size {outside.size} differs from the file's copy"
-            )
+        if kept.root != copy.root:
+            report.problems.append(f"checkpoint at size {copy.size} differs from the file's copy")
             return
 
 
@@ -223,15 +290,30 @@ def _check_outside_copy(ledger: Ledger, snap: _Snapshot, report: Report) -> None
 async def receipt(ledger: Ledger, transfer_id: str) -> dict[str, Any]:
     """Proof that a transfer is in the log: its entry, an inclusion proof and a signed checkpoint."""
     cp = await ledger.checkpoint()
-    snap = await ledger._read(_snapshot)
-    index = next((i for i, e in enumerate(snap.entries) if e[2] == transfer_id), None)
-    if index is None or index >= cp.size:
+
+    def read(db: Db) -> tuple[Sequence[Any] | None, list[bytes]]:
+        row = db.one(
+            "SELECT l.seq, t.transfer_id, t.kind, t.code, t.amount, d.name, c.name, "
+            "h.transfer_id, t.expires_us, t.ts_us, t.metadata FROM ledger_transfers t "
+            "JOIN ledger_log l ON l.transfer_pk = t.pk "
+            "JOIN ledger_accounts d ON d.id = t.debit_id "
+            "JOIN ledger_accounts c ON c.id = t.credit_id "
+            "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk WHERE t.transfer_id = :id",
+            {"id": transfer_id},
+        )
+        if row is None or row[0] > cp.size:
+            return None, []
+        leaves = db.all(
+            "SELECT leaf_hash FROM ledger_log WHERE seq <= :n ORDER BY seq", {"n": cp.size}
+        )
+        return row, [bytes(r[0]) for r in leaves]
+
+    row, leaves = await ledger._read(read, snapshot=True)
+    if row is None:
         raise UnknownTransfer(f"There is no transfer {transfer_id!r} in the log.")
-    e = snap.entries[index]
-    entry = leaf_bytes(e[0], e[2], e[3], e[4], e[5], e[6], e[7], e[8], e[9], e[10], e[11])
-    leaves = [bytes(x[1]) for x in snap.entries[: cp.size]]
+    index = row[0] - 1
     return {
-        "entry": entry.decode(),
+        "entry": leaf_bytes(*row).decode(),
         "index": index,
         "proof": [h.hex() for h in log.inclusion_proof(index, leaves)],
         "checkpoint": json.loads(cp.to_json()),
@@ -255,15 +337,22 @@ def check_receipt(data: dict[str, Any], public: Ed25519PublicKey) -> bool:
 async def audit(ledger: Ledger) -> dict[str, Any]:
     """Totals per account kind and code, holds outstanding, checkpoints."""
     await ledger.sequence()
-    snap = await ledger._read(_snapshot)
+
+    def read(db: Db) -> tuple[_Snapshot, list[Sequence[Any]]]:
+        return _snapshot(db), db.all(
+            "SELECT t.transfer_id, t.kind, t.code, t.amount, h.transfer_id FROM ledger_log l "
+            "JOIN ledger_transfers t ON t.pk = l.transfer_pk "
+            "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk ORDER BY l.seq"
+        )
+
+    snap, entries = await ledger._read(read, snapshot=True)
     by_code: dict[str, dict[str, int]] = defaultdict(lambda: {"count": 0, "units": 0})
     open_holds: dict[str, int] = {}
-    for e in snap.entries:
-        kind, code, amount, hold = e[3], e[4], e[5], e[8]
+    for tid, kind, code, amount, hold in entries:
         by_code[f"{kind}:{code}"]["count"] += 1
         by_code[f"{kind}:{code}"]["units"] += amount
         if kind == "pending":
-            open_holds[e[2]] = amount
+            open_holds[tid] = amount
         elif hold is not None:
             open_holds.pop(hold, None)
     kinds: dict[str, dict[str, int]] = defaultdict(lambda: {"accounts": 0, "balance": 0, "held": 0})
@@ -274,7 +363,7 @@ async def audit(ledger: Ledger) -> dict[str, Any]:
         k["held"] += c.held
     latest = snap.checkpoints[-1] if snap.checkpoints else None
     return {
-        "entries": len(snap.entries),
+        "entries": len(entries),
         "accounts": dict(kinds),
         "transfers_by_kind_and_code": dict(by_code),
         "holds_outstanding": {"count": len(open_holds), "units": sum(open_holds.values())},

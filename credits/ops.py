@@ -13,7 +13,7 @@ keeps the system accounts' counters as it appends entries to the log.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,6 +39,7 @@ class Db(Protocol):
 
     def one(self, sql: str, params: Params = ...) -> Sequence[Any] | None: ...
     def all(self, sql: str, params: Params = ...) -> list[Sequence[Any]]: ...
+    def rows(self, sql: str, params: Params = ...) -> Iterable[Sequence[Any]]: ...
     def run(self, sql: str, params: Params = ...) -> int: ...
     def many(self, sql: str, rows: list[dict[str, Any]]) -> None: ...
     def savepoint(self) -> Any: ...
@@ -57,6 +58,10 @@ class SqliteDb:
 
     def all(self, sql: str, params: Params = {}) -> list[Sequence[Any]]:  # noqa: B006
         return self.raw.execute(sql, params).fetchall()
+
+    def rows(self, sql: str, params: Params = {}) -> Iterable[Sequence[Any]]:  # noqa: B006
+        """Rows as they are read, not all at once."""
+        return self.raw.execute(sql, params)
 
     def run(self, sql: str, params: Params = {}) -> int:  # noqa: B006
         return self.raw.execute(sql, params).rowcount
@@ -102,6 +107,11 @@ class SaDb:
 
     def all(self, sql: str, params: Params = {}) -> list[Sequence[Any]]:  # noqa: B006
         return list(self.conn.execute(self._text(sql), dict(params)).all())
+
+    def rows(self, sql: str, params: Params = {}) -> Iterable[Sequence[Any]]:  # noqa: B006
+        """Rows as they are read, not all at once (a server-side cursor)."""
+        conn = self.conn.execution_options(yield_per=10_000)
+        return conn.execute(self._text(sql), dict(params))
 
     def run(self, sql: str, params: Params = {}) -> int:  # noqa: B006
         return int(self.conn.execute(self._text(sql), dict(params)).rowcount)

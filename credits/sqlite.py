@@ -4,10 +4,17 @@ Operations queue for the thread; it runs as many as are waiting in one `BEGIN IM
 each in its own savepoint (so each keeps its own all-or-nothing outcome), appends them to the log in
 the same transaction, and commits with one fsync. Other processes on the same file take turns
 through SQLite's lock (busy timeout 30 s).
+
+The WAL is copied into the database by a background task (PASSIVE: it never blocks the writer), but
+under steady load that copy never catches the writer, so the WAL would never start over and would
+grow without bound, and every read would slow down with it. When it passes `WAL_LIMIT_BYTES` the
+writer, between two batches, runs a RESTART checkpoint: it finishes the copy (most of it is done),
+so the next batch writes the WAL from its start again.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import sqlite3
 import threading
@@ -28,6 +35,7 @@ def connect(path: str, synchronous: str) -> sqlite3.Connection:
     raw.execute(f"PRAGMA synchronous={synchronous}")
     raw.execute("PRAGMA busy_timeout=30000")
     raw.execute("PRAGMA foreign_keys=ON")
+    raw.execute(f"PRAGMA journal_size_limit={Writer.WAL_LIMIT_BYTES}")
     return raw
 
 
@@ -35,6 +43,7 @@ class Writer:
     """One thread that runs queued operations in group commits."""
 
     MAX_BATCH = 256
+    WAL_LIMIT_BYTES = 64 << 20
 
     def __init__(
         self,
@@ -48,6 +57,7 @@ class Writer:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("LEDGER_SQLITE_SYNCHRONOUS is FULL, NORMAL or EXTRA")
         self.path = path
+        self.wal_path = path + "-wal"
         self.synchronous = synchronous
         self.signer = signer
         self.clock = clock
@@ -86,8 +96,16 @@ class Writer:
                         break
                     batch.append(item)
                 self._commit(raw, db, batch)
+                if self._wal_size() > self.WAL_LIMIT_BYTES:
+                    raw.execute("PRAGMA wal_checkpoint(RESTART)")
         finally:
             raw.close()
+
+    def _wal_size(self) -> int:
+        try:
+            return os.stat(self.wal_path).st_size
+        except FileNotFoundError:
+            return 0
 
     def _commit(
         self, raw: sqlite3.Connection, db: SqliteDb, batch: list[tuple[Op[Any], Future[Any]]]

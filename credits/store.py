@@ -196,13 +196,17 @@ class Ledger:
                     raise
         raise AssertionError("unreachable")
 
-    async def _read(self, op: Op[R]) -> R:
+    async def _read(self, op: Op[R], snapshot: bool = False) -> R:
+        """Run a read-only `op`; with `snapshot`, all its statements see one moment of the database
+        (a read transaction on SQLite, REPEATABLE READ on PostgreSQL)."""
         if self.sqlite:
             path = self._sqlite_path()
 
             def run() -> R:
                 raw = sqlite.connect(path, "NORMAL")
                 try:
+                    if snapshot:
+                        raw.execute("BEGIN")
                     return op(SqliteDb(raw))
                 finally:
                     raw.close()
@@ -210,6 +214,8 @@ class Ledger:
             return await asyncio.to_thread(run)
         assert self._engine is not None
         async with self._engine.connect() as conn:
+            if snapshot:
+                await conn.execution_options(isolation_level="REPEATABLE READ")
             return await conn.run_sync(lambda c: op(SaDb(c)))
 
     def _after_commit(self, checkpoints: list[log.Checkpoint]) -> None:
