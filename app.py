@@ -16,19 +16,24 @@ import chainlit as cl  # noqa: E402
 from chainlit.input_widget import InputWidget, Select  # noqa: E402
 from chainlit.server import app as fastapi_app  # noqa: E402
 from chainlit.types import ThreadDict  # noqa: E402
-from langchain_core.messages import HumanMessage  # noqa: E402
+from langchain_core.messages import BaseMessage, HumanMessage  # noqa: E402
 
 import chat  # noqa: E402
+import wallet  # noqa: E402
 from agents import graph as conversation  # noqa: E402
 from agents.catalog import Model, load_catalog  # noqa: E402
 from agents.checkpoints import open_checkpointer  # noqa: E402
 from agents.errors import AgentError  # noqa: E402
 from agents.local import LocalRunner, bundled_model_path  # noqa: E402
 from agents.prompts import SYSTEM_PROMPT  # noqa: E402
-from agents.providers import HealthCheck, chat_model, token_counter  # noqa: E402
+from agents.providers import HealthCheck, chat_model, text_counter, token_counter  # noqa: E402
 from agents.state import TurnContext  # noqa: E402
 from api import health, mount  # noqa: E402
 from auth import passwords  # noqa: E402
+from credits import metering  # noqa: E402
+from credits.configured import ledger_from_settings  # noqa: E402
+from credits.errors import InsufficientCredits  # noqa: E402
+from credits.ledger import UNITS_PER_CREDIT  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.history import ChatHistory  # noqa: E402
 from storage.migrate import upgrade_async  # noqa: E402
@@ -47,6 +52,10 @@ runner = LocalRunner(
 health_check = HealthCheck(runner)
 resources = AsyncExitStack()
 graphs: dict[str, conversation.Conversation] = {}
+ledger = ledger_from_settings(settings)
+pricing = metering.Pricing(settings.credit_usd, settings.price_markup)
+WELCOME_UNITS = settings.welcome_bonus_credits * UNITS_PER_CREDIT
+LOW_UNITS = settings.low_balance_credits * UNITS_PER_CREDIT
 
 mount(fastapi_app, health.router(engine, catalog, health_check))
 
@@ -61,6 +70,7 @@ async def start() -> None:
         open_checkpointer(settings.db_url, settings.data_dir)
     )
     graphs["conversation"] = conversation.build(checkpointer)
+    await ledger.start()
     if local_model is not None:
         await runner.start()
     # Everything made so far lives as long as the process: take it out of the garbage collector's
@@ -73,6 +83,7 @@ async def start() -> None:
 @cl.on_app_shutdown
 async def stop() -> None:
     await resources.aclose()
+    await ledger.close()
     runner.close()
     await engine.dispose()
 
@@ -89,7 +100,7 @@ def announce_admin_password(password: str) -> None:
 
 @cl.data_layer
 def data_layer() -> ChatHistory:
-    return ChatHistory(engine)
+    return ChatHistory(engine, live_authors=frozenset({wallet.AUTHOR}))
 
 
 @cl.password_auth_callback
@@ -133,8 +144,33 @@ def current_model() -> Model:
     return catalog.choose(chosen if chosen in catalog.models else None)
 
 
+def user_id() -> str:
+    user = cl.context.session.user
+    assert user is not None, "every chat has a signed-in user"
+    return user.identifier
+
+
+async def show_balance(thread_id: str, for_id: str | None) -> None:
+    """Send this chat's badge (with the message `for_id`), or update it if it is already shown."""
+    balance = await ledger.balance(user_id())
+    props = wallet.badge_props(balance, settings.credit_usd, LOW_UNITS)
+    badge = cl.user_session.get("badge")
+    if badge is not None:
+        await wallet.refresh_badge(badge, props)
+        return
+    badge = wallet.new_badge(thread_id, props)
+    cl.user_session.set("badge", badge)
+    await badge.send(for_id=for_id or "", persist=False)
+
+
 @cl.on_chat_start
 async def chat_start() -> None:
+    user = user_id()
+    welcomed = await wallet.pay_welcome_bonus(ledger, user, WELCOME_UNITS)
+    balance = await ledger.balance(user)
+    text = wallet.welcome_text(WELCOME_UNITS, balance) if welcomed else wallet.balance_text(balance)
+    greeting = await cl.Message(content=text, author=wallet.AUTHOR).send()
+    await show_balance(cl.context.session.thread_id, greeting.id)
     await model_settings(catalog.default_id).send()
 
 
@@ -142,6 +178,22 @@ async def chat_start() -> None:
 async def chat_resume(thread: ThreadDict) -> None:
     settings_saved = (thread.get("metadata") or {}).get("chat_settings") or {}
     await model_settings(settings_saved.get("model", catalog.default_id)).send()
+    steps = thread.get("steps") or []
+    await show_balance(thread["id"], steps[-1]["id"] if steps else None)
+
+
+@cl.action_callback("use_model")
+async def use_model(action: cl.Action) -> None:
+    chosen = str(action.payload.get("model", ""))
+    if chosen not in catalog.models:
+        return
+    cl.user_session.set(
+        "chat_settings", {**(cl.user_session.get("chat_settings") or {}), "model": chosen}
+    )
+    await model_settings(chosen).send()
+    await cl.Message(
+        content=f"Switched to {catalog.models[chosen].label}: send your message again."
+    ).send()
 
 
 @cl.on_message
@@ -157,7 +209,32 @@ async def on_message(message: cl.Message) -> None:
     except AgentError as error:
         await cl.ErrorMessage(content=f"{error} Choose another model in the settings.").send()
         return
-    context = TurnContext(
+    context = turn_context(model)
+    question = HumanMessage(content=text, id=message.id)
+    thread_id = cl.context.session.thread_id
+    graph = graphs["conversation"]
+    prompt = await conversation.prompt_for(graph, context, question, thread_id)
+    most = most_cost(model, context, prompt)
+    metadata = {"model": model.id, "kind": "chat"}
+    try:
+        async with metering.turn(
+            ledger, user_id(), message.id, settings.hold_timeout_s, metadata
+        ) as meter:
+            try:
+                await meter.hold(most)
+            except InsufficientCredits as short:
+                await tell_shortfall(short.available, most, model, prompt)
+                return
+            bill = make_bill(meter, model, context, prompt)
+            await chat.answer(
+                graph, context, model, question, thread_id, settings.stream_flush_ms, bill
+            )
+    finally:
+        await show_balance(thread_id, None)
+
+
+def turn_context(model: Model) -> TurnContext:
+    return TurnContext(
         model=chat_model(
             model,
             runner,
@@ -171,12 +248,60 @@ async def on_message(message: cl.Message) -> None:
         count_tokens=token_counter(model, runner),
         system_prompt=SYSTEM_PROMPT,
     )
-    question = HumanMessage(content=text, id=message.id)
-    await chat.answer(
-        graphs["conversation"],
-        context,
-        model,
-        question,
-        cl.context.session.thread_id,
-        settings.stream_flush_ms,
+
+
+def most_cost(model: Model, context: TurnContext, prompt: list[BaseMessage]) -> int:
+    """The most an answer to `prompt` can cost: every prompt token plus the longest answer."""
+    tokens_in = conversation.most_input_tokens(context, prompt)
+    return pricing.units(
+        model.input_usd_per_mtok, model.output_usd_per_mtok, tokens_in, context.max_output_tokens
     )
+
+
+def make_bill(
+    meter: metering.Meter, model: Model, context: TurnContext, prompt: list[BaseMessage]
+) -> chat.Bill:
+    """Prices a reply on the usage the provider reported, or on tokens counted here when it
+    reported none (a stopped or broken stream), and tells the meter."""
+
+    def bill(reply: chat.Reply) -> chat.Charge:
+        if reply.input_tokens is not None and reply.output_tokens is not None:
+            charge = chat.Charge(0, reply.input_tokens, reply.output_tokens, counted=False)
+        elif reply.delivered:
+            tokens_in = context.count_tokens(prompt)
+            charge = chat.Charge(
+                0, tokens_in, text_counter(model, runner)(reply.text), counted=True
+            )
+        else:  # failed before any token: nothing is charged
+            charge = chat.Charge(0, 0, 0, counted=False)
+        units = pricing.units(
+            model.input_usd_per_mtok, model.output_usd_per_mtok, charge.tokens_in, charge.tokens_out
+        )
+        details = {"tokens_in": charge.tokens_in, "tokens_out": charge.tokens_out}
+        if charge.counted:
+            details["counted"] = True
+        meter.use(units, details)
+        return chat.Charge(meter.charged, charge.tokens_in, charge.tokens_out, charge.counted)
+
+    return bill
+
+
+async def tell_shortfall(
+    available: int, needed: int, model: Model, prompt: list[BaseMessage]
+) -> None:
+    cheaper = None
+    for other in sorted(
+        catalog.enabled("chat"), key=lambda m: m.input_usd_per_mtok + m.output_usd_per_mtok
+    ):
+        if other.id == model.id:
+            continue
+        cost = most_cost(other, turn_context(other), prompt)
+        if cost <= available and cost < needed:
+            cheaper = other
+            break
+    short = wallet.Shortfall(available, needed, model, cheaper)
+    await cl.Message(
+        content=wallet.shortfall_text(short),
+        actions=wallet.shortfall_actions(short),
+        author=wallet.AUTHOR,
+    ).send()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
 
 import chainlit as cl
 from langchain_core.messages import HumanMessage
@@ -17,6 +19,7 @@ from agents import graph as conversation
 from agents.catalog import Model
 from agents.errors import AgentError
 from agents.state import TurnContext, Usage
+from credits.ledger import UNITS_PER_CREDIT
 
 log = logging.getLogger("chat")
 
@@ -29,11 +32,32 @@ class MessageRejected(Exception):
 class Reply:
     """What one turn produced: the text delivered and the usage the provider reported."""
 
-    delivered: bool = False
+    parts: list[str] = field(default_factory=list)
     input_tokens: int | None = None
     output_tokens: int | None = None
     first_token_ms: float | None = None
     total_ms: float = 0.0
+
+    @property
+    def delivered(self) -> bool:
+        return bool(self.parts)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What one answer costs, and the tokens it is priced on."""
+
+    units: int
+    tokens_in: int
+    tokens_out: int
+    counted: bool  # the provider reported no usage: the tokens were counted here
+
+
+Bill = Callable[[Reply], Charge]
 
 
 class TokenRelay:
@@ -78,8 +102,13 @@ async def answer(
     question: HumanMessage,
     thread_id: str,
     flush_ms: int,
+    bill: Bill,
 ) -> Reply:
-    """Run one turn and stream it into a new message; a provider failure becomes a chat message."""
+    """Run one turn and stream it into a new message; a provider failure becomes a chat message.
+
+    However the turn ends (finished, failed, stopped by the user), `bill` prices what was delivered
+    and the step under the answer shows it.
+    """
     message = cl.Message(content="", author=model.label)
     relay = TokenRelay(message, flush_ms / 1000)
     reply = Reply()
@@ -91,7 +120,7 @@ async def answer(
                 continue
             if reply.first_token_ms is None:
                 reply.first_token_ms = (time.monotonic() - started) * 1000
-            reply.delivered = True
+            reply.parts.append(item)
             await relay.push(item)
     except AgentError as error:
         log.warning("Turn failed on %s: %s", model.id, error)
@@ -102,19 +131,31 @@ async def answer(
         if message.content:
             await message.send()
         step = cl.Step(name=model.label, type="llm", show_input=False)
-        step.output = describe(model, reply)
+        step.output = describe(model, reply, bill(reply))
         await step.send()
     return reply
 
 
-def describe(model: Model, reply: Reply) -> str:
-    tokens_in = "?" if reply.input_tokens is None else f"{reply.input_tokens:,}"
-    tokens_out = "?" if reply.output_tokens is None else f"{reply.output_tokens:,}"
+def describe(model: Model, reply: Reply, charge: Charge) -> str:
     first = "" if reply.first_token_ms is None else f", first token {reply.first_token_ms:.0f} ms"
+    counted = (
+        " (counted here: the provider reported no usage)"
+        if charge.counted and (charge.tokens_in or charge.tokens_out)
+        else ""
+    )
     return (
-        f"**{model.label}** · {tokens_in} tokens in · {tokens_out} tokens out · "
+        f"**{model.label}** · cost **{show_credits(charge.units)} credits** · "
+        f"{charge.tokens_in:,} tokens in · {charge.tokens_out:,} tokens out{counted} · "
         f"{reply.total_ms / 1000:.2f} s{first}"
     )
+
+
+def show_credits(units: int) -> str:
+    """Units as credits for people: whole credits with thousands separators, else 3 decimals."""
+    whole, rest = divmod(units, UNITS_PER_CREDIT)
+    if rest == 0:
+        return f"{whole:,}"
+    return f"{Decimal(units) / UNITS_PER_CREDIT:,.3f}"
 
 
 def failure_text(model: Model, error: AgentError, partial: bool) -> str:

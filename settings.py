@@ -95,6 +95,17 @@ class Settings(BaseSettings):
     price_markup: Decimal = Field(
         Decimal("1.0"), gt=0, description="Multiplier on provider prices when charging credits."
     )
+    welcome_bonus_credits: int = Field(
+        1000, ge=0, description="Credits each person gets once, on first sign-in."
+    )
+    low_balance_credits: int = Field(
+        100, ge=0, description="The badge turns red below this balance."
+    )
+    hold_timeout_s: int = Field(
+        900, ge=10, le=86_400,
+        description="Seconds a turn's hold lasts: if the app dies mid-turn, the credits come back "
+        "after this.",
+    )  # fmt: skip
     model_timeout_s: float = Field(
         60.0, gt=0, description="Seconds to wait for a remote model before giving up."
     )

@@ -86,11 +86,6 @@ class Catalog:
         return model
 
 
-def credits_per_1k(usd_per_mtok: Decimal, credit_usd: Decimal, markup: Decimal) -> Decimal:
-    """Credits charged per 1,000 tokens for a provider price in dollars per million tokens."""
-    return usd_per_mtok / 1000 * markup / credit_usd
-
-
 def load_catalog(path: Path, lookup: Callable[[str], str | None], default_id: str) -> Catalog:
     """Read `path`; `lookup` resolves the environment variable names it mentions."""
     try:

@@ -6,7 +6,7 @@ the model knows. The model is chosen per turn and passed in the runtime context.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
@@ -15,7 +15,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
-from agents.memory import fit
+from agents.memory import fit, upper_bound
 from agents.providers import as_agent_error
 from agents.state import State, TurnContext, Usage
 
@@ -26,10 +26,29 @@ async def respond(state: State, runtime: Runtime[TurnContext]) -> dict[str, Any]
     question = state.get("question")
     if question is None:
         return {}
-    history = [SystemMessage(ctx.system_prompt), *state.get("messages", []), question]
-    prompt = fit(history, ctx.context_length - ctx.max_output_tokens, ctx.count_tokens)
-    answer = await ctx.model.ainvoke(prompt)
+    answer = await ctx.model.ainvoke(make_prompt(ctx, state.get("messages", []), question))
     return {"messages": [question, answer], "question": None}
+
+
+def make_prompt(
+    ctx: TurnContext, memory: Sequence[BaseMessage], question: BaseMessage
+) -> list[BaseMessage]:
+    """What the model is sent: the system prompt, as much recent memory as fits, the question."""
+    history = [SystemMessage(ctx.system_prompt), *memory, question]
+    return fit(history, ctx.context_length - ctx.max_output_tokens, ctx.count_tokens)
+
+
+async def prompt_for(
+    graph: Conversation, ctx: TurnContext, question: BaseMessage, thread_id: str
+) -> list[BaseMessage]:
+    """The prompt the next turn will send, read from the thread's memory (to price it first)."""
+    snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+    return make_prompt(ctx, snapshot.values.get("messages", []), question)
+
+
+def most_input_tokens(ctx: TurnContext, prompt: Sequence[BaseMessage]) -> int:
+    """No more tokens than this can reach the model for `prompt` (no tokenizer needed)."""
+    return min(upper_bound(prompt), ctx.context_length - ctx.max_output_tokens)
 
 
 Conversation = CompiledStateGraph[State, TurnContext, State, State]

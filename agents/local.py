@@ -136,6 +136,10 @@ class LocalRunner:
     def count_tokens(self, messages: Sequence[BaseMessage]) -> int:
         return len(self.prompt_tokens(messages))
 
+    def count_text(self, text: str) -> int:
+        """Tokens in `text` alone, as the model's tokenizer splits it (no template)."""
+        return len(self._model().tokenize(text.encode(), add_bos=False, special=False))
+
     def generate(
         self,
         messages: Sequence[BaseMessage],

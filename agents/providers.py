@@ -75,6 +75,14 @@ def token_counter(model: Model, runner: LocalRunner) -> Callable[[Sequence[BaseM
     return estimate_tokens
 
 
+def text_counter(model: Model, runner: LocalRunner) -> Callable[[str], int]:
+    """Counts the tokens of an answer's text: exactly for the local model, estimated for remote
+    ones (used only when a provider does not report usage, and said so under the answer)."""
+    if model.provider.kind == "local":
+        return runner.count_text
+    return lambda text: len(text) // 3 + 1 if text else 0
+
+
 def estimate_tokens(messages: Sequence[BaseMessage]) -> int:
     return sum(4 + len(m.text) // 3 + 1 for m in messages) + 3
 

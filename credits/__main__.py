@@ -19,26 +19,10 @@ from decimal import Decimal, InvalidOperation
 
 from credits import log
 from credits.audit import audit, receipt, verify
+from credits.configured import ledger_from_settings
 from credits.errors import CreditsError
 from credits.ledger import UNITS_PER_CREDIT
-from credits.store import Ledger
-from settings import Settings, get_settings
-
-
-def ledger_from_settings(settings: Settings) -> Ledger:
-    """The ledger as configured (the app opens it the same way)."""
-    seed = settings.ledger_signing_key
-    key = log.load_or_create_key(
-        settings.data_dir / "ledger-signing.key", seed.get_secret_value() if seed else None
-    )
-    return Ledger(
-        settings.ledger_url,
-        settings.data_dir,
-        key,
-        checkpoint_every=settings.checkpoint_every_entries,
-        checkpoint_every_s=settings.checkpoint_every_s,
-        synchronous=settings.ledger_sqlite_synchronous,
-    )
+from settings import get_settings
 
 
 def credits_to_units(text: str) -> int:

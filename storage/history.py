@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+from chainlit.element import Element
 from chainlit.step import StepDict
 from chainlit.types import ThreadDict
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -30,8 +31,11 @@ JSON_FIELDS = ("metadata", "generation", "modes", "props", "playerConfig")
 class ChatHistory(SQLAlchemyDataLayer):
     """Chainlit data layer over our engine (SQLite or PostgreSQL)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, live_authors: frozenset[str] = frozenset()) -> None:
+        """`live_authors`: messages by these authors are notices of the moment (a balance, a
+        shortfall), not conversation: they are shown but not kept with the thread."""
         super().__init__(conninfo=engine.url.render_as_string(hide_password=False))
+        self.live_authors = live_authors
         # Replace the engine Chainlit made with ours (pragmas, pool settings); it never connected.
         self.engine = engine
         self.async_session = async_sessionmaker(
@@ -50,7 +54,15 @@ class ChatHistory(SQLAlchemyDataLayer):
             return json.dumps(value)
         return value
 
+    async def create_element(self, element: Element) -> None:
+        """Custom elements (the credit badge) are live state, not history: they are not kept."""
+        if element.type == "custom":
+            return
+        await super().create_element(element)
+
     async def create_step(self, step_dict: StepDict) -> None:
+        if step_dict.get("name") in self.live_authors:
+            return
         known = {k: v for k, v in step_dict.items() if k in STEP_COLUMNS}
         await super().create_step(known)
 

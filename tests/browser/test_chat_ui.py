@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -42,7 +43,8 @@ async def test_log_in_chat_reload_reopen_and_continue(browser: Browser, app: Run
     question = "Name one colour of the rainbow."
     await send(page, question)
     await expect(page.locator('[data-step-type="user_message"]')).to_contain_text(question)
-    first_answer = await page.locator('[data-step-type="assistant_message"]').first.inner_text()
+    # The last message is the answer (the first is the balance notice, not kept with the thread).
+    first_answer = await page.locator('[data-step-type="assistant_message"]').last.inner_text()
     assert first_answer.strip()
     await page.get_by_text("Used SmolLM2 135M (local)").click()
     await expect(page.locator('[data-step-type="llm"]')).to_contain_text(
@@ -66,4 +68,32 @@ async def test_log_in_chat_reload_reopen_and_continue(browser: Browser, app: Run
     await expect(page.locator('[data-step-type="user_message"]')).to_have_count(2)
     await expect(page.locator('[data-step-type="assistant_message"]')).to_have_count(2)
     await page.screenshot(path=str(app.data_dir / "browser-final.png"))
+    await context.close()
+
+
+async def test_the_badge_shows_the_balance_and_moves_after_an_answer(
+    browser: Browser, app: RunningApp
+) -> None:
+    user, password = "browser-badge@example.com", "badge-password-123"
+    await asyncio.to_thread(app.add_login, user, password)
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await page.goto(app.base_url)
+    await page.fill("#email", user)
+    await page.fill("#password", password)
+    await page.click("button[type=submit]")
+
+    badge = page.locator("#credit-badge")
+    await expect(badge).to_have_text("1,000 credits", timeout=TIMEOUT)
+    await expect(page.get_by_text("You have been given 1,000 credits")).to_be_visible()
+    await send(page, "Say hello.")
+    # Charged and shown without a reload: a fraction of a credit for the bundled model.
+    await expect(badge).to_have_text(re.compile(r"^999\.\d{3} credits$"), timeout=TIMEOUT)
+    await page.get_by_text("Used SmolLM2 135M (local)").click()
+    step = page.locator('[data-step-type="llm"]')
+    await expect(step).to_contain_text(re.compile(r"cost 0\.\d{3} credits"), timeout=TIMEOUT)
+    spent = 1000 - float((await badge.inner_text()).split()[0])
+    shown = float(re.search(r"cost (0\.\d{3}) credits", await step.inner_text())[1])  # type: ignore[index]
+    assert abs(spent - shown) < 1e-9
+    await page.screenshot(path=str(app.data_dir / "browser-badge.png"))
     await context.close()

@@ -14,6 +14,10 @@ from credits.sqlite import Writer
 from credits.store import Ledger
 
 
+def wal_size(path: Path) -> int:
+    return os.stat(f"{path}-wal").st_size
+
+
 async def test_the_wal_starts_over_once_past_its_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -32,7 +36,7 @@ async def test_the_wal_starts_over_once_past_its_limit(
                 hold = f"turn:{client}-{i}"
                 await book.reserve("steady", 1000, hold, timeout_s=600)
                 await book.settle(hold, 500)
-                largest = max(largest, os.path.getsize(f"{path}-wal"))
+                largest = max(largest, wal_size(path))
 
         await asyncio.gather(*(turns(c) for c in range(8)))
         # One batch may land past the limit before the writer starts the WAL over.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -81,6 +82,15 @@ class ChatSession:
                 for name, data in self.events[after:]:
                     if name == event:
                         return data
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_until(
+        self, done: Callable[[list[tuple[str, Any]]], bool], after: int = 0, timeout: float = 60
+    ) -> None:
+        """Wait until `done` holds for the events recorded at index `after` or later."""
+        async with asyncio.timeout(timeout):
+            while not done(self.events[after:]):
                 self._changed.clear()
                 await self._changed.wait()
 

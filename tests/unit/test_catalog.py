@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from agents.catalog import AUTO, credits_per_1k, load_catalog
+from agents.catalog import AUTO, load_catalog
 from agents.errors import CatalogError, ModelNotAvailable
 from settings import ROOT
 
@@ -57,13 +56,6 @@ def test_a_model_that_cannot_chat_is_refused_for_chat() -> None:
     catalog = load_catalog(CATALOGUE, {"NEBIUS_API_KEY": "k"}.get, "smollm2-135m")
     with pytest.raises(ModelNotAvailable, match="cannot do 'chat'"):
         catalog.choose("flux-schnell")
-
-
-def test_prices_convert_to_credits_without_floats() -> None:
-    # $0.40 per million tokens at $0.024 per credit = 0.01666... credits per 1K tokens.
-    per_1k = credits_per_1k(Decimal("0.40"), Decimal("0.024"), Decimal("1"))
-    assert isinstance(per_1k, Decimal)
-    assert per_1k.quantize(Decimal("0.00001")) == Decimal("0.01667")
 
 
 BASE = '[providers.p]\nkind = "openai"\nbase_url = "http://x"\napi_key_optional = true\n'

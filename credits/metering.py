@@ -1,0 +1,140 @@
+"""A metered turn: hold credits before the work, charge what was used after, release on failure.
+
+Knows nothing of chat or models. The caller holds the most the work could cost, reports what it
+used, and leaves the `turn` block however it leaves it (normally, by an error, or cancelled when the
+user presses stop); on the way out the hold is settled at what was used, never above what was held,
+or released when nothing was used. If the process dies first, the hold expires by itself and the
+credits come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+from credits.errors import CreditsError
+from credits.ledger import TRANSFER_ID, UNITS_PER_CREDIT, Transfer
+from credits.store import Ledger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """Turns provider prices (US dollars per million tokens) into ledger units."""
+
+    credit_usd: Decimal
+    markup: Decimal = Decimal(1)
+
+    def units(
+        self,
+        input_usd_per_mtok: Decimal,
+        output_usd_per_mtok: Decimal,
+        tokens_in: int,
+        tokens_out: int,
+    ) -> int:
+        """What `tokens_in` and `tokens_out` cost, in units, rounded up to a whole unit."""
+        usd = (input_usd_per_mtok * tokens_in + output_usd_per_mtok * tokens_out) / 1_000_000
+        units = usd * self.markup / self.credit_usd * UNITS_PER_CREDIT
+        return int(units.to_integral_value(rounding=ROUND_CEILING))
+
+    def credits_per_1k(self, usd_per_mtok: Decimal) -> Decimal:
+        """Credits per 1,000 tokens at a provider price in dollars per million tokens."""
+        return usd_per_mtok / 1000 * self.markup / self.credit_usd
+
+
+def turn_id(ref: str) -> str:
+    """The hold's transfer id for the work `ref` names (a chat message id), so a retry holds once."""
+    return transfer_id("turn", ref)
+
+
+def welcome_id(user: str) -> str:
+    """The welcome bonus's transfer id: one per person, whatever path they signed in by."""
+    return transfer_id("welcome", user)
+
+
+def transfer_id(prefix: str, ref: str) -> str:
+    """`prefix:ref`, or `prefix:h-<digest>` when `ref` has characters a transfer id may not."""
+    plain = f"{prefix}:{ref}"
+    if TRANSFER_ID.fullmatch(plain):
+        return plain
+    return f"{prefix}:h-{hashlib.sha256(ref.encode()).hexdigest()[:40]}"
+
+
+class Meter:
+    """The credits side of one piece of work. Use it through `turn`."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        user: str,
+        ref: str,
+        timeout_s: int,
+        metadata: Mapping[str, Any],
+    ) -> None:
+        self.ledger = ledger
+        self.user = user
+        self.transfer_id = turn_id(ref)
+        self.timeout_s = timeout_s
+        self.metadata = dict(metadata)
+        self.held = 0
+        self.used: int | None = None
+        self.details: dict[str, Any] = {}
+        self.settled: Transfer | None = None
+
+    async def hold(self, units: int) -> None:
+        """Hold `units` of the user's credits: `InsufficientCredits` when they do not have them."""
+        await self.ledger.reserve(
+            self.user, units, self.transfer_id, self.timeout_s, metadata=self.metadata
+        )
+        self.held = units
+
+    def use(self, units: int, details: Mapping[str, Any] | None = None) -> None:
+        """What the work used (and how it was counted); charged when the turn ends, at most what
+        was held."""
+        self.used = units
+        self.details = dict(details or {})
+
+    @property
+    def charged(self) -> int:
+        """What the user pays for this turn, in units."""
+        return min(self.used or 0, self.held)
+
+    async def close(self) -> None:
+        """Settle at what was used, or release; a failure here leaves the hold to expire."""
+        if not self.held or self.settled is not None:
+            return
+        extra = dict(self.details)
+        if (self.used or 0) > self.held:
+            extra["uncharged_units"] = (self.used or 0) - self.held
+            log.warning(
+                "%s used %d units, more than the %d held", self.transfer_id, self.used, self.held
+            )
+        try:
+            if self.charged:
+                self.settled = await self.ledger.settle(self.transfer_id, self.charged, extra)
+            else:
+                self.settled = await self.ledger.release(self.transfer_id, extra)
+        except (
+            CreditsError
+        ) as error:  # e.g. the turn outlived its hold: it expired, nothing charged
+            log.warning("Could not close %s: %s", self.transfer_id, error)
+
+
+@asynccontextmanager
+async def turn(
+    ledger: Ledger, user: str, ref: str, timeout_s: int, metadata: Mapping[str, Any]
+) -> AsyncIterator[Meter]:
+    """A metered piece of work; the hold is settled or released when the block is left."""
+    meter = Meter(ledger, user, ref, timeout_s, metadata)
+    try:
+        yield meter
+    finally:
+        # Shielded: a user's stop cancels the task, but what was delivered is still charged.
+        await asyncio.shield(meter.close())

@@ -1,0 +1,211 @@
+"""Metered turns in the real app: the welcome bonus, holds, charges, the badge, running out.
+
+The ledger is read beside the running app (a second process on the same SQLite file, which the
+ledger supports), and `verify` is run on it after each story.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from agents.catalog import load_catalog
+from agents.memory import upper_bound
+from agents.prompts import SYSTEM_PROMPT
+from credits.audit import verify
+from credits.configured import ledger_from_settings
+from credits.ledger import UNITS_PER_CREDIT
+from credits.metering import Pricing, welcome_id
+from credits.store import Ledger
+from settings import ROOT, Settings
+from tests.e2e.client import ChatSession, login, messages, steps, streamed_text
+from tests.e2e.conftest import RunningApp
+
+pytestmark = pytest.mark.e2e
+
+PRICING = Pricing(Decimal("0.024"))
+CATALOG = load_catalog(ROOT / "models.toml", lambda _: "set", "smollm2-135m")
+WELCOME = 1000 * UNITS_PER_CREDIT
+MAX_OUTPUT = 512  # the app's default MAX_OUTPUT_TOKENS
+
+
+@pytest.fixture
+async def ledger(app: RunningApp) -> AsyncIterator[Ledger]:
+    book = ledger_from_settings(Settings(data_dir=app.data_dir))
+    await book.start(background=False)
+    yield book
+    report = await verify(book)
+    await book.close()
+    assert report.ok, report.problems
+
+
+async def new_user(app: RunningApp) -> tuple[str, str]:
+    user, password = f"u{uuid.uuid4().hex[:10]}@example.com", "a-long-enough-password"
+    await asyncio.to_thread(app.add_login, user, password)
+    return user, password
+
+
+async def open_chat(app: RunningApp, user: str, password: str) -> ChatSession:
+    chat = ChatSession(app.base_url, await login(app.base_url, user, password))
+    await chat.connect()
+    return chat
+
+
+def cost_line(events: list[tuple[str, Any]]) -> tuple[int, int, int]:
+    """(units, tokens in, tokens out) from the step under the answer."""
+    [step] = steps(events)
+    match = re.search(
+        r"cost \*\*([\d,.]+) credits\*\* · ([\d,]+) tokens in · ([\d,]+) tokens out", step["output"]
+    )
+    assert match, step["output"]
+    units = int(Decimal(match[1].replace(",", "")) * UNITS_PER_CREDIT)
+    return units, int(match[2].replace(",", "")), int(match[3].replace(",", ""))
+
+
+def badge_units(events: list[tuple[str, Any]]) -> int:
+    """The balance the badge shows after `events` (its latest props)."""
+    badges = [d for n, d in events if n == "element" and d.get("name") == "CreditBadge"]
+    assert badges, [n for n, _ in events]
+    return int(badges[-1]["props"]["units"])
+
+
+def most_for(model_id: str, question: str) -> int:
+    """The hold the app places for a first question (no memory yet) to `model_id`."""
+    model = CATALOG.models[model_id]
+    prompt = [SystemMessage(SYSTEM_PROMPT), HumanMessage(question)]
+    tokens_in = min(upper_bound(prompt), model.context_length - MAX_OUTPUT)
+    return PRICING.units(model.input_usd_per_mtok, model.output_usd_per_mtok, tokens_in, MAX_OUTPUT)
+
+
+async def test_a_turn_costs_exactly_its_reported_usage(app: RunningApp, ledger: Ledger) -> None:
+    user, password = await new_user(app)
+    chat = await open_chat(app, user, password)
+    [welcome] = messages(chat.events, "assistant_message")
+    assert "You have been given **1,000 credits**" in welcome["output"]
+    assert badge_units(chat.events) == WELCOME
+
+    events = await chat.send("Name a colour.")
+    await chat.close()
+    units, tokens_in, tokens_out = cost_line(events)
+    model = CATALOG.models["smollm2-135m"]
+    priced = PRICING.units(
+        model.input_usd_per_mtok, model.output_usd_per_mtok, tokens_in, tokens_out
+    )
+    assert units == priced > 0
+    balance = await ledger.balance(user)
+    assert balance.available == WELCOME - priced and balance.held == 0
+    assert badge_units(events) == WELCOME - priced  # the badge moved without a reload
+    [charge] = [t for t in await ledger.history(user) if t.kind == "post"]
+    assert charge.amount == priced and charge.meta["model"] == "smollm2-135m"
+    assert charge.meta["tokens_in"] == tokens_in and charge.meta["tokens_out"] == tokens_out
+
+
+async def test_the_welcome_bonus_is_paid_once_to_two_sessions_at_once(
+    app: RunningApp, ledger: Ledger
+) -> None:
+    user, password = await new_user(app)
+    chats = await asyncio.gather(*(open_chat(app, user, password) for _ in range(2)))
+    await asyncio.gather(*(c.close() for c in chats))
+    welcomes = [t for t in await ledger.history(user) if t.transfer_id == welcome_id(user)]
+    assert len(welcomes) == 1
+    assert (await ledger.balance(user)).available == WELCOME
+    again = await open_chat(app, user, password)  # a later sign-in: no second bonus
+    await again.close()
+    assert (await ledger.balance(user)).available == WELCOME
+    [greeting] = messages(again.events, "assistant_message")
+    assert "You have **1,000 credits**" in greeting["output"]
+
+
+async def test_a_failing_provider_charges_nothing(app: RunningApp, ledger: Ledger) -> None:
+    user, password = await new_user(app)
+    chat = await open_chat(app, user, password)
+    await chat.change_settings({"model": "vllm-llama-3.1-8b"})
+    app.fake.mode = "error"
+    try:
+        failed = await chat.send("Hello?")
+    finally:
+        app.fake.mode = "ok"
+    await chat.close()
+    assert cost_line(failed)[0] == 0
+    balance = await ledger.balance(user)
+    assert balance.available == WELCOME and balance.held == 0
+    [release] = [t for t in await ledger.history(user) if t.kind == "void"]
+    assert release.hold is not None and release.hold.startswith("turn:")
+
+
+async def test_a_broken_stream_charges_only_what_was_delivered(
+    app: RunningApp, ledger: Ledger
+) -> None:
+    user, password = await new_user(app)
+    chat = await open_chat(app, user, password)
+    await chat.change_settings({"model": "vllm-llama-3.1-8b"})
+    app.fake.mode, app.fake.drop_after = "drop", 3
+    try:
+        broken = await chat.send("Tell me something.")
+    finally:
+        app.fake.mode = "ok"
+    await chat.close()
+    assert streamed_text(broken) == "Hello from the "
+    units, tokens_in, tokens_out = cost_line(broken)
+    [step] = steps(broken)
+    assert "counted here: the provider reported no usage" in step["output"]
+    model = CATALOG.models["vllm-llama-3.1-8b"]
+    assert tokens_out == len("Hello from the ") // 3 + 1  # the remote estimate, said so above
+    priced = PRICING.units(
+        model.input_usd_per_mtok, model.output_usd_per_mtok, tokens_in, tokens_out
+    )
+    assert units == priced
+    assert units <= most_for("vllm-llama-3.1-8b", "Tell me something.")
+    assert (await ledger.balance(user)).available == WELCOME - priced
+
+
+async def test_stop_mid_stream_charges_only_the_delivered_part(
+    app: RunningApp, ledger: Ledger
+) -> None:
+    user, password = await new_user(app)
+    chat = await open_chat(app, user, password)
+    await chat.change_settings({"model": "vllm-llama-3.1-8b"})
+    app.fake.token_delay_s = 0.2
+    try:
+        start = len(chat.events)
+        sending = asyncio.create_task(chat.send("Tell me a long story."))
+        await chat.wait_until(lambda events: "Hello from " in streamed_text(events), start)
+        await chat.sio.emit("stop")
+        stopped = await sending
+    finally:
+        app.fake.token_delay_s = 0.0
+    await chat.close()
+    delivered = streamed_text(stopped)
+    assert delivered and delivered != app.fake.reply
+    units, _, tokens_out = cost_line(stopped)
+    assert tokens_out == len(delivered) // 3 + 1
+    balance = await ledger.balance(user)
+    assert balance.available == WELCOME - units and balance.held == 0
+
+
+async def test_ten_sessions_at_once_with_credits_for_three(app: RunningApp, ledger: Ledger) -> None:
+    user, password = await new_user(app)
+    chats = [await open_chat(app, user, password) for _ in range(10)]
+    question = "Say hi."
+    most = most_for("smollm2-135m", question)
+    budget = 3 * most + most // 2
+    await ledger.adjust(user, budget - WELCOME, "test: credits for three answers", "tests", "adj:3")
+    results = await asyncio.gather(*(c.send(question) for c in chats))
+    await asyncio.gather(*(c.close() for c in chats))
+    answered = [r for r in results if steps(r)]
+    refused = [r for r in results if not steps(r)]
+    assert 3 <= len(answered) < 10
+    for events in refused:
+        [notice] = messages(events, "assistant_message")
+        assert "Not enough credits for this answer" in notice["output"]
+        assert "administrator" in notice["output"]
+    spent = sum(cost_line(r)[0] for r in answered)
+    balance = await ledger.balance(user)
+    assert balance.held == 0 and balance.available == budget - spent >= 0

@@ -1,0 +1,34 @@
+"""Prices to credits, and the ids a metered turn uses."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from credits.ledger import TRANSFER_ID
+from credits.metering import Pricing, turn_id, welcome_id
+
+PRICING = Pricing(credit_usd=Decimal("0.024"))
+
+
+def test_prices_convert_to_credits_without_floats() -> None:
+    # $0.40 per million tokens at $0.024 per credit = 0.01666... credits per 1K tokens.
+    per_1k = PRICING.credits_per_1k(Decimal("0.40"))
+    assert isinstance(per_1k, Decimal)
+    assert per_1k.quantize(Decimal("0.00001")) == Decimal("0.01667")
+
+
+def test_a_turn_costs_whole_units_rounded_up() -> None:
+    # 1,000 in at $0.20 + 1,000 out at $0.40 per million = $0.0006 = 0.025 credits = 25 units.
+    assert PRICING.units(Decimal("0.20"), Decimal("0.40"), 1000, 1000) == 25
+    # One token costs a fraction of a unit: it is charged as one unit, never as zero.
+    assert PRICING.units(Decimal("0.20"), Decimal("0.40"), 0, 1) == 1
+    assert PRICING.units(Decimal("0.20"), Decimal("0.40"), 0, 0) == 0
+    marked_up = Pricing(credit_usd=Decimal("0.024"), markup=Decimal("1.5"))
+    assert marked_up.units(Decimal("0.20"), Decimal("0.40"), 1000, 1000) == 38  # 37.5 rounded up
+
+
+def test_transfer_ids_are_valid_for_any_identifier() -> None:
+    assert turn_id("2b1f-0c") == "turn:2b1f-0c"
+    assert welcome_id("alice@example.com") == "welcome:alice@example.com"
+    odd = welcome_id("Ann Lee (GitHub)")
+    assert TRANSFER_ID.fullmatch(odd) and odd != welcome_id("Ann Lee (GitLab)")

@@ -1,0 +1,110 @@
+"""What a person sees of their credits: the balance badge, the welcome bonus, the out-of-credit notice.
+
+The badge is a Chainlit custom element (public/elements/CreditBadge.jsx) pinned to the top of the
+page; the session keeps the element and updates its props after every charge, which reaches the
+browser over the socket at once. It is live state, not history: it is not persisted with the thread.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+import chainlit as cl
+
+from agents.catalog import Model
+from chat import show_credits
+from credits.ledger import Balance
+from credits.metering import welcome_id
+from credits.store import Ledger
+
+BADGE = "CreditBadge"
+AUTHOR = "Credits"  # notices by this author are shown, not kept with the thread
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """Why a turn could not start: what the user has, what it could cost, what would fit."""
+
+    available: int
+    needed: int
+    model: Model
+    cheaper: Model | None
+
+
+async def pay_welcome_bonus(ledger: Ledger, user: str, units: int) -> bool:
+    """The welcome bonus, once per person however often or wherever they sign in; True if this
+    call paid it (two sessions racing both pay the same transfer id: it is paid once)."""
+    transfer = welcome_id(user)
+    if await ledger.transfer(transfer) is not None:
+        return False
+    await ledger.grant(user, units, transfer, code="welcome", metadata={"kind": "welcome"})
+    return True
+
+
+def welcome_text(bonus_units: int, balance: Balance) -> str:
+    return (
+        f"Welcome! You have been given **{show_credits(bonus_units)} credits** to start with.\n\n"
+        "Credits pay for what the AI models do for you: every answer costs a little, depending on "
+        "the model and the length of the conversation, and its cost shows under it. Your balance "
+        f"is at the top right; it is **{show_credits(balance.available)} credits** now."
+    )
+
+
+def balance_text(balance: Balance) -> str:
+    return f"You have **{show_credits(balance.available)} credits**. Each answer's cost shows under it."
+
+
+def badge_props(balance: Balance, credit_usd: Decimal, low_units: int) -> dict[str, object]:
+    return {
+        "credits": show_credits(balance.available),
+        "units": balance.available,
+        "held": show_credits(balance.held) if balance.held else "",
+        "low": balance.available < low_units,
+        "credit_usd": str(credit_usd),
+    }
+
+
+def new_badge(thread_id: str, props: dict[str, object]) -> cl.CustomElement:
+    """The badge of one chat (one id per thread, so a resumed chat updates the same one)."""
+    badge = cl.CustomElement(name=BADGE, props=props, display="inline")
+    badge.id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"credit-badge:{thread_id}"))
+    return badge
+
+
+async def refresh_badge(badge: cl.CustomElement | None, props: dict[str, object]) -> None:
+    if badge is None:
+        return
+    badge.props = props
+    badge.content = json.dumps(props)  # what is sent; computed from props only at creation
+    await badge.update()
+
+
+def shortfall_text(short: Shortfall) -> str:
+    lines = [
+        f"**Not enough credits for this answer.** You have **{show_credits(short.available)} "
+        f"credits**; an answer from {short.model.label} to this conversation could cost up to "
+        f"**{show_credits(short.needed)} credits**, so nothing was sent to the model.",
+    ]
+    if short.cheaper is not None:
+        lines.append(f"{short.cheaper.label} costs less and fits your balance: switch to it below.")
+    lines.append(
+        "To get more credits, ask an administrator of this service to grant you some (buying "
+        "credits is coming). A shorter conversation (start a new chat) also costs less."
+    )
+    return "\n\n".join(lines)
+
+
+def shortfall_actions(short: Shortfall) -> list[cl.Action]:
+    if short.cheaper is None:
+        return []
+    return [
+        cl.Action(
+            name="use_model",
+            payload={"model": short.cheaper.id},
+            label=f"Use {short.cheaper.label}",
+            tooltip="Switch this chat to a cheaper model",
+        )
+    ]
