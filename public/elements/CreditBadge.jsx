@@ -7,8 +7,9 @@ export default function CreditBadge() {
       id="credit-badge"
       data-units={props.units}
       title={`${props.held ? props.held + " credits held for an answer in progress. " : ""}1 credit = $${props.credit_usd}`}
+      style={{ position: "fixed", top: "14px", right: "10.5rem", zIndex: 50 }}
       className={
-        "fixed top-3 right-28 z-50 rounded-full border px-3 py-1 text-sm font-medium shadow-sm " +
+        "rounded-full border px-3 py-1 text-sm font-medium shadow-sm " +
         (low ? "bg-destructive text-destructive-foreground" : "bg-card text-card-foreground")
       }
     >
