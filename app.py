@@ -33,7 +33,7 @@ from auth import passwords  # noqa: E402
 from credits import metering  # noqa: E402
 from credits.configured import ledger_from_settings  # noqa: E402
 from credits.errors import InsufficientCredits  # noqa: E402
-from credits.ledger import UNITS_PER_CREDIT  # noqa: E402
+from credits.ledger import UNITS_PER_CREDIT, Balance  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.history import ChatHistory  # noqa: E402
 from storage.migrate import upgrade_async  # noqa: E402
@@ -150,9 +150,9 @@ def user_id() -> str:
     return user.identifier
 
 
-async def show_balance(thread_id: str, for_id: str | None) -> None:
+async def show_balance(thread_id: str, for_id: str | None, balance: Balance | None = None) -> None:
     """Send this chat's badge (with the message `for_id`), or update it if it is already shown."""
-    balance = await ledger.balance(user_id())
+    balance = balance or await ledger.balance(user_id())
     props = wallet.badge_props(balance, settings.credit_usd, LOW_UNITS)
     badge = cl.user_session.get("badge")
     if badge is not None:
@@ -170,7 +170,7 @@ async def chat_start() -> None:
     balance = await ledger.balance(user)
     text = wallet.welcome_text(WELCOME_UNITS, balance) if welcomed else wallet.balance_text(balance)
     greeting = await cl.Message(content=text, author=wallet.AUTHOR).send()
-    await show_balance(cl.context.session.thread_id, greeting.id)
+    await show_balance(cl.context.session.thread_id, greeting.id, balance)
     await model_settings(catalog.default_id).send()
 
 
@@ -214,7 +214,7 @@ async def on_message(message: cl.Message) -> None:
     thread_id = cl.context.session.thread_id
     graph = graphs["conversation"]
     prompt = await conversation.prompt_for(graph, context, question, thread_id)
-    most = most_cost(model, context, prompt)
+    most = most_cost(model, prompt)
     metadata = {"model": model.id, "kind": "chat"}
     try:
         async with metering.turn(
@@ -250,12 +250,16 @@ def turn_context(model: Model) -> TurnContext:
     )
 
 
-def most_cost(model: Model, context: TurnContext, prompt: list[BaseMessage]) -> int:
-    """The most an answer to `prompt` can cost: every prompt token plus the longest answer."""
-    tokens_in = conversation.most_input_tokens(context, prompt)
-    return pricing.units(
-        model.input_usd_per_mtok, model.output_usd_per_mtok, tokens_in, context.max_output_tokens
-    )
+def most_cost(model: Model, prompt: list[BaseMessage]) -> int:
+    """The most an answer from `model` to `prompt` can cost: every prompt token and the longest
+    answer."""
+    longest = settings.max_output_tokens
+    tokens_in = conversation.most_input_tokens(prompt, model.context_length, longest)
+    return price(model, tokens_in, longest)
+
+
+def price(model: Model, tokens_in: int, tokens_out: int) -> int:
+    return pricing.units(model.input_usd_per_mtok, model.output_usd_per_mtok, tokens_in, tokens_out)
 
 
 def make_bill(
@@ -265,23 +269,20 @@ def make_bill(
     reported none (a stopped or broken stream), and tells the meter."""
 
     def bill(reply: chat.Reply) -> chat.Charge:
+        counted = False
         if reply.input_tokens is not None and reply.output_tokens is not None:
-            charge = chat.Charge(0, reply.input_tokens, reply.output_tokens, counted=False)
+            tokens_in, tokens_out = reply.input_tokens, reply.output_tokens
         elif reply.delivered:
+            counted = True
             tokens_in = context.count_tokens(prompt)
-            charge = chat.Charge(
-                0, tokens_in, text_counter(model, runner)(reply.text), counted=True
-            )
+            tokens_out = text_counter(model, runner)(reply.text)
         else:  # failed before any token: nothing is charged
-            charge = chat.Charge(0, 0, 0, counted=False)
-        units = pricing.units(
-            model.input_usd_per_mtok, model.output_usd_per_mtok, charge.tokens_in, charge.tokens_out
-        )
-        details = {"tokens_in": charge.tokens_in, "tokens_out": charge.tokens_out}
-        if charge.counted:
+            tokens_in = tokens_out = 0
+        details: dict[str, object] = {"tokens_in": tokens_in, "tokens_out": tokens_out}
+        if counted:
             details["counted"] = True
-        meter.use(units, details)
-        return chat.Charge(meter.charged, charge.tokens_in, charge.tokens_out, charge.counted)
+        meter.use(price(model, tokens_in, tokens_out), details)
+        return chat.Charge(meter.charged, tokens_in, tokens_out, counted)
 
     return bill
 
@@ -295,7 +296,7 @@ async def tell_shortfall(
     ):
         if other.id == model.id:
             continue
-        cost = most_cost(other, turn_context(other), prompt)
+        cost = most_cost(other, prompt)
         if cost <= available and cost < needed:
             cheaper = other
             break

@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import chainlit as cl
 from langchain_core.messages import HumanMessage
@@ -19,7 +18,7 @@ from agents import graph as conversation
 from agents.catalog import Model
 from agents.errors import AgentError
 from agents.state import TurnContext, Usage
-from credits.ledger import UNITS_PER_CREDIT
+from credits.ledger import show_credits
 
 log = logging.getLogger("chat")
 
@@ -138,24 +137,12 @@ async def answer(
 
 def describe(model: Model, reply: Reply, charge: Charge) -> str:
     first = "" if reply.first_token_ms is None else f", first token {reply.first_token_ms:.0f} ms"
-    counted = (
-        " (counted here: the provider reported no usage)"
-        if charge.counted and (charge.tokens_in or charge.tokens_out)
-        else ""
-    )
+    counted = " (counted here: the provider reported no usage)" if charge.counted else ""
     return (
         f"**{model.label}** · cost **{show_credits(charge.units)} credits** · "
         f"{charge.tokens_in:,} tokens in · {charge.tokens_out:,} tokens out{counted} · "
         f"{reply.total_ms / 1000:.2f} s{first}"
     )
-
-
-def show_credits(units: int) -> str:
-    """Units as credits for people: whole credits with thousands separators, else 3 decimals."""
-    whole, rest = divmod(units, UNITS_PER_CREDIT)
-    if rest == 0:
-        return f"{whole:,}"
-    return f"{Decimal(units) / UNITS_PER_CREDIT:,.3f}"
 
 
 def failure_text(model: Model, error: AgentError, partial: bool) -> str:

@@ -15,8 +15,7 @@ from decimal import Decimal
 import chainlit as cl
 
 from agents.catalog import Model
-from chat import show_credits
-from credits.ledger import Balance
+from credits.ledger import Balance, show_credits
 from credits.metering import welcome_id
 from credits.store import Ledger
 
@@ -74,11 +73,9 @@ def new_badge(thread_id: str, props: dict[str, object]) -> cl.CustomElement:
     return badge
 
 
-async def refresh_badge(badge: cl.CustomElement | None, props: dict[str, object]) -> None:
-    if badge is None:
-        return
+async def refresh_badge(badge: cl.CustomElement, props: dict[str, object]) -> None:
     badge.props = props
-    badge.content = json.dumps(props)  # what is sent; computed from props only at creation
+    badge.content = json.dumps(props)  # Chainlit derives it from props only at creation
     await badge.update()
 
 

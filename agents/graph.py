@@ -46,9 +46,11 @@ async def prompt_for(
     return make_prompt(ctx, snapshot.values.get("messages", []), question)
 
 
-def most_input_tokens(ctx: TurnContext, prompt: Sequence[BaseMessage]) -> int:
-    """No more tokens than this can reach the model for `prompt` (no tokenizer needed)."""
-    return min(upper_bound(prompt), ctx.context_length - ctx.max_output_tokens)
+def most_input_tokens(
+    prompt: Sequence[BaseMessage], context_length: int, max_output_tokens: int
+) -> int:
+    """No more tokens than this can reach a model for `prompt` (no tokenizer needed)."""
+    return min(upper_bound(prompt), context_length - max_output_tokens)
 
 
 Conversation = CompiledStateGraph[State, TurnContext, State, State]

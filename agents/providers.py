@@ -80,11 +80,16 @@ def text_counter(model: Model, runner: LocalRunner) -> Callable[[str], int]:
     ones (used only when a provider does not report usage, and said so under the answer)."""
     if model.provider.kind == "local":
         return runner.count_text
-    return lambda text: len(text) // 3 + 1 if text else 0
+    return estimate_text_tokens
 
 
 def estimate_tokens(messages: Sequence[BaseMessage]) -> int:
-    return sum(4 + len(m.text) // 3 + 1 for m in messages) + 3
+    return sum(4 + estimate_text_tokens(m.text) for m in messages) + 3
+
+
+def estimate_text_tokens(text: str) -> int:
+    """One token per three characters, rounded up past the last: over-counts English text."""
+    return len(text) // 3 + 1 if text else 0
 
 
 def as_agent_error(exc: BaseException) -> AgentError | None:

@@ -21,7 +21,7 @@ from credits import log
 from credits.audit import audit, receipt, verify
 from credits.configured import ledger_from_settings
 from credits.errors import CreditsError
-from credits.ledger import UNITS_PER_CREDIT
+from credits.ledger import UNITS_PER_CREDIT, credits
 from settings import get_settings
 
 
@@ -36,7 +36,7 @@ def credits_to_units(text: str) -> int:
 
 
 def show(units: int) -> str:
-    return f"{Decimal(units) / UNITS_PER_CREDIT:,.3f}"
+    return f"{credits(units):,.3f}"  # fixed width, for columns
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -61,8 +61,8 @@ ENTRIES = (
 
 # Transfers committed but not yet in the log, in the order the sequencer will append them.
 QUEUED = (
-    "SELECT NULL, NULL, t.transfer_id, t.kind, t.code, t.amount, t.debit_id, t.credit_id, "
-    "h.transfer_id FROM ledger_log_queue q JOIN ledger_transfers t ON t.pk = q.transfer_pk "
+    "SELECT t.transfer_id, t.kind, t.amount, t.debit_id, t.credit_id, h.transfer_id "
+    "FROM ledger_log_queue q JOIN ledger_transfers t ON t.pk = q.transfer_pk "
     "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk ORDER BY t.pk"
 )
 
@@ -217,9 +217,10 @@ def _check_balances(db: Db, snap: _Snapshot, books: Books, report: Report) -> No
     if not books.conserved():
         report.problems.append("debits and credits do not balance across the ledger")
     logged = books.counters
-    for e in db.rows(QUEUED):
+    names = snap.names
+    for tid, kind, amount, debit, credit, hold in db.rows(QUEUED):
         try:
-            books.add(e[2], e[3], e[5], snap.names.get(e[6], "?"), snap.names.get(e[7], "?"), e[8])
+            books.add(tid, kind, amount, names.get(debit, "?"), names.get(credit, "?"), hold)
         except ValueError as exc:
             report.problems.append(f"transfer waiting for the log: {exc}")
             return

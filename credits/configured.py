@@ -8,7 +8,7 @@ from settings import Settings
 
 
 def ledger_from_settings(settings: Settings) -> Ledger:
-    """The ledger as configured (the app opens it the same way)."""
+    """The ledger `settings` describe (not started)."""
     seed = settings.ledger_signing_key
     key = log.load_or_create_key(
         settings.data_dir / "ledger-signing.key", seed.get_secret_value() if seed else None

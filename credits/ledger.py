@@ -26,6 +26,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property, lru_cache
 from typing import Any
@@ -155,21 +156,17 @@ class Transfer:
     def meta(self) -> dict[str, Any]:
         return dict(json.loads(self.metadata))
 
-    def leaf(self, seq: int) -> bytes:
-        """The canonical bytes of this transfer as log entry `seq` (the Merkle leaf)."""
-        return leaf_bytes(
-            seq,
-            self.transfer_id,
-            self.kind.value,
-            self.code,
-            self.amount,
-            self.debit,
-            self.credit,
-            self.hold,
-            self.expires_us,
-            self.ts_us,
-            self.metadata,
-        )
+
+def credits(units: int) -> Decimal:
+    """Units as credits (display only: money paths stay in integer units)."""
+    return Decimal(units) / UNITS_PER_CREDIT
+
+
+def show_credits(units: int) -> str:
+    """Credits for people: whole credits with thousands separators, else to the unit."""
+    if units % UNITS_PER_CREDIT == 0:
+        return f"{units // UNITS_PER_CREDIT:,}"
+    return f"{credits(units):,.3f}"
 
 
 def leaf_bytes(

@@ -1,6 +1,6 @@
 """The tamper-evident log: an RFC 9162 Merkle tree over the ledger's entries, and signed checkpoints.
 
-Each transfer and each hold resolution is one leaf (its canonical JSON, `ledger.Transfer.leaf`).
+Each transfer and each hold resolution is one leaf (its canonical JSON, `ledger.leaf_bytes`).
 Hashing is RFC 9162 section 2.1: leaf = SHA-256(0x00 || entry), node = SHA-256(0x01 || left || right).
 The store keeps the tree's frontier (the roots of its perfect subtrees), so appending is O(log n) and
 the root is always at hand. A checkpoint signs (origin, size, root, time) with Ed25519 and leaves the

@@ -121,9 +121,8 @@ class Meter:
                 self.settled = await self.ledger.settle(self.transfer_id, self.charged, extra)
             else:
                 self.settled = await self.ledger.release(self.transfer_id, extra)
-        except (
-            CreditsError
-        ) as error:  # e.g. the turn outlived its hold: it expired, nothing charged
+        except CreditsError as error:
+            # E.g. the turn outlived its hold: it expired and nothing is charged.
             log.warning("Could not close %s: %s", self.transfer_id, error)
 
 

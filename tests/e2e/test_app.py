@@ -125,11 +125,8 @@ async def test_empty_and_oversized_messages(app: RunningApp) -> None:
 async def test_a_failing_provider_is_explained_and_the_next_message_works(app: RunningApp) -> None:
     chat = await session(app)
     await chat.change_settings({"model": "vllm-llama-3.1-8b"})
-    app.fake.mode = "error"
-    try:
+    with app.fake.behaving(mode="error"):
         failed = await chat.send("Hello?")
-    finally:
-        app.fake.mode = "ok"
     [error] = [d for n, d in failed if n == "new_message" and d.get("isError")]
     assert "could not answer" in error["output"] and "HTTP 500" in error["output"]
 
@@ -141,11 +138,8 @@ async def test_a_failing_provider_is_explained_and_the_next_message_works(app: R
 async def test_a_stream_broken_part_way_says_so(app: RunningApp) -> None:
     chat = await session(app)
     await chat.change_settings({"model": "vllm-llama-3.1-8b"})
-    app.fake.mode, app.fake.drop_after = "drop", 3
-    try:
+    with app.fake.behaving(mode="drop", drop_after=3):
         broken = await chat.send("Tell me something.")
-    finally:
-        app.fake.mode = "ok"
     await chat.close()
     assert streamed_text(broken) == "Hello from the "  # what was delivered stays on screen
     [error] = [d for n, d in broken if n == "new_message" and d.get("isError")]

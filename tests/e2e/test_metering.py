@@ -34,6 +34,7 @@ PRICING = Pricing(Decimal("0.024"))
 CATALOG = load_catalog(ROOT / "models.toml", lambda _: "set", "smollm2-135m")
 WELCOME = 1000 * UNITS_PER_CREDIT
 MAX_OUTPUT = 512  # the app's default MAX_OUTPUT_TOKENS
+REMOTE = "vllm-llama-3.1-8b"  # served by the loopback fake provider
 
 
 @pytest.fixture
@@ -76,12 +77,16 @@ def badge_units(events: list[tuple[str, Any]]) -> int:
     return int(badges[-1]["props"]["units"])
 
 
+def price(model_id: str, tokens_in: int, tokens_out: int) -> int:
+    model = CATALOG.models[model_id]
+    return PRICING.units(model.input_usd_per_mtok, model.output_usd_per_mtok, tokens_in, tokens_out)
+
+
 def most_for(model_id: str, question: str) -> int:
     """The hold the app places for a first question (no memory yet) to `model_id`."""
-    model = CATALOG.models[model_id]
     prompt = [SystemMessage(SYSTEM_PROMPT), HumanMessage(question)]
-    tokens_in = min(upper_bound(prompt), model.context_length - MAX_OUTPUT)
-    return PRICING.units(model.input_usd_per_mtok, model.output_usd_per_mtok, tokens_in, MAX_OUTPUT)
+    tokens_in = min(upper_bound(prompt), CATALOG.models[model_id].context_length - MAX_OUTPUT)
+    return price(model_id, tokens_in, MAX_OUTPUT)
 
 
 async def test_a_turn_costs_exactly_its_reported_usage(app: RunningApp, ledger: Ledger) -> None:
@@ -94,10 +99,7 @@ async def test_a_turn_costs_exactly_its_reported_usage(app: RunningApp, ledger: 
     events = await chat.send("Name a colour.")
     await chat.close()
     units, tokens_in, tokens_out = cost_line(events)
-    model = CATALOG.models["smollm2-135m"]
-    priced = PRICING.units(
-        model.input_usd_per_mtok, model.output_usd_per_mtok, tokens_in, tokens_out
-    )
+    priced = price("smollm2-135m", tokens_in, tokens_out)
     assert units == priced > 0
     balance = await ledger.balance(user)
     assert balance.available == WELCOME - priced and balance.held == 0
@@ -123,15 +125,18 @@ async def test_the_welcome_bonus_is_paid_once_to_two_sessions_at_once(
     assert "You have **1,000 credits**" in greeting["output"]
 
 
-async def test_a_failing_provider_charges_nothing(app: RunningApp, ledger: Ledger) -> None:
+async def remote_chat(app: RunningApp) -> tuple[str, ChatSession]:
+    """A new user's chat on the loopback provider (whose failures the tests choose)."""
     user, password = await new_user(app)
     chat = await open_chat(app, user, password)
-    await chat.change_settings({"model": "vllm-llama-3.1-8b"})
-    app.fake.mode = "error"
-    try:
+    await chat.change_settings({"model": REMOTE})
+    return user, chat
+
+
+async def test_a_failing_provider_charges_nothing(app: RunningApp, ledger: Ledger) -> None:
+    user, chat = await remote_chat(app)
+    with app.fake.behaving(mode="error"):
         failed = await chat.send("Hello?")
-    finally:
-        app.fake.mode = "ok"
     await chat.close()
     assert cost_line(failed)[0] == 0
     balance = await ledger.balance(user)
@@ -143,49 +148,36 @@ async def test_a_failing_provider_charges_nothing(app: RunningApp, ledger: Ledge
 async def test_a_broken_stream_charges_only_what_was_delivered(
     app: RunningApp, ledger: Ledger
 ) -> None:
-    user, password = await new_user(app)
-    chat = await open_chat(app, user, password)
-    await chat.change_settings({"model": "vllm-llama-3.1-8b"})
-    app.fake.mode, app.fake.drop_after = "drop", 3
-    try:
+    user, chat = await remote_chat(app)
+    with app.fake.behaving(mode="drop", drop_after=3):
         broken = await chat.send("Tell me something.")
-    finally:
-        app.fake.mode = "ok"
     await chat.close()
     assert streamed_text(broken) == "Hello from the "
     units, tokens_in, tokens_out = cost_line(broken)
     [step] = steps(broken)
     assert "counted here: the provider reported no usage" in step["output"]
-    model = CATALOG.models["vllm-llama-3.1-8b"]
     assert tokens_out == len("Hello from the ") // 3 + 1  # the remote estimate, said so above
-    priced = PRICING.units(
-        model.input_usd_per_mtok, model.output_usd_per_mtok, tokens_in, tokens_out
-    )
-    assert units == priced
-    assert units <= most_for("vllm-llama-3.1-8b", "Tell me something.")
-    assert (await ledger.balance(user)).available == WELCOME - priced
+    assert units == price(REMOTE, tokens_in, tokens_out)
+    assert units <= most_for(REMOTE, "Tell me something.")
+    assert (await ledger.balance(user)).available == WELCOME - units
 
 
 async def test_stop_mid_stream_charges_only_the_delivered_part(
     app: RunningApp, ledger: Ledger
 ) -> None:
-    user, password = await new_user(app)
-    chat = await open_chat(app, user, password)
-    await chat.change_settings({"model": "vllm-llama-3.1-8b"})
-    app.fake.token_delay_s = 0.2
-    try:
+    user, chat = await remote_chat(app)
+    with app.fake.behaving(token_delay_s=0.2):
         start = len(chat.events)
         sending = asyncio.create_task(chat.send("Tell me a long story."))
         await chat.wait_until(lambda events: "Hello from " in streamed_text(events), start)
         await chat.sio.emit("stop")
         stopped = await sending
-    finally:
-        app.fake.token_delay_s = 0.0
     await chat.close()
     delivered = streamed_text(stopped)
     assert delivered and delivered != app.fake.reply
-    units, _, tokens_out = cost_line(stopped)
+    units, tokens_in, tokens_out = cost_line(stopped)
     assert tokens_out == len(delivered) // 3 + 1
+    assert units == price(REMOTE, tokens_in, tokens_out)
     balance = await ledger.balance(user)
     assert balance.available == WELCOME - units and balance.held == 0
 

@@ -12,7 +12,8 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,18 @@ class FakeOpenAI:
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
     port: int = 0
+
+    @contextmanager
+    def behaving(self, **changes: Any) -> Iterator[None]:
+        """Behave as `changes` say (mode, delays...) inside a `with` block, then as before."""
+        before = {name: getattr(self, name) for name in changes}
+        for name, value in changes.items():
+            setattr(self, name, value)
+        try:
+            yield
+        finally:
+            for name, value in before.items():
+                setattr(self, name, value)
 
     @property
     def base_url(self) -> str:
