@@ -13,12 +13,14 @@ settings = get_settings()
 settings.export_for_chainlit()  # before Chainlit reads its environment
 
 import chainlit as cl  # noqa: E402
-from chainlit.input_widget import InputWidget, Select  # noqa: E402
 from chainlit.server import app as fastapi_app  # noqa: E402
-from chainlit.types import ThreadDict  # noqa: E402
+from chainlit.types import CommandDict, ThreadDict  # noqa: E402
 from langchain_core.messages import BaseMessage, HumanMessage  # noqa: E402
 
 import chat  # noqa: E402
+import grants  # noqa: E402
+import picker  # noqa: E402
+import statement  # noqa: E402
 import wallet  # noqa: E402
 from agents import graph as conversation  # noqa: E402
 from agents.catalog import Model, load_catalog  # noqa: E402
@@ -131,17 +133,10 @@ if any(
         return default_user
 
 
-def model_settings(selected: str) -> cl.ChatSettings:
-    choices = {m.label: m.id for m in catalog.enabled("chat")}
-    widgets: list[InputWidget] = [
-        Select(id="model", label="Model", items=choices, initial_value=selected)
-    ]
-    return cl.ChatSettings(widgets)
-
-
 def current_model() -> Model:
-    chosen = (cl.user_session.get("chat_settings") or {}).get("model")
-    return catalog.choose(chosen if chosen in catalog.models else None)
+    """The model for this turn: the one picked in this chat, "auto", or the default."""
+    chosen = (cl.user_session.get("chat_settings") or {}).get(picker.WIDGET)
+    return catalog.choose(picker.valid(catalog, chosen))
 
 
 def user_id() -> str:
@@ -150,54 +145,134 @@ def user_id() -> str:
     return user.identifier
 
 
-async def show_balance(thread_id: str, for_id: str | None, balance: Balance | None = None) -> None:
+def user_role() -> object:
+    user = cl.context.session.user
+    return user.metadata.get("role") if user is not None else None
+
+
+async def show_balance(
+    thread_id: str, for_id: str | None, balance: Balance | None = None
+) -> Balance:
     """Send this chat's badge (with the message `for_id`), or update it if it is already shown."""
     balance = balance or await ledger.balance(user_id())
     props = wallet.badge_props(balance, settings.credit_usd, LOW_UNITS)
     badge = cl.user_session.get("badge")
     if badge is not None:
         await wallet.refresh_badge(badge, props)
-        return
+        return balance
     badge = wallet.new_badge(thread_id, props)
     cl.user_session.set("badge", badge)
     await badge.send(for_id=for_id or "", persist=False)
+    return balance
+
+
+async def offer_choices() -> None:
+    """The model picker at the person's saved choice, and the commands they may use."""
+    selected = await picker.preferred(engine, catalog, user_id())
+    await picker.settings_widget(catalog, pricing, selected).send()
+    admin = await grants.is_admin(engine, user_id(), user_role())
+    await cl.context.emitter.set_commands(command_menu(admin))
 
 
 @cl.on_chat_start
 async def chat_start() -> None:
+    await offer_choices()
+    if not settings.metering:
+        return
     user = user_id()
     welcomed = await wallet.pay_welcome_bonus(ledger, user, WELCOME_UNITS)
     balance = await ledger.balance(user)
     text = wallet.welcome_text(WELCOME_UNITS, balance) if welcomed else wallet.balance_text(balance)
     greeting = await cl.Message(content=text, author=wallet.AUTHOR).send()
     await show_balance(cl.context.session.thread_id, greeting.id, balance)
-    await model_settings(catalog.default_id).send()
 
 
 @cl.on_chat_resume
 async def chat_resume(thread: ThreadDict) -> None:
-    settings_saved = (thread.get("metadata") or {}).get("chat_settings") or {}
-    await model_settings(settings_saved.get("model", catalog.default_id)).send()
-    steps = thread.get("steps") or []
-    await show_balance(thread["id"], steps[-1]["id"] if steps else None)
+    await offer_choices()
+    if settings.metering:
+        steps = thread.get("steps") or []
+        await show_balance(thread["id"], steps[-1]["id"] if steps else None)
+
+
+@cl.on_settings_update
+async def settings_update(chosen: dict[str, Any]) -> None:
+    """Keep the person's model choice for their next chats; an invalid one is put back."""
+    if picker.WIDGET not in chosen:
+        return
+    kept = await picker.remember(engine, catalog, user_id(), chosen[picker.WIDGET])
+    if kept is None:
+        await offer_choices()
 
 
 @cl.action_callback("use_model")
 async def use_model(action: cl.Action) -> None:
-    chosen = str(action.payload.get("model", ""))
-    if chosen not in catalog.models:
+    kept = await picker.remember(engine, catalog, user_id(), action.payload.get("model"))
+    if kept is None:
         return
-    cl.user_session.set(
-        "chat_settings", {**(cl.user_session.get("chat_settings") or {}), "model": chosen}
-    )
-    await model_settings(chosen).send()
+    await offer_choices()
     await cl.Message(
-        content=f"Switched to {catalog.models[chosen].label}: send your message again."
+        content=f"Switched to {catalog.choose(kept).label}: send your message again.",
+        author=wallet.AUTHOR,
     ).send()
+
+
+@cl.action_callback(statement.RECEIPT_ACTION)
+async def show_receipt(action: cl.Action) -> None:
+    wanted = str(action.payload.get("transfer", ""))
+    await (await statement.prove(ledger, user_id(), wanted, wallet.AUTHOR)).send()
+
+
+def command_menu(admin: bool) -> list[CommandDict]:
+    """The commands offered in the composer: /usage to all, /grant and /adjust to admins."""
+    offered = [("usage", "chart-column", "Your spending, last transfers and their receipts")]
+    if admin:
+        offered += [(verb, "coins", grants.USAGE[verb]) for verb in grants.VERBS]
+    return [
+        CommandDict(
+            id=name, icon=icon, description=text, button=False, persistent=False, selected=False
+        )
+        for name, icon, text in offered
+    ]
+
+
+def command_of(message: cl.Message) -> tuple[str, str] | None:
+    """(command, its text) when the message is one of ours, picked from the menu or typed."""
+    if message.command in COMMANDS:
+        return message.command, message.content
+    head, _, rest = message.content.strip().partition(" ")
+    if head.startswith("/") and head[1:] in COMMANDS:
+        return head[1:], rest
+    return None
+
+
+async def run_command(command: str, text: str, message: cl.Message) -> None:
+    if command == "usage":
+        labels = {m.id: m.label for m in catalog.models.values()}
+        await (await statement.statement(ledger, user_id(), labels, wallet.AUTHOR)).send()
+        return
+    if not await grants.is_admin(engine, user_id(), user_role()):
+        await cl.ErrorMessage(content=f"Only administrators can use /{command}.").send()
+        return
+    try:
+        order = grants.parse(command, text)
+        done = await grants.carry_out(ledger, engine, order, user_id(), message.id)
+    except grants.Refused as refused:
+        await cl.ErrorMessage(content=f"/{command} refused: {refused} Nothing was changed.").send()
+        return
+    await cl.Message(content=done, author=wallet.AUTHOR).send()
+    if settings.metering:  # the admin may have granted to themself
+        await show_balance(cl.context.session.thread_id, None)
+
+
+COMMANDS = ("usage", *grants.VERBS)
 
 
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
+    if command := command_of(message):
+        await run_command(*command, message)
+        return
     try:
         text = chat.check_message(message.content, settings.max_message_chars)
     except chat.MessageRejected as rejected:
@@ -214,8 +289,15 @@ async def on_message(message: cl.Message) -> None:
     thread_id = cl.context.session.thread_id
     graph = graphs["conversation"]
     prompt = await conversation.prompt_for(graph, context, question, thread_id)
+    if not settings.metering:
+        bill = make_bill(None, model, context, prompt)
+        await chat.answer(
+            graph, context, model, question, thread_id, settings.stream_flush_ms, bill
+        )
+        return
     most = most_cost(model, prompt)
     metadata = {"model": model.id, "kind": "chat"}
+    meter: metering.Meter | None = None
     try:
         async with metering.turn(
             ledger, user_id(), message.id, settings.hold_timeout_s, metadata
@@ -230,7 +312,16 @@ async def on_message(message: cl.Message) -> None:
                 graph, context, model, question, thread_id, settings.stream_flush_ms, bill
             )
     finally:
-        await show_balance(thread_id, None)
+        balance = await show_balance(thread_id, None)
+        if meter is not None:
+            await warn_if_low(balance.available + meter.charged, balance.available)
+
+
+async def warn_if_low(before: int, after: int) -> None:
+    """One toast and one message when this answer took the balance below the threshold."""
+    if wallet.crossed_low(before, after, LOW_UNITS):
+        await cl.context.emitter.send_toast(wallet.low_toast(after), "warning")
+        await cl.Message(content=wallet.low_text(after, LOW_UNITS), author=wallet.AUTHOR).send()
 
 
 def turn_context(model: Model) -> TurnContext:
@@ -263,10 +354,10 @@ def price(model: Model, tokens_in: int, tokens_out: int) -> int:
 
 
 def make_bill(
-    meter: metering.Meter, model: Model, context: TurnContext, prompt: list[BaseMessage]
+    meter: metering.Meter | None, model: Model, context: TurnContext, prompt: list[BaseMessage]
 ) -> chat.Bill:
     """Prices a reply on the usage the provider reported, or on tokens counted here when it
-    reported none (a stopped or broken stream), and tells the meter."""
+    reported none (a stopped or broken stream), and tells the meter (None: metering is off)."""
 
     def bill(reply: chat.Reply) -> chat.Charge:
         counted = False
@@ -281,6 +372,8 @@ def make_bill(
         details: dict[str, object] = {"tokens_in": tokens_in, "tokens_out": tokens_out}
         if counted:
             details["counted"] = True
+        if meter is None:
+            return chat.Charge(None, tokens_in, tokens_out, counted)
         meter.use(price(model, tokens_in, tokens_out), details)
         return chat.Charge(meter.charged, tokens_in, tokens_out, counted)
 

@@ -50,7 +50,7 @@ class Reply:
 class Charge:
     """What one answer costs, and the tokens it is priced on."""
 
-    units: int
+    units: int | None  # None: metering is off
     tokens_in: int
     tokens_out: int
     counted: bool  # the provider reported no usage: the tokens were counted here
@@ -138,8 +138,11 @@ async def answer(
 def describe(model: Model, reply: Reply, charge: Charge) -> str:
     first = "" if reply.first_token_ms is None else f", first token {reply.first_token_ms:.0f} ms"
     counted = " (counted here: the provider reported no usage)" if charge.counted else ""
+    cost = (
+        "not metered" if charge.units is None else f"cost **{show_credits(charge.units)} credits**"
+    )
     return (
-        f"**{model.label}** · cost **{show_credits(charge.units)} credits** · "
+        f"**{model.label}** · {cost} · "
         f"{charge.tokens_in:,} tokens in · {charge.tokens_out:,} tokens out{counted} · "
         f"{reply.total_ms / 1000:.2f} s{first}"
     )

@@ -95,11 +95,19 @@ class Settings(BaseSettings):
     price_markup: Decimal = Field(
         Decimal("1.0"), gt=0, description="Multiplier on provider prices when charging credits."
     )
+    metering: bool = Field(
+        True,
+        description="Charge credits for answers. false: answers are free and not recorded in the "
+        "ledger (a private install; benchmarks).",
+    )
     welcome_bonus_credits: int = Field(
         1000, ge=0, description="Credits each person gets once, on first sign-in."
     )
     low_balance_credits: int = Field(
-        100, ge=0, description="The badge turns red below this balance."
+        100,
+        ge=0,
+        description="Below this balance the badge turns red, and the answer that crosses it brings "
+        "one warning.",
     )
     hold_timeout_s: int = Field(
         900, ge=10, le=86_400,

@@ -105,3 +105,22 @@ def shortfall_actions(short: Shortfall) -> list[cl.Action]:
             tooltip="Switch this chat to a cheaper model",
         )
     ]
+
+
+def crossed_low(before: int, after: int, low: int) -> bool:
+    """True when a charge took the balance from `low` or more to below it: warn once then, not at
+    every answer below it, and again only after it has been back above."""
+    return before >= low > after
+
+
+def low_toast(after: int) -> str:
+    return f"Low balance: {show_credits(after)} credits left."
+
+
+def low_text(after: int, low: int) -> str:
+    return (
+        f"**Your balance is low: {show_credits(after)} credits**, below {show_credits(low)}. "
+        "Answers will stop when it cannot cover one; a cheaper model (in the settings) or a "
+        "shorter conversation makes it last longer. To get more credits, ask an administrator of "
+        "this service (buying credits is coming). Type /usage to see where they went."
+    )

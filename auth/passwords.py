@@ -96,3 +96,14 @@ async def ensure_admin(engine: AsyncEngine, email: str, password: str | None) ->
     generated = None if password else secrets.token_urlsafe(12)
     created = await create(engine, email, password or generated or "", role="admin")
     return generated if created else None
+
+
+async def role_of(engine: AsyncEngine, identifier: str) -> Role | None:
+    """The role of the password login `identifier` as stored now, or None if there is none."""
+    async with engine.connect() as conn:
+        role = (
+            await conn.execute(
+                select(logins.c.role).where(logins.c.identifier == normalise(identifier))
+            )
+        ).scalar_one_or_none()
+    return role if role in ("admin", "user") else None

@@ -6,6 +6,7 @@ checkpoint                  the latest signed checkpoint, and the key that signs
 balance USER                a user's available, held and posted credits
 grant USER CREDITS --reason TEXT [--id ID]
 receipt TRANSFER_ID         an inclusion proof of a transfer against a signed checkpoint
+check-receipt FILE          check a saved receipt against this ledger's signing key
 """
 
 from __future__ import annotations
@@ -15,24 +16,16 @@ import asyncio
 import json
 import secrets
 import sys
-from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from credits import log
-from credits.audit import audit, receipt, verify
+from credits.audit import audit, check_receipt, receipt, verify
 from credits.configured import ledger_from_settings
 from credits.errors import CreditsError
-from credits.ledger import UNITS_PER_CREDIT, credits
+from credits.ledger import credits, parse_credits
 from settings import get_settings
-
-
-def credits_to_units(text: str) -> int:
-    try:
-        units = Decimal(text) * UNITS_PER_CREDIT
-    except InvalidOperation:
-        raise SystemExit(f"Not a number of credits: {text!r}.") from None
-    if units != units.to_integral_value():
-        raise SystemExit(f"{text} credits is not a whole number of units (0.001 credit).")
-    return int(units)
 
 
 def show(units: int) -> str:
@@ -62,17 +55,34 @@ async def run(args: argparse.Namespace) -> int:
         elif args.command == "grant":
             transfer_id = args.id or f"grant:cli:{secrets.token_hex(8)}"
             t = await book.grant(
-                args.user, credits_to_units(args.credits), transfer_id,
+                args.user, parse_credits(args.credits), transfer_id,
                 code="grant", metadata={"reason": args.reason, "by": "cli"},
             )  # fmt: skip
             print(f"granted {show(t.amount)} credits to {args.user} ({t.transfer_id})")
         elif args.command == "receipt":
             print(json.dumps(await receipt(book, args.transfer_id), indent=2))
+        elif args.command == "check-receipt":
+            return check_saved_receipt(args.file, book.public_key)
     except CreditsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         await book.close()
+    return 0
+
+
+def check_saved_receipt(path: Path, public: Ed25519PublicKey) -> int:
+    try:
+        data = json.loads(path.read_text())
+        ok = check_receipt(data, public)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"error: not a readable receipt: {exc}", file=sys.stderr)
+        return 2
+    if not ok:
+        print("receipt does NOT check: its proof or signature does not match this ledger")
+        return 1
+    cp = data["checkpoint"]
+    print(f"receipt checks: entry {data['index'] + 1} of {cp['size']} in the signed log")
     return 0
 
 
@@ -91,6 +101,8 @@ def main(argv: list[str]) -> int:
     grant.add_argument("--id", help="idempotency key (default: a new one)")
     rec = sub.add_parser("receipt", help="inclusion proof of a transfer")
     rec.add_argument("transfer_id")
+    check = sub.add_parser("check-receipt", help="check a saved receipt")
+    check.add_argument("file", type=Path)
     return asyncio.run(run(parser.parse_args(argv)))
 
 

@@ -38,6 +38,7 @@ MAX_AMOUNT = 10**15  # a trillion credits: far above any real use, far below 2**
 MAX_METADATA_BYTES = 4096
 TRANSFER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_.@/+=-]{0,199}")
 CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+CREDITS_TEXT = re.compile(r"[+-]?[0-9]{1,13}(\.[0-9]{1,3})?")
 
 
 class AccountKind(StrEnum):
@@ -200,6 +201,20 @@ def _quote(value: str) -> str:
 def _json_str(value: str) -> str:
     """A JSON string literal (account names repeat: cached)."""
     return json.dumps(value, ensure_ascii=False)
+
+
+def parse_credits(text: str) -> int:
+    """Units in `text`, a number of credits as people write it ("12", "-3", "0.5"), to the unit.
+
+    Only plain decimals: no exponents, NaN, infinities or separators, and at most three decimals,
+    so what was typed is exactly what is recorded."""
+    cleaned = text.strip()
+    if not CREDITS_TEXT.fullmatch(cleaned):
+        raise InvalidRequest(
+            f"{text!r} is not a number of credits: write digits with at most three decimals, "
+            "like 25 or 0.5."
+        )
+    return int(Decimal(cleaned) * UNITS_PER_CREDIT)
 
 
 # Validation -------------------------------------------------------------------------------------

@@ -58,6 +58,11 @@ logger = logging.getLogger("credits")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+def day_of(ts_us: int) -> str:
+    """The UTC day of a transfer's timestamp, YYYY-MM-DD."""
+    return time.strftime("%Y-%m-%d", time.gmtime(ts_us / 1e6))
+
+
 def now_us() -> int:
     return time.time_ns() // 1000
 
@@ -480,22 +485,32 @@ class Ledger:
 
         return await self._read(op)
 
+    async def has_account(self, user: str) -> bool:
+        name = user_account(user)
+        return await self._read(lambda c: ops.find_account(c, name)) is not None
+
+    async def charges(
+        self, user: str, since_us: int | None = None, until_us: int | None = None
+    ) -> list[Transfer]:
+        """What the user paid for work (settled holds and direct charges), newest first; not
+        administrators' corrections."""
+        account = user_account(user)
+        return [
+            t
+            for t in await self._all_history(user, since_us, until_us)
+            if t.debit == account
+            and t.kind in (Kind.POST, Kind.POSTED)
+            and t.amount
+            and t.code != "adjustment"
+        ]
+
     async def usage(
         self, user: str, by: str = "day", since_us: int | None = None, until_us: int | None = None
     ) -> dict[str, int]:
         """Units spent by the user, summed by day (UTC, YYYY-MM-DD) or by a metadata key."""
-        account = user_account(user)
-        spent = [
-            t
-            for t in await self._all_history(user, since_us, until_us)
-            if t.debit == account and t.kind in (Kind.POST, Kind.POSTED) and t.amount
-        ]
         totals: dict[str, int] = {}
-        for t in spent:
-            if by == "day":
-                key = time.strftime("%Y-%m-%d", time.gmtime(t.ts_us / 1e6))
-            else:
-                key = str(t.meta.get(by, "unknown"))
+        for t in await self.charges(user, since_us, until_us):
+            key = day_of(t.ts_us) if by == "day" else str(t.meta.get(by, "unknown"))
             totals[key] = totals.get(key, 0) + t.amount
         return dict(sorted(totals.items()))
 

@@ -55,8 +55,10 @@ class ChatHistory(SQLAlchemyDataLayer):
         return value
 
     async def create_element(self, element: Element) -> None:
-        """Custom elements (the credit badge) are live state, not history: they are not kept."""
-        if element.type == "custom":
+        """Custom elements (the credit badge) are live state, not history: they are not kept. Nor
+        are files, charts and images while no blob storage is configured to hold them (Chainlit
+        would only log a warning for each)."""
+        if element.type == "custom" or self.storage_provider is None:
             return
         await super().create_element(element)
 

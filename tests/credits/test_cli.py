@@ -40,6 +40,13 @@ def test_grant_balance_receipt_verify_and_a_tampered_ledger(tmp_path: Path) -> N
     assert check_receipt(receipt, key)
     forged = {**receipt, "entry": receipt["entry"].replace("12500", "99999")}
     assert not check_receipt(forged, key)
+    (tmp_path / "receipt.json").write_text(json.dumps(receipt))
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    (tmp_path / "broken.json").write_text("{not json")
+    checked = cli(tmp_path, "check-receipt", str(tmp_path / "receipt.json"))
+    assert checked.returncode == 0 and "receipt checks: entry 1 of 1" in checked.stdout
+    assert cli(tmp_path, "check-receipt", str(tmp_path / "forged.json")).returncode == 1
+    assert cli(tmp_path, "check-receipt", str(tmp_path / "broken.json")).returncode == 2
 
     ok = cli(tmp_path, "verify")
     assert ok.returncode == 0 and ok.stdout.startswith("ledger verified: 1 entries")

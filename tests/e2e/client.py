@@ -33,6 +33,7 @@ class ChatSession:
     base_url: str
     cookies: httpx.Cookies
     thread_id: str | None = None
+    session_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     events: list[tuple[str, Any]] = field(default_factory=list)
     sio: socketio.AsyncClient = field(
         default_factory=lambda: socketio.AsyncClient(reconnection=False)
@@ -54,7 +55,7 @@ class ChatSession:
             headers={"Cookie": cookie_header(self.cookies)},
             auth={
                 "clientType": "webapp",
-                "sessionId": str(uuid.uuid4()),
+                "sessionId": self.session_id,
                 "threadId": self.thread_id,
                 "userEnv": json.dumps({}),
                 "chatProfile": None,
@@ -94,26 +95,48 @@ class ChatSession:
                 self._changed.clear()
                 await self._changed.wait()
 
-    async def send(self, text: str, timeout: float = 120) -> list[tuple[str, Any]]:
-        """Send a message and return every event until the app says the task ended."""
+    async def send(
+        self,
+        text: str,
+        timeout: float = 120,
+        command: str | None = None,
+        message_id: str | None = None,
+    ) -> list[tuple[str, Any]]:
+        """Send a message (a command's text when `command` is picked from the menu) and return
+        every event until the app says the task ended."""
         start = len(self.events)
-        await self.sio.emit(
-            "client_message",
-            {
-                "message": {
-                    "id": str(uuid.uuid4()),
-                    "threadId": self.thread_id,
-                    "name": "user",
-                    "type": "user_message",
-                    "output": text,
-                    "createdAt": datetime.now(UTC).isoformat(),
-                },
-                "fileReferences": [],
-            },
-        )
+        message = {
+            "id": message_id or str(uuid.uuid4()),
+            "threadId": self.thread_id,
+            "name": "user",
+            "type": "user_message",
+            "output": text,
+            "createdAt": datetime.now(UTC).isoformat(),
+        }
+        if command is not None:
+            message["command"] = command
+        await self.sio.emit("client_message", {"message": message, "fileReferences": []})
         await self.wait_for_run("on_message", start, timeout)
         await self.wait_for("task_end", start, timeout)
         return self.events[start:]
+
+    async def call_action(self, action: dict[str, Any]) -> int:
+        """Press an action button as the browser does (an HTTP call naming this session); the
+        HTTP status. What the callback sends arrives as events (see `wait_until`)."""
+        async with httpx.AsyncClient(base_url=self.base_url, cookies=self.cookies) as http:
+            response = await http.post(
+                "/project/action", json={"action": action, "sessionId": self.session_id}
+            )
+        return response.status_code
+
+    async def fetch_file(self, element: dict[str, Any]) -> bytes:
+        """The content of an element the app sent (a chart, a file), as the browser loads it."""
+        async with httpx.AsyncClient(base_url=self.base_url, cookies=self.cookies) as http:
+            response = await http.get(
+                f"/project/file/{element['chainlitKey']}", params={"session_id": self.session_id}
+            )
+        response.raise_for_status()
+        return response.content
 
     async def change_settings(self, settings: dict[str, Any]) -> None:
         await self.sio.emit("chat_settings_change", settings)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from settings import ROOT
+from credits.audit import verify
+from credits.configured import ledger_from_settings
+from credits.store import Ledger
+from settings import ROOT, Settings
+from tests.e2e.client import ChatSession, login
 from tests.e2e.process import app_environment, running_app
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -51,3 +57,27 @@ def app() -> Iterator[RunningApp]:
             yield RunningApp(base_url=base_url, data_dir=data_dir, fake=fake)
     finally:
         fake.stop()
+
+
+@pytest.fixture
+async def ledger(app: RunningApp) -> AsyncIterator[Ledger]:
+    """The app's ledger, opened beside it (a second process on the same file is supported);
+    `verify` must pass after each story."""
+    book = ledger_from_settings(Settings(data_dir=app.data_dir))
+    await book.start(background=False)
+    yield book
+    report = await verify(book)
+    await book.close()
+    assert report.ok, report.problems
+
+
+async def new_user(app: RunningApp) -> tuple[str, str]:
+    user, password = f"u{uuid.uuid4().hex[:10]}@example.com", "a-long-enough-password"
+    await asyncio.to_thread(app.add_login, user, password)
+    return user, password
+
+
+async def open_chat(app: RunningApp, user: str, password: str) -> ChatSession:
+    chat = ChatSession(app.base_url, await login(app.base_url, user, password))
+    await chat.connect()
+    return chat

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -19,14 +17,12 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from agents.catalog import load_catalog
 from agents.memory import upper_bound
 from agents.prompts import SYSTEM_PROMPT
-from credits.audit import verify
-from credits.configured import ledger_from_settings
 from credits.ledger import UNITS_PER_CREDIT
 from credits.metering import Pricing, welcome_id
 from credits.store import Ledger
-from settings import ROOT, Settings
-from tests.e2e.client import ChatSession, login, messages, steps, streamed_text
-from tests.e2e.conftest import RunningApp
+from settings import ROOT
+from tests.e2e.client import ChatSession, messages, steps, streamed_text
+from tests.e2e.conftest import RunningApp, new_user, open_chat
 
 pytestmark = pytest.mark.e2e
 
@@ -35,28 +31,6 @@ CATALOG = load_catalog(ROOT / "models.toml", lambda _: "set", "smollm2-135m")
 WELCOME = 1000 * UNITS_PER_CREDIT
 MAX_OUTPUT = 512  # the app's default MAX_OUTPUT_TOKENS
 REMOTE = "vllm-llama-3.1-8b"  # served by the loopback fake provider
-
-
-@pytest.fixture
-async def ledger(app: RunningApp) -> AsyncIterator[Ledger]:
-    book = ledger_from_settings(Settings(data_dir=app.data_dir))
-    await book.start(background=False)
-    yield book
-    report = await verify(book)
-    await book.close()
-    assert report.ok, report.problems
-
-
-async def new_user(app: RunningApp) -> tuple[str, str]:
-    user, password = f"u{uuid.uuid4().hex[:10]}@example.com", "a-long-enough-password"
-    await asyncio.to_thread(app.add_login, user, password)
-    return user, password
-
-
-async def open_chat(app: RunningApp, user: str, password: str) -> ChatSession:
-    chat = ChatSession(app.base_url, await login(app.base_url, user, password))
-    await chat.connect()
-    return chat
 
 
 def cost_line(events: list[tuple[str, Any]]) -> tuple[int, int, int]:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from agents.catalog import load_catalog
 from credits.ledger import TRANSFER_ID
 from credits.metering import Pricing, turn_id, welcome_id
+from picker import choices, price_label
+from settings import ROOT
 
 PRICING = Pricing(credit_usd=Decimal("0.024"))
 
@@ -32,3 +35,15 @@ def test_transfer_ids_are_valid_for_any_identifier() -> None:
     assert welcome_id("alice@example.com") == "welcome:alice@example.com"
     odd = welcome_id("Ann Lee (GitHub)")
     assert TRANSFER_ID.fullmatch(odd) and odd != welcome_id("Ann Lee (GitLab)")
+
+
+def test_the_picker_shows_each_price_per_thousand_tokens() -> None:
+    catalog = load_catalog(ROOT / "models.toml", lambda _: None, "smollm2-135m")
+    pricing = Pricing(Decimal("0.024"))
+    local = catalog.models["smollm2-135m"]
+    assert price_label(local, pricing) == (
+        "SmolLM2 135M (local) · 0.0083 in / 0.017 out credits per 1K tokens"
+    )
+    marked_up = Pricing(Decimal("0.024"), Decimal("3"))
+    assert "0.025 in / 0.05 out" in price_label(local, marked_up)
+    assert list(choices(catalog, pricing).values()) == ["auto", "smollm2-135m"]
