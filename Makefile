@@ -33,6 +33,7 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/stream.py
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/turns.py
 
 # Re-resolve the pins from pyproject.toml's ranges (needs the package index).
 lock:

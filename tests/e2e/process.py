@@ -30,21 +30,33 @@ def app_environment(data_dir: Path, **overrides: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_app(data_dir: Path, **overrides: str) -> Iterator[str]:
-    """Run the app on a free loopback port until the block ends; yields its base URL."""
+def running_app(
+    data_dir: Path, script: Path = ROOT / "app.py", ready: str = "/healthz", **overrides: str
+) -> Iterator[str]:
+    """Run the app (or another Chainlit `script`, from its own folder) on a free loopback port
+    until the block ends; yields its base URL once `ready` answers 200."""
+    with app_process(data_dir, script, ready, **overrides) as (base_url, _):
+        yield base_url
+
+
+@contextmanager
+def app_process(
+    data_dir: Path, script: Path = ROOT / "app.py", ready: str = "/healthz", **overrides: str
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`running_app`, also yielding the process (benchmarks read its CPU time)."""
     port = free_port()
     log = data_dir / "app.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chainlit", "run", "app.py", "--headless",
+            [sys.executable, "-m", "chainlit", "run", script.name, "--headless",
              "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=app_environment(data_dir, **overrides),
+            cwd=script.parent, env=app_environment(data_dir, **overrides),
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base_url, proc, log)
-        yield base_url
+        wait_ready(base_url + ready, proc, log)
+        yield base_url, proc
     finally:
         proc.terminate()
         try:
@@ -53,13 +65,13 @@ def running_app(data_dir: Path, **overrides: str) -> Iterator[str]:
             proc.kill()
 
 
-def wait_ready(base_url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the app exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
         try:
-            if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

@@ -7,6 +7,7 @@ Streams a fixed reply word by word with stream usage, like real providers, or fa
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import socket
@@ -158,3 +159,18 @@ class FakeOpenAI:
             self._server.should_exit = True
         if self._thread:
             self._thread.join(timeout=10)
+
+
+def main() -> None:
+    """Serve in the foreground (for benchmarks, where the provider must not share a process with
+    the load): `python -m tests.fakes.openai_server --port 8011 --words 50`."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--words", type=int, default=50, help="words in the streamed reply")
+    args = parser.parse_args()
+    fake = FakeOpenAI(reply=" ".join(f"word{n}" for n in range(args.words)))
+    uvicorn.run(fake.app(), host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
+
+
+if __name__ == "__main__":
+    main()
