@@ -17,5 +17,12 @@ async def test_both_schemas_in_one_database_and_reruns_are_no_ops(database_url: 
     async with engine.connect() as conn:
         tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
     await engine.dispose()
-    assert {"alembic_version", "ledger_alembic_version", "threads", "steps", "logins"} <= tables
+    assert {
+        "alembic_version",
+        "ledger_alembic_version",
+        "threads",
+        "steps",
+        "logins",
+        "preferences",
+    } <= tables
     assert {"ledger_accounts", "ledger_transfers", "ledger_log", "ledger_checkpoints"} <= tables

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth import passwords
-from storage.engine import create_engine
-from storage.migrate import upgrade_async
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await upgrade_async(database_url)
-    eng = create_engine(database_url)
-    yield eng
-    await eng.dispose()
 
 
 async def test_right_password_logs_in_and_wrong_ones_do_not(engine: AsyncEngine) -> None:

@@ -17,20 +17,10 @@ from auth import passwords
 from credits.store import Ledger
 from picker import preferred, remember
 from settings import ROOT
-from storage.engine import create_engine
-from storage.migrate import upgrade_async
 
 CATALOG = load_catalog(
     ROOT / "models.toml", {"VLLM_BASE_URL": "http://127.0.0.1:9/v1"}.get, "smollm2-135m"
 )
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await upgrade_async(database_url)
-    made = create_engine(database_url)
-    yield made
-    await made.dispose()
 
 
 @pytest.fixture
