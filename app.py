@@ -85,6 +85,7 @@ async def start() -> None:
 @cl.on_app_shutdown
 async def stop() -> None:
     await resources.aclose()
+    await metering.finish_settling()
     await ledger.close()
     runner.close()
     await engine.dispose()
@@ -297,28 +298,30 @@ async def on_message(message: cl.Message) -> None:
         return
     most = most_cost(model, prompt)
     metadata = {"model": model.id, "kind": "chat"}
-    meter: metering.Meter | None = None
-    try:
-        async with metering.turn(
-            ledger, user_id(), message.id, settings.hold_timeout_s, metadata
-        ) as meter:
-            try:
-                await meter.hold(most)
-            except InsufficientCredits as short:
-                await tell_shortfall(short.available, most, model, prompt)
-                return
-            bill = make_bill(meter, model, context, prompt)
-            await chat.answer(
-                graph, context, model, question, thread_id, settings.stream_flush_ms, bill
-            )
-    finally:
-        balance = await show_balance(thread_id, None)
-        if meter is not None:
-            await warn_if_low(balance.available + meter.charged, balance.available)
+
+    async def charged(meter: metering.Meter) -> None:
+        """Once the turn is settled: the low-balance warning if this crossed it, then the badge
+        (last, so that its update means all about this charge has been said)."""
+        balance = await ledger.balance(user_id())
+        await warn_if_low(balance.available + meter.charged, balance.available)
+        await show_balance(thread_id, None, balance)
+
+    async with metering.turn(
+        ledger, user_id(), message.id, settings.hold_timeout_s, metadata, after=charged
+    ) as meter:
+        try:
+            await meter.hold(most)
+        except InsufficientCredits as short:
+            await tell_shortfall(short.available, most, model, prompt)
+            return
+        bill = make_bill(meter, model, context, prompt)
+        await chat.answer(
+            graph, context, model, question, thread_id, settings.stream_flush_ms, bill
+        )
 
 
 async def warn_if_low(before: int, after: int) -> None:
-    """One toast and one message when this answer took the balance below the threshold."""
+    """One toast and one message when an answer took the balance below the threshold."""
     if wallet.crossed_low(before, after, LOW_UNITS):
         await cl.context.emitter.send_toast(wallet.low_toast(after), "warning")
         await cl.Message(content=wallet.low_text(after, LOW_UNITS), author=wallet.AUTHOR).send()

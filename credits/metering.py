@@ -5,6 +5,11 @@ used, and leaves the `turn` block however it leaves it (normally, by an error, o
 user presses stop); on the way out the hold is settled at what was used, never above what was held,
 or released when nothing was used. If the process dies first, the hold expires by itself and the
 credits come back.
+
+The settle runs in a task of its own, after the block: the work is already delivered, so the person
+does not wait for a second durable commit (only the hold's is on their path). `after` runs once it
+is done (the app updates the balance badge there). `finish_settling` waits for the ones in flight
+(at shutdown).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
@@ -126,14 +131,42 @@ class Meter:
             log.warning("Could not close %s: %s", self.transfer_id, error)
 
 
+After = Callable[["Meter"], Awaitable[None]]
+_settling: set[asyncio.Task[None]] = set()  # held here so that they are not collected mid-way
+
+
 @asynccontextmanager
 async def turn(
-    ledger: Ledger, user: str, ref: str, timeout_s: int, metadata: Mapping[str, Any]
+    ledger: Ledger,
+    user: str,
+    ref: str,
+    timeout_s: int,
+    metadata: Mapping[str, Any],
+    after: After | None = None,
 ) -> AsyncIterator[Meter]:
-    """A metered piece of work; the hold is settled or released when the block is left."""
+    """A metered piece of work; the hold is settled or released once the block is left, then
+    `after` runs."""
     meter = Meter(ledger, user, ref, timeout_s, metadata)
     try:
         yield meter
     finally:
-        # Shielded: a user's stop cancels the task, but what was delivered is still charged.
-        await asyncio.shield(meter.close())
+        # Its own task: not cancelled with the block when the user presses stop, so what was
+        # delivered is still charged; and the block's caller does not wait for the commit.
+        task = asyncio.create_task(_close(meter, after))
+        _settling.add(task)
+        task.add_done_callback(_settling.discard)
+
+
+async def _close(meter: Meter, after: After | None) -> None:
+    await meter.close()
+    if after is not None:
+        try:
+            await after(meter)
+        except Exception:  # the person may have left: their badge is theirs to miss
+            log.exception("After settling %s", meter.transfer_id)
+
+
+async def finish_settling() -> None:
+    """Wait for the settles still running (before the ledger closes)."""
+    while _settling:
+        await asyncio.gather(*list(_settling), return_exceptions=True)

@@ -120,6 +120,22 @@ class ChatSession:
         await self.wait_for("task_end", start, timeout)
         return self.events[start:]
 
+    async def turn(self, text: str, **send: Any) -> list[tuple[str, Any]]:
+        """`send`, then wait for the turn's charge to show: the app settles after the answer
+        (off the person's path) and then updates the balance badge. Every event since sending."""
+        start = len(self.events)
+        await self.send(text, **send)
+        await self.wait_for_badge(start)
+        return self.events[start:]
+
+    async def wait_for_badge(self, after: int) -> None:
+        await self.wait_until(
+            lambda events: any(
+                n == "element" and d.get("name") == "CreditBadge" for n, d in events
+            ),
+            after,
+        )
+
     async def call_action(self, action: dict[str, Any]) -> int:
         """Press an action button as the browser does (an HTTP call naming this session); the
         HTTP status. What the callback sends arrives as events (see `wait_until`)."""

@@ -39,7 +39,7 @@ async def test_the_picker_shows_prices_and_keeps_each_persons_choice(app: Runnin
     )
     assert REMOTE in labels and "llama-3.1-8b" not in labels  # a provider without a key is hidden
     await chat.change_settings({"model": REMOTE})
-    events = await chat.send("Hello?")
+    events = await chat.turn("Hello?")
     await chat.close()
     [step] = steps(events)
     assert step["name"] == "Llama 3.1 8B (vLLM)"
@@ -70,7 +70,7 @@ async def test_auto_answers_with_the_cheapest_able_model(app: RunningApp, ledger
     user, password = await new_user(app)
     chat = await open_chat(app, user, password)
     await chat.change_settings({"model": "auto"})
-    events = await chat.send("Which model are you?")
+    events = await chat.turn("Which model are you?")
     await chat.close()
     [step] = steps(events)
     assert step["name"] == "Llama 3.1 8B (vLLM)"  # $0.01/$0.02 beats the local $0.20/$0.40
@@ -96,17 +96,17 @@ async def test_the_low_balance_warning_comes_once_per_crossing(
         user, LOW - WELCOME, "test: bring to the threshold", "tests", f"t:{uuid.uuid4()}"
     )
 
-    crossing = await chat.send("First?")
+    crossing = await chat.turn("First?")
     toasts, notes = low_warnings(crossing)
     assert [t["type"] for t in toasts] == ["warning"] and len(notes) == 1
     assert "99.999 credits" in notes[0]["output"] and notes[0]["name"] == "Credits"
 
-    below = await chat.send("Second?")  # still below: no second warning
+    below = await chat.turn("Second?")  # still below: no second warning
     assert low_warnings(below) == ([], [])
 
     back = LOW - (await ledger.balance(user)).available  # back up to the threshold exactly
     await ledger.adjust(user, back, "test: top up", "tests", f"t:{uuid.uuid4()}")
-    again = await chat.send("Third?")
+    again = await chat.turn("Third?")
     await chat.close()
     toasts, notes = low_warnings(again)
     assert len(toasts) == 1 and len(notes) == 1

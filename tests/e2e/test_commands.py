@@ -30,7 +30,7 @@ async def test_usage_shows_spending_transfers_and_receipts_that_check(
     user, password = await new_user(app)
     chat = await open_chat(app, user, password)
     await chat.change_settings({"model": REMOTE})
-    costs = [cost_line(await chat.send(f"Question {n}?"))[0] for n in range(2)]
+    costs = [cost_line(await chat.turn(f"Question {n}?"))[0] for n in range(2)]
 
     report = await chat.send("", command="usage")
     text = said(report)

@@ -70,7 +70,7 @@ async def test_a_turn_costs_exactly_its_reported_usage(app: RunningApp, ledger: 
     assert "You have been given **1,000 credits**" in welcome["output"]
     assert badge_units(chat.events) == WELCOME
 
-    events = await chat.send("Name a colour.")
+    events = await chat.turn("Name a colour.")
     await chat.close()
     units, tokens_in, tokens_out = cost_line(events)
     priced = price("smollm2-135m", tokens_in, tokens_out)
@@ -110,7 +110,7 @@ async def remote_chat(app: RunningApp) -> tuple[str, ChatSession]:
 async def test_a_failing_provider_charges_nothing(app: RunningApp, ledger: Ledger) -> None:
     user, chat = await remote_chat(app)
     with app.fake.behaving(mode="error"):
-        failed = await chat.send("Hello?")
+        failed = await chat.turn("Hello?")
     await chat.close()
     assert cost_line(failed)[0] == 0
     balance = await ledger.balance(user)
@@ -124,7 +124,7 @@ async def test_a_broken_stream_charges_only_what_was_delivered(
 ) -> None:
     user, chat = await remote_chat(app)
     with app.fake.behaving(mode="drop", drop_after=3):
-        broken = await chat.send("Tell me something.")
+        broken = await chat.turn("Tell me something.")
     await chat.close()
     assert streamed_text(broken) == "Hello from the "
     units, tokens_in, tokens_out = cost_line(broken)
@@ -145,7 +145,9 @@ async def test_stop_mid_stream_charges_only_the_delivered_part(
         sending = asyncio.create_task(chat.send("Tell me a long story."))
         await chat.wait_until(lambda events: "Hello from " in streamed_text(events), start)
         await chat.sio.emit("stop")
-        stopped = await sending
+        await sending
+        await chat.wait_for_badge(start)
+        stopped = chat.events[start:]
     await chat.close()
     delivered = streamed_text(stopped)
     assert delivered and delivered != app.fake.reply
@@ -163,7 +165,7 @@ async def test_ten_sessions_at_once_with_credits_for_three(app: RunningApp, ledg
     most = most_for("smollm2-135m", question)
     budget = 3 * most + most // 2
     await ledger.adjust(user, budget - WELCOME, "test: credits for three answers", "tests", "adj:3")
-    results = await asyncio.gather(*(c.send(question) for c in chats))
+    results = await asyncio.gather(*(c.turn(question) for c in chats))
     await asyncio.gather(*(c.close() for c in chats))
     answered = [r for r in results if steps(r)]
     refused = [r for r in results if not steps(r)]
