@@ -55,6 +55,9 @@ def chart(totals: Spending, days: list[str], labels: Mapping[str, str]) -> go.Fi
         yaxis_title="credits",
         legend_title="model",
         margin={"l": 40, "r": 10, "t": 50, "b": 40},
+        paper_bgcolor="rgba(0,0,0,0)",  # the page's own colour, light or dark theme
+        plot_bgcolor="rgba(127,127,127,0.08)",
+        font={"color": "#888"},
     )
     return figure
 

@@ -97,3 +97,35 @@ async def test_the_badge_shows_the_balance_and_moves_after_an_answer(
     assert abs(spent - shown) < 1e-9
     await page.screenshot(path=str(app.data_dir / "browser-badge.png"))
     await context.close()
+
+
+async def test_usage_from_the_command_menu_shows_the_table_chart_and_a_receipt(
+    browser: Browser, app: RunningApp
+) -> None:
+    user, password = "browser-usage@example.com", "usage-password-123"
+    await asyncio.to_thread(app.add_login, user, password)
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    await page.goto(app.base_url)
+    await page.fill("#email", user)
+    await page.fill("#password", password)
+    await page.click("button[type=submit]")
+    await send(page, "Say hello.")
+    await expect(page.locator("#credit-badge")).to_have_text(
+        re.compile(r"^999\.\d{3} credits$"), timeout=TIMEOUT
+    )
+
+    await page.locator("#chat-input").click()
+    await page.keyboard.type("/usage")
+    await page.keyboard.press("Enter")  # picks the command from the menu
+    await page.keyboard.press("Enter")  # sends it
+    await expect(page.get_by_text("Spent by day and model")).to_be_visible(timeout=TIMEOUT)
+    await expect(page.locator(".js-plotly-plot")).to_have_count(1, timeout=TIMEOUT)
+    await expect(page.get_by_role("cell", name="SmolLM2 135M (local)", exact=True)).to_be_visible()
+    await page.get_by_role("button", name="Receipt #3").click()  # the welcome bonus
+    await expect(page.get_by_text(re.compile(r"Receipt for `?welcome:"))).to_be_visible(
+        timeout=TIMEOUT
+    )
+    await expect(page.get_by_text("checks.", exact=False)).to_be_visible()
+    await page.screenshot(path=str(app.data_dir / "browser-usage.png"), full_page=True)
+    await context.close()
