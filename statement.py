@@ -67,9 +67,7 @@ def table(totals: Spending, labels: Mapping[str, str]) -> str:
     if not totals:
         return f"Nothing spent in the last {DAYS} days."
     rows = ["| Day | Model | Credits |", "|---|---|---:|"]
-    for (day, model), units in sorted(
-        totals.items(), key=lambda kv: (kv[0][0], kv[0][1]), reverse=True
-    ):
+    for (day, model), units in sorted(totals.items(), reverse=True):
         rows.append(f"| {day} | {labels.get(model, model)} | {show_credits(units)} |")
     rows.append(f"| **Total** | | **{show_credits(sum(totals.values()))}** |")
     return "\n".join(rows)
@@ -167,7 +165,7 @@ async def statement(
 
 async def prove(ledger: Ledger, user: str, transfer_id: str, author: str) -> cl.Message:
     """A checked receipt for one of `user`'s transfers; another person's transfer is not found."""
-    transfer = await ledger.transfer(transfer_id) if isinstance(transfer_id, str) else None
+    transfer = await ledger.transfer(transfer_id)
     account = user_account(user)
     if transfer is None or account not in (transfer.debit, transfer.credit):
         return cl.Message(content=f"You have no transfer `{transfer_id}`.", author=author)

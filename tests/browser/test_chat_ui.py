@@ -6,7 +6,7 @@ import asyncio
 import re
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.e2e.conftest import ADMIN, RunningApp
 
@@ -71,17 +71,23 @@ async def test_log_in_chat_reload_reopen_and_continue(browser: Browser, app: Run
     await context.close()
 
 
-async def test_the_badge_shows_the_balance_and_moves_after_an_answer(
-    browser: Browser, app: RunningApp
-) -> None:
-    user, password = "browser-badge@example.com", "badge-password-123"
+async def new_person(browser: Browser, app: RunningApp, user: str) -> tuple[BrowserContext, Page]:
+    """A login made by the operator's CLI, signed in from a fresh browser."""
+    password = "a-long-enough-password"
     await asyncio.to_thread(app.add_login, user, password)
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     await page.goto(app.base_url)
     await page.fill("#email", user)
     await page.fill("#password", password)
     await page.click("button[type=submit]")
+    return context, page
+
+
+async def test_the_badge_shows_the_balance_and_moves_after_an_answer(
+    browser: Browser, app: RunningApp
+) -> None:
+    context, page = await new_person(browser, app, "browser-badge@example.com")
 
     badge = page.locator("#credit-badge")
     await expect(badge).to_have_text("1,000 credits", timeout=TIMEOUT)
@@ -102,14 +108,7 @@ async def test_the_badge_shows_the_balance_and_moves_after_an_answer(
 async def test_usage_from_the_command_menu_shows_the_table_chart_and_a_receipt(
     browser: Browser, app: RunningApp
 ) -> None:
-    user, password = "browser-usage@example.com", "usage-password-123"
-    await asyncio.to_thread(app.add_login, user, password)
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    await page.goto(app.base_url)
-    await page.fill("#email", user)
-    await page.fill("#password", password)
-    await page.click("button[type=submit]")
+    context, page = await new_person(browser, app, "browser-usage@example.com")
     await send(page, "Say hello.")
     await expect(page.locator("#credit-badge")).to_have_text(
         re.compile(r"^999\.\d{3} credits$"), timeout=TIMEOUT
