@@ -167,10 +167,15 @@ async def show_balance(
     return balance
 
 
-async def offer_choices() -> None:
-    """The model picker at the person's saved choice, and the commands they may use."""
+async def show_picker() -> None:
+    """The model picker, at the person's saved choice."""
     selected = await picker.preferred(engine, catalog, user_id())
     await picker.settings_widget(catalog, pricing, selected).send()
+
+
+async def offer_choices() -> None:
+    """The model picker, and the commands this person may use."""
+    await show_picker()
     admin = await grants.is_admin(engine, user_id(), user_role())
     await cl.context.emitter.set_commands(command_menu(admin))
 
@@ -203,7 +208,7 @@ async def settings_update(chosen: dict[str, Any]) -> None:
         return
     kept = await picker.remember(engine, catalog, user_id(), chosen[picker.WIDGET])
     if kept is None:
-        await offer_choices()
+        await show_picker()
 
 
 @cl.action_callback("use_model")
@@ -211,7 +216,7 @@ async def use_model(action: cl.Action) -> None:
     kept = await picker.remember(engine, catalog, user_id(), action.payload.get("model"))
     if kept is None:
         return
-    await offer_choices()
+    await show_picker()
     await cl.Message(
         content=f"Switched to {catalog.choose(kept).label}: send your message again.",
         author=wallet.AUTHOR,
@@ -290,11 +295,15 @@ async def on_message(message: cl.Message) -> None:
     thread_id = cl.context.session.thread_id
     graph = graphs["conversation"]
     prompt = await conversation.prompt_for(graph, context, question, thread_id)
-    if not settings.metering:
-        bill = make_bill(None, model, context, prompt)
+
+    async def reply(meter: metering.Meter | None) -> None:
+        bill = make_bill(meter, model, context, prompt)
         await chat.answer(
             graph, context, model, question, thread_id, settings.stream_flush_ms, bill
         )
+
+    if not settings.metering:
+        await reply(None)
         return
     most = most_cost(model, prompt)
     metadata = {"model": model.id, "kind": "chat"}
@@ -314,10 +323,7 @@ async def on_message(message: cl.Message) -> None:
         except InsufficientCredits as short:
             await tell_shortfall(short.available, most, model, prompt)
             return
-        bill = make_bill(meter, model, context, prompt)
-        await chat.answer(
-            graph, context, model, question, thread_id, settings.stream_flush_ms, bill
-        )
+        await reply(meter)
 
 
 async def warn_if_low(before: int, after: int) -> None:

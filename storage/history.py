@@ -49,6 +49,7 @@ class ChatHistory(SQLAlchemyDataLayer):
         super().__init__(conninfo=engine.url.render_as_string(hide_password=False))
         self.live_authors = live_authors
         # Replace the engine Chainlit made with ours (pragmas, pool settings); it never connected.
+        # execute_sql below no longer opens sessions; this is for any Chainlit method that does.
         self.engine = engine
         self.async_session = async_sessionmaker(
             bind=engine, expire_on_commit=False, class_=AsyncSession
@@ -60,7 +61,8 @@ class ChatHistory(SQLAlchemyDataLayer):
 
     async def execute_sql(self, query: str, parameters: dict) -> Any:
         """Chainlit's statement on a plain connection in one transaction: what its version does,
-        without building an ORM session per statement (a fifth of a turn's CPU under load)."""
+        without building an ORM session per statement (bench/turns.py at 200 sessions: the app's
+        CPU per turn went from ~49 to ~41 ms)."""
         encoded = {k: self._encode(v) for k, v in parameters.items()}
         try:
             async with self.engine.begin() as conn:
