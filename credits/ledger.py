@@ -280,10 +280,16 @@ class Books:
     pending, credits posted]); `counters` gives them as `Counters`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, open_start: bool = False) -> None:
         self._c: dict[str, list[int]] = {}
         self.holds: dict[str, tuple[str, str, int]] = {}  # open: id -> (debit, credit, amount)
         self.resolved: set[str] = set()
+        # Books of a later stretch of the log (`open_start`) cannot know what came before it:
+        # their counters are changes, the resolutions of holds placed earlier wait in `outside`,
+        # and a user's lowest change of balance is kept per number of those before it (`lows`),
+        # for `join` to judge once the start is known.
+        self.outside: list[tuple[str, str, int, str, str, str]] | None = [] if open_start else None
+        self.lows: dict[tuple[str, int], int] = {}
 
     @property
     def counters(self) -> dict[str, Counters]:
@@ -307,12 +313,21 @@ class Books:
             k[i + 2] += amount
             if i == 0:
                 self.holds[tid] = (debit, credit, amount)
-            if d[3] - d[1] - d[0] < 0 and debit.startswith("user:"):
-                raise ValueError(f"{tid}: {debit} goes below zero")
+            available = d[3] - d[1] - d[0]
+            if available < 0 and debit.startswith("user:"):
+                if self.outside is None:
+                    raise ValueError(f"{tid}: {debit} goes below zero")
+                low = (debit, len(self.outside))
+                if available < self.lows.get(low, 0):
+                    self.lows[low] = available
             return
         hold = self.holds.pop(hold_id or "", None)
         if hold is None:
             again = "again " if hold_id in self.resolved else ""
+            if self.outside is not None and hold_id and not again:
+                self.outside.append((tid, kind, amount, debit, credit, hold_id))
+                self.resolved.add(hold_id)
+                return
             raise ValueError(f"{tid}: resolves {again}hold {hold_id!r} that is not open")
         self.resolved.add(hold_id or "")
         h_debit, h_credit, held = hold
@@ -327,6 +342,32 @@ class Books:
             k[3] += amount
         elif amount != held:
             raise ValueError(f"{tid}: releases {amount}, hold was {held}")
+
+    def join(self, later: Books) -> None:
+        """Carry these books on over `later`, the `open_start` books of the transfers that follow.
+
+        Raises ValueError when the two together break a rule that each alone keeps: a hold resolved
+        in `later` that was not open here, or a user below zero once their start is counted.
+        """
+        c = self._c
+        start = {name: v[3] - v[1] - v[0] for name, v in c.items() if name.startswith("user:")}
+        lifted: list[tuple[str, int]] = []  # by each resolution from outside: (user, raised by)
+        for tid, kind, amount, debit, credit, hold_id in later.outside or ():
+            v = c.get(debit) or [0, 0, 0, 0]
+            before = v[3] - v[1] - v[0]
+            self.add(tid, kind, amount, debit, credit, hold_id)
+            v = c[debit]
+            lifted.append((debit, v[3] - v[1] - v[0] - before))
+        for (user, n), low in later.lows.items():
+            raised = sum(by for who, by in lifted[:n] if who == user)
+            if start.get(user, 0) + raised + low < 0:
+                raise ValueError(f"{user} goes below zero")
+        for name, change in later._c.items():
+            v = c.get(name) or c.setdefault(name, [0, 0, 0, 0])
+            for i in range(4):
+                v[i] += change[i]
+        self.holds.update(later.holds)
+        self.resolved |= later.resolved
 
     def conserved(self) -> bool:
         """Debits equal credits, pending and posted, across all accounts."""

@@ -62,6 +62,23 @@ def frontier_root(frontier: Sequence[bytes]) -> bytes:
     return root
 
 
+def join_frontier(
+    frontier: Sequence[bytes], size: int, subtrees: Sequence[tuple[int, bytes]]
+) -> list[bytes]:
+    """The frontier of a tree of `size` leaves carried on by `subtrees`, the complete subtrees
+    (level, hash) of the leaves that follow, left to right (as `replay.Walk.subtrees` gives them)."""
+    joined = list(frontier)
+    for level, node in subtrees:
+        joined.append(node)
+        carry = size >> level
+        while carry & 1:
+            right = joined.pop()
+            joined[-1] = node_hash(joined[-1], right)
+            carry >>= 1
+        size += 1 << level
+    return joined
+
+
 def root(leaves: Sequence[bytes]) -> bytes:
     """MTH(D[n]) of RFC 9162 over leaf hashes."""
     frontier: list[bytes] = []

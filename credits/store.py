@@ -120,10 +120,7 @@ class Ledger:
 
         await self._write(open_system_accounts)
         if not self.sqlite:
-            dsn = make_url(self.url).set(drivername="postgresql")
-            self._pg = await asyncpg.create_pool(
-                dsn.render_as_string(hide_password=False), min_size=2, max_size=20
-            )
+            self._pg = await asyncpg.create_pool(self.address()[1], min_size=2, max_size=20)
             rows = await self._pg.fetch(
                 "SELECT name, id FROM ledger_accounts WHERE kind = 'system'"
             )
@@ -155,6 +152,14 @@ class Ledger:
             await self._pg.close()
         if self._engine:
             await self._engine.dispose()
+
+    def address(self) -> tuple[str, str]:
+        """Where another process finds this ledger: ("sqlite", path) or ("postgres", dsn)."""
+        if self.sqlite:
+            return "sqlite", self._sqlite_path()
+        return "postgres", make_url(self.url).set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
 
     def _sqlite_path(self) -> str:
         database = make_url(self.url).database
