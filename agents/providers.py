@@ -1,8 +1,8 @@
 """Chat models per catalogue entry, provider health, and what provider failures mean.
 
-Remote providers are OpenAI-compatible APIs reached through `langchain_openai.ChatOpenAI` with stream
-usage on; the local model is `agents.local.LocalChatModel`. Both are LangChain chat models, so the graph
-treats them alike.
+Remote providers are OpenAI-compatible APIs reached through `agents.remote.RemoteChatModel` with
+stream usage on; the local model is `agents.local.LocalChatModel`. Both are LangChain chat models,
+so the graph treats them alike.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
-import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
-from langchain_openai import ChatOpenAI
 
 from agents.catalog import Catalog, Model, Provider
-from agents.errors import AgentError, ModelFailed, ModelUnreachable
+from agents.errors import AgentError, ModelUnreachable
 from agents.local import LocalChatModel, LocalRunner
+from agents.remote import RemoteChatModel
 
 HEALTH_TTL_S = 15.0
 
@@ -52,15 +51,12 @@ def chat_model(
             temperature=local_temperature,
             chunk_interval_s=chunk_interval_s,
         )
-    return ChatOpenAI(
-        model=model.name,
-        base_url=model.provider.base_url,
-        api_key=model.provider.api_key or "not-needed",
-        max_completion_tokens=max_tokens,
-        streaming=True,
-        stream_usage=True,
-        timeout=timeout_s,
-        max_retries=0,
+    return RemoteChatModel(
+        base_url=model.provider.base_url or "",
+        api_key=model.provider.api_key or "",
+        model_name=model.name,
+        max_tokens=max_tokens,
+        timeout_s=timeout_s,
     )
 
 
@@ -96,12 +92,8 @@ def as_agent_error(exc: BaseException) -> AgentError | None:
     """Our error for a provider failure, or None when `exc` is not one."""
     if isinstance(exc, AgentError):
         return exc
-    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError | httpx.TransportError):
+    if isinstance(exc, httpx.TransportError):  # refused, reset, timed out, cut off mid-stream
         return ModelUnreachable(f"The model server could not be reached ({type(exc).__name__}).")
-    if isinstance(exc, openai.APIStatusError):
-        return ModelFailed(f"The model server answered with an error (HTTP {exc.status_code}).")
-    if isinstance(exc, openai.APIError):
-        return ModelFailed(f"The model server sent a response we could not use: {exc.message}")
     return None
 
 

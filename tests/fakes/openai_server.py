@@ -2,7 +2,8 @@
 
 Streams a fixed reply word by word with stream usage, like real providers, or fails as told:
 `error` answers HTTP 500, `slow` waits `delay_s` before answering, `drop` closes the stream after
-`drop_after` chunks. Runs uvicorn in a background thread of the test process.
+`drop_after` chunks, `garble` sends a broken event there and `report` an error event. Runs uvicorn
+in a background thread of the test process.
 """
 
 from __future__ import annotations
@@ -92,6 +93,12 @@ class FakeOpenAI:
         for i, word in enumerate(words):
             if self.mode == "drop" and i == self.drop_after:
                 raise ConnectionResetError("stream dropped by the fake server")
+            if self.mode == "garble" and i == self.drop_after:
+                yield b'data: {"choices": [{"delta": \n\n'
+                return
+            if self.mode == "report" and i == self.drop_after:
+                yield b'data: {"error": {"message": "model overloaded", "type": "server_error"}}\n\n'
+                return
             if self.token_delay_s:
                 await asyncio.sleep(self.token_delay_s)
             chunk = {

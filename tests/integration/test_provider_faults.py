@@ -1,6 +1,6 @@
 """A remote provider that errors, stalls, drops or is down: clear errors, memory intact, recovery.
 
-The model is reached through the production path (catalogue -> ChatOpenAI -> graph) against a
+The model is reached through the production path (catalogue -> RemoteChatModel -> graph) against a
 loopback OpenAI-compatible server.
 """
 
@@ -111,3 +111,37 @@ async def test_a_dropped_stream_keeps_what_was_delivered(fake: FakeOpenAI) -> No
             delivered.append(item)
     assert "".join(delivered) == "Hello from the "
     assert await memory(graph, thread) == ["hi", "Hello from the "]
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        ("garble", "sent a response we could not use"),
+        ("report", "reported an error: model overloaded"),
+    ],
+)
+async def test_a_broken_or_error_event_mid_stream_fails_clearly(
+    fake: FakeOpenAI, mode: str, said: str
+) -> None:
+    fake.mode, fake.drop_after = mode, 2
+    graph = conversation.build(InMemorySaver())
+    thread = str(uuid.uuid4())
+    delivered: list[str] = []
+    with pytest.raises(ModelFailed, match=said):
+        async for item in conversation.stream(
+            graph, context_for(fake.base_url), HumanMessage("hi"), thread
+        ):
+            delivered.append(str(item))
+    assert "".join(delivered) == "Hello from "
+    assert await memory(graph, thread) == ["hi", "Hello from "]
+
+
+def test_the_model_also_answers_without_an_event_loop(fake: FakeOpenAI) -> None:
+    model = context_for(fake.base_url).model
+    answer = model.invoke([HumanMessage("hi")])
+    assert answer.text == fake.reply
+    assert answer.usage_metadata is not None
+    assert answer.usage_metadata["output_tokens"] == len(fake.reply.split(" "))
+    fake.mode = "error"
+    with pytest.raises(ModelFailed, match="HTTP 500"):
+        model.invoke([HumanMessage("hi")])
