@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -17,17 +17,21 @@ from langgraph.runtime import Runtime
 
 from agents.memory import fit, upper_bound
 from agents.providers import as_agent_error
-from agents.state import State, TurnContext, Usage
+from agents.state import State, TurnContext, Usage, as_answer
 
 
 async def respond(state: State, runtime: Runtime[TurnContext]) -> dict[str, Any]:
-    """Answer `question` given the conversation so far."""
+    """Answer `question` given the conversation so far, streaming the text (and the usage) to the
+    graph's `custom` stream as it comes."""
     ctx = runtime.context
     question = state.get("question")
     if question is None:
         return {}
-    answer = await ctx.model.ainvoke(make_prompt(ctx, state.get("messages", []), question))
-    return {"messages": [question, answer], "question": None}
+    items: list[str | Usage] = []
+    async for item in ctx.model.stream_text(make_prompt(ctx, state.get("messages", []), question)):
+        items.append(item)
+        runtime.stream_writer(item)
+    return {"messages": [question, as_answer(items)], "question": None}
 
 
 def make_prompt(
@@ -76,21 +80,18 @@ async def stream(
     delivered: list[str] = []
     finished = False
     try:
-        async for chunk, _meta in graph.astream(
+        async for item in graph.astream(
             {"question": question},
             config,
             context=context,
-            stream_mode="messages",
+            stream_mode="custom",  # what `respond` writes: text pieces and the usage
             durability="exit",  # one checkpoint write, after the answer: none competes with decoding
         ):
-            if not isinstance(chunk, AIMessageChunk):
-                continue
-            if chunk.text:
-                delivered.append(chunk.text)
-                yield chunk.text
-            if chunk.usage_metadata:
-                usage = chunk.usage_metadata
-                yield Usage(usage["input_tokens"], usage["output_tokens"])
+            if isinstance(item, str):
+                delivered.append(item)
+                yield item
+            elif isinstance(item, Usage):
+                yield item
         finished = True
     except Exception as exc:
         error = as_agent_error(exc)

@@ -22,14 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.messages import BaseMessage, HumanMessage
 from pydantic import ConfigDict
 
 from agents.errors import ModelFailed
 from agents.state import Usage
+from agents.streaming import StreamingChatModel
 
 ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 WORKER = "local-model"
@@ -266,8 +264,8 @@ class _Handover:
                     await asyncio.wait_for(self._finished.wait(), interval_s)
 
 
-class LocalChatModel(BaseChatModel):
-    """LangChain chat model over a `LocalRunner`; reports token usage like OpenAI's stream usage."""
+class LocalChatModel(StreamingChatModel):
+    """The bundled model as a chat model; reports token usage like OpenAI's stream usage."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -284,61 +282,10 @@ class LocalChatModel(BaseChatModel):
     def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Any = None) -> int:
         return self.runner.count_tokens(messages)
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return _result(self.runner.run(messages, self.max_tokens, self.temperature))
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        stream = self.runner.stream(messages, self.max_tokens, self.temperature)
-        return _result([item async for item in stream])
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        stream = self.runner.stream(
+    def stream_text(self, messages: Sequence[BaseMessage]) -> AsyncIterator[str | Usage]:
+        return self.runner.stream(
             messages, self.max_tokens, self.temperature, self.chunk_interval_s
         )
-        async for item in stream:
-            if isinstance(item, Usage):
-                chunk = AIMessageChunk(
-                    content="",
-                    usage_metadata=_usage_metadata(item),
-                    response_metadata={"model_name": self.model_name},
-                    chunk_position="last",
-                )
-                yield ChatGenerationChunk(message=chunk)
-                continue
-            gen = ChatGenerationChunk(message=AIMessageChunk(content=item))
-            if run_manager:
-                await run_manager.on_llm_new_token(item, chunk=gen)
-            yield gen
 
-
-def _result(items: Sequence[str | Usage]) -> ChatResult:
-    text = "".join(i for i in items if isinstance(i, str))
-    usage = next((i for i in items if isinstance(i, Usage)), Usage(0, 0))
-    message = AIMessage(content=text, usage_metadata=_usage_metadata(usage))
-    return ChatResult(generations=[ChatGeneration(message=message)])
-
-
-def _usage_metadata(usage: Usage) -> Any:
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "total_tokens": usage.input_tokens + usage.output_tokens,
-    }
+    def answer_items(self, messages: Sequence[BaseMessage]) -> list[str | Usage]:
+        return self.runner.run(messages, self.max_tokens, self.temperature)

@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from agents.catalog import Catalog, Model, Provider
 from agents.errors import AgentError, ModelUnreachable
 from agents.local import LocalChatModel, LocalRunner
 from agents.remote import RemoteChatModel
+from agents.streaming import StreamingChatModel
 
 HEALTH_TTL_S = 15.0
 
@@ -37,7 +37,7 @@ def chat_model(
     timeout_s: float,
     local_temperature: float = 0.3,
     chunk_interval_s: float = 0.0,
-) -> BaseChatModel:
+) -> StreamingChatModel:
     """A streaming LangChain chat model for `model`.
 
     `chunk_interval_s` lets the local model hand over text at most that often (remote providers

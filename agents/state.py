@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, TypedDict
+from typing import Annotated, Protocol, TypedDict
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AnyMessage, BaseMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
 from langgraph.graph.message import add_messages
 
 
@@ -29,12 +29,43 @@ class Usage:
     input_tokens: int
     output_tokens: int
 
+    def as_metadata(self) -> UsageMetadata:
+        """As LangChain messages carry it."""
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+        }
+
+
+class Speaker(Protocol):
+    """A chat model as a turn uses it: the answer's text as it comes, then the usage if reported.
+
+    Both our models (`LocalChatModel`, `RemoteChatModel`) are LangChain chat models too; a turn
+    streams through this instead, as plain strings: LangChain's chunk objects and callbacks per
+    token were a third of a streamed answer's CPU (bench/turns.py).
+    """
+
+    def stream_text(self, messages: Sequence[BaseMessage]) -> AsyncIterator[str | Usage]: ...
+
+
+def as_answer(items: Iterable[str | Usage]) -> AIMessage:
+    """One answer message from the text pieces and usage a `Speaker` streamed."""
+    parts: list[str] = []
+    usage = None
+    for item in items:
+        if isinstance(item, Usage):
+            usage = item
+        else:
+            parts.append(item)
+    return AIMessage(content="".join(parts), usage_metadata=usage.as_metadata() if usage else None)
+
 
 @dataclass(frozen=True)
 class TurnContext:
     """The model and limits for one turn (LangGraph runtime context; not checkpointed)."""
 
-    model: BaseChatModel
+    model: Speaker
     context_length: int
     max_output_tokens: int
     count_tokens: Callable[[Sequence[BaseMessage]], int]

@@ -6,13 +6,14 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from agents.errors import ModelFailed
-from agents.remote import RemoteChatModel, chunk_of, events
+from agents.remote import RemoteChatModel, events, parse_event
+from agents.state import Usage
 
 
 def test_the_request_is_a_streamed_completion_with_usage() -> None:
     model = RemoteChatModel(base_url="http://h/v1/", api_key="sk-1", model_name="m", max_tokens=9)
     prompt = [SystemMessage("be brief"), HumanMessage("hi"), AIMessage("hello"), HumanMessage("?")]
-    url, body, headers = model._request(prompt, None)
+    url, body, headers = model._request(prompt)
     assert url == "http://h/v1/chat/completions"
     assert headers == {"Authorization": "Bearer sk-1"}
     assert body == {
@@ -28,14 +29,13 @@ def test_the_request_is_a_streamed_completion_with_usage() -> None:
         "max_completion_tokens": 9,
     }
     keyless = RemoteChatModel(base_url="http://h/v1", model_name="m")
-    assert keyless._request(prompt, ["\n"])[2] == {}
-    assert keyless._request(prompt, ["\n"])[1]["stop"] == ["\n"]
+    assert keyless._request(prompt)[2] == {}
 
 
 def test_a_message_the_api_has_no_role_for_is_refused() -> None:
     model = RemoteChatModel(base_url="http://h/v1", model_name="m")
     with pytest.raises(ValueError, match="tool message"):
-        model._request([ToolMessage("x", tool_call_id="1")], None)
+        model._request([ToolMessage("x", tool_call_id="1")])
 
 
 def test_events_are_the_data_lines_up_to_done() -> None:
@@ -44,16 +44,17 @@ def test_events_are_the_data_lines_up_to_done() -> None:
 
 
 def test_an_event_gives_its_text_or_its_usage() -> None:
-    text = chunk_of('{"choices": [{"delta": {"content": "Hi"}}]}')
-    assert text is not None and text.text == "Hi"
-    usage = chunk_of('{"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5}}')
-    assert usage is not None and usage.message.usage_metadata == {
-        "input_tokens": 3,
-        "output_tokens": 5,
-        "total_tokens": 8,
-    }
-    assert chunk_of('{"choices": [{"delta": {"role": "assistant"}}]}') is None
-    assert chunk_of('{"choices": [{"delta": {}, "finish_reason": "stop"}]}') is None
+    assert parse_event('{"choices": [{"delta": {"content": "Hi"}}]}') == "Hi"
+    usage = '{"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5}}'
+    assert parse_event(usage) == Usage(3, 5)
+    assert parse_event('{"choices": [{"delta": {"role": "assistant"}}]}') is None
+    assert parse_event('{"choices": [{"delta": {}, "finish_reason": "stop"}]}') is None
+
+
+def test_stop_sequences_are_refused_not_ignored() -> None:
+    model = RemoteChatModel(base_url="http://h/v1", model_name="m")
+    with pytest.raises(ValueError, match="stop sequences"):
+        model.invoke("hi", stop=["\n"])
 
 
 @pytest.mark.parametrize(
@@ -68,9 +69,9 @@ def test_an_event_gives_its_text_or_its_usage() -> None:
 )
 def test_an_event_we_cannot_use_is_a_clear_failure(data: str) -> None:
     with pytest.raises(ModelFailed, match="could not use"):
-        chunk_of(data)
+        parse_event(data)
 
 
 def test_an_error_event_says_what_the_server_said() -> None:
     with pytest.raises(ModelFailed, match="reported an error: rate limited"):
-        chunk_of('{"error": {"message": "rate limited"}}')
+        parse_event('{"error": {"message": "rate limited"}}')
