@@ -74,9 +74,12 @@ def new_badge(thread_id: str, props: dict[str, object]) -> cl.CustomElement:
 
 
 async def refresh_badge(badge: cl.CustomElement, props: dict[str, object]) -> None:
+    """The badge's new figures, to the browser only. `badge.update()` would also write the props
+    to a file in the session's folder and queue a history write that `ChatHistory` skips, at
+    every answer; the page renders a custom element from its props alone."""
     badge.props = props
     badge.content = json.dumps(props)  # Chainlit derives it from props only at creation
-    await badge.update()
+    await cl.context.emitter.send_element(badge.to_dict())
 
 
 def shortfall_text(short: Shortfall) -> str:

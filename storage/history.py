@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -30,6 +31,7 @@ STEP_COLUMNS = frozenset(
     )
 )  # fmt: skip
 JSON_FIELDS = ("metadata", "generation", "modes", "props", "playerConfig")
+KNOWN_THREADS = 10_000  # threads remembered as written (a few hundred KB)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ class ChatHistory(SQLAlchemyDataLayer):
             bind=engine, expire_on_commit=False, class_=AsyncSession
         )
         self._sqlite = engine.dialect.name == "sqlite"
+        self._threads: OrderedDict[str, None] = (
+            OrderedDict()
+        )  # written by this process, newest last
 
     async def get_current_timestamp(self) -> str:
         return datetime.now(UTC).replace(tzinfo=None).isoformat() + "Z"
@@ -79,6 +84,31 @@ class ChatHistory(SQLAlchemyDataLayer):
         if isinstance(value, dict) or (self._sqlite and isinstance(value, list)):
             return json.dumps(value)
         return value
+
+    async def update_thread(
+        self,
+        thread_id: str,
+        name: str | None = None,
+        user_id: str | None = None,
+        metadata: dict | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
+        """Chainlit calls this with nothing to change before every step it writes, to create the
+        thread if it is missing: a SELECT in a transaction of its own, three or four a turn. A
+        thread this process has written needs no look. (Should another process delete it
+        meanwhile, a step written after fails and is logged, rather than bringing it back.)"""
+        unchanged = name is None and user_id is None and metadata is None and tags is None
+        if unchanged and thread_id in self._threads:
+            return
+        await super().update_thread(thread_id, name, user_id, metadata, tags)
+        self._threads[thread_id] = None
+        self._threads.move_to_end(thread_id)
+        if len(self._threads) > KNOWN_THREADS:
+            self._threads.popitem(last=False)
+
+    async def delete_thread(self, thread_id: str) -> None:
+        self._threads.pop(thread_id, None)
+        await super().delete_thread(thread_id)
 
     async def create_element(self, element: Element) -> None:
         """Custom elements (the credit badge) are live state, not history: they are not kept. Nor

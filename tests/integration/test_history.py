@@ -101,3 +101,34 @@ async def test_users_see_only_their_own_threads(history: ChatHistory) -> None:
 
 async def test_unknown_thread_is_none(history: ChatHistory) -> None:
     assert await history.get_thread(str(uuid.uuid4())) is None
+
+
+async def test_a_step_is_one_statement_once_its_thread_is_written(
+    history: ChatHistory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statements: list[str] = []
+    execute = history.execute_sql
+
+    async def counted(query: str, parameters: dict) -> object:
+        statements.append(" ".join(query.split()[:3]))
+        return await execute(query, parameters)
+
+    monkeypatch.setattr(history, "execute_sql", counted)
+    thread_id = str(uuid.uuid4())
+    await save(history, step(thread_id, "user_message", "first"))  # unknown: looked up, created
+    assert statements == [
+        'SELECT "metadata" FROM',
+        "INSERT INTO threads",
+        "INSERT INTO steps",
+    ]
+    statements.clear()
+    await save(history, step(thread_id, "assistant_message", "second"))
+    assert statements == ["INSERT INTO steps"]
+
+    await history.delete_thread(thread_id)
+    assert await history.get_thread(thread_id) is None
+    statements.clear()
+    await save(history, step(thread_id, "user_message", "again"))  # forgotten when deleted
+    assert statements[0] == 'SELECT "metadata" FROM'
+    thread = await history.get_thread(thread_id)
+    assert thread is not None and [s["output"] for s in thread["steps"]] == ["again"]
