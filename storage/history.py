@@ -8,6 +8,7 @@ so the UI and the resume path always see dicts and lists.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import OrderedDict
@@ -31,7 +32,8 @@ STEP_COLUMNS = frozenset(
     )
 )  # fmt: skip
 JSON_FIELDS = ("metadata", "generation", "modes", "props", "playerConfig")
-KNOWN_THREADS = 10_000  # threads remembered as written (a few hundred KB)
+WRITES = frozenset(("INSERT", "UPDATE", "DELETE"))
+REMEMBERED = 10_000  # threads known written, and user identifiers, kept (a few MB at most)
 
 log = logging.getLogger(__name__)
 
@@ -57,28 +59,65 @@ class ChatHistory(SQLAlchemyDataLayer):
             bind=engine, expire_on_commit=False, class_=AsyncSession
         )
         self._sqlite = engine.dialect.name == "sqlite"
-        self._threads: OrderedDict[str, None] = (
-            OrderedDict()
-        )  # written by this process, newest last
+        # Threads this process has written, newest last.
+        self._threads: OrderedDict[str, None] = OrderedDict()
+        self._identifiers: dict[str, str] = {}  # user id -> identifier
+        # Writes waiting for the next group commit, the latest one's outcome, the committing task.
+        self._writes: list[tuple[str, dict[str, Any], asyncio.Future[int | None]]] = []
+        self._last_write: asyncio.Future[int | None] | None = None
+        self._committer: asyncio.Task[None] | None = None
 
     async def get_current_timestamp(self) -> str:
         return datetime.now(UTC).replace(tzinfo=None).isoformat() + "Z"
 
     async def execute_sql(self, query: str, parameters: dict) -> Any:
-        """Chainlit's statement on a plain connection in one transaction: what its version does,
-        without building an ORM session per statement (bench/turns.py at 200 sessions: the app's
-        CPU per turn went from ~49 to ~41 ms)."""
+        """Chainlit's statement, on a plain connection rather than an ORM session per statement.
+
+        Writes are committed in groups: every write queued while the previous group commits goes
+        in the next one (the caller still waits for its own). A turn writes ~5 statements, and
+        one transaction each cost ~0.8 ms of the event loop's time (bench/turns.py at 200
+        sessions); a read first waits for the writes queued before it, so it sees them."""
         encoded = {k: self._encode(v) for k, v in parameters.items()}
+        if query.lstrip()[:6].upper() in WRITES:
+            return await self._queue_write(query, encoded)
+        if self._last_write is not None and not self._last_write.done():
+            await asyncio.shield(self._last_write)
         try:
             async with self.engine.begin() as conn:
                 result = await conn.execute(_statement(query), encoded)
-                if not result.returns_rows:
-                    return result.rowcount
                 rows = [dict(row._mapping) for row in result.fetchall()]
         except SQLAlchemyError as error:
             log.warning("Chat history statement failed: %s", error)
             return None
         return self.clean_result(rows)
+
+    async def _queue_write(self, query: str, parameters: dict[str, Any]) -> int | None:
+        done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._writes.append((query, parameters, done))
+        self._last_write = done
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_writes())
+        return await done
+
+    async def _commit_writes(self) -> None:
+        while self._writes:
+            group, self._writes = self._writes, []
+            counts = await self._run_writes([(q, p) for q, p, _ in group])
+            for (_, _, done), count in zip(group, counts, strict=True):
+                if not done.done():
+                    done.set_result(count)
+
+    async def _run_writes(self, group: list[tuple[str, dict[str, Any]]]) -> list[int | None]:
+        """Row counts of a group of writes in one transaction; when one fails, each is run on its
+        own, so only the failing one is lost (and logged)."""
+        try:
+            async with self.engine.begin() as conn:
+                return [(await conn.execute(_statement(q), p)).rowcount for q, p in group]
+        except SQLAlchemyError as error:
+            if len(group) == 1:
+                log.warning("Chat history statement failed: %s", error)
+                return [None]
+        return [(await self._run_writes([write]))[0] for write in group]
 
     def _encode(self, value: Any) -> Any:
         if isinstance(value, dict) or (self._sqlite and isinstance(value, list)):
@@ -103,8 +142,18 @@ class ChatHistory(SQLAlchemyDataLayer):
         await super().update_thread(thread_id, name, user_id, metadata, tags)
         self._threads[thread_id] = None
         self._threads.move_to_end(thread_id)
-        if len(self._threads) > KNOWN_THREADS:
+        if len(self._threads) > REMEMBERED:
             self._threads.popitem(last=False)
+
+    async def _get_user_identifer_by_id(self, user_id: str) -> str:
+        """A user's identifier never changes: looked up once (Chainlit asks at every new chat)."""
+        known = self._identifiers.get(user_id)
+        if known is None:
+            known = await super()._get_user_identifer_by_id(user_id)
+            if len(self._identifiers) >= REMEMBERED:
+                self._identifiers.clear()
+            self._identifiers[user_id] = known
+        return known
 
     async def delete_thread(self, thread_id: str) -> None:
         self._threads.pop(thread_id, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -9,6 +10,7 @@ import pytest
 from chainlit.context import init_http_context
 from chainlit.types import Pagination, ThreadFilter
 from chainlit.user import User
+from sqlalchemy import event
 
 from storage.engine import create_engine
 from storage.history import ChatHistory
@@ -132,3 +134,46 @@ async def test_a_step_is_one_statement_once_its_thread_is_written(
     assert statements[0] == 'SELECT "metadata" FROM'
     thread = await history.get_thread(thread_id)
     assert thread is not None and [s["output"] for s in thread["steps"]] == ["again"]
+
+
+async def test_concurrent_writes_commit_together_and_reads_see_them(
+    history: ChatHistory,
+) -> None:
+    user = await history.create_user(User(identifier="carol@example.com"))
+    assert user is not None
+    thread_id = str(uuid.uuid4())
+    await history.update_thread(thread_id, name="busy", user_id=user.id)
+    transactions = 0
+
+    def counted(conn: object) -> None:
+        nonlocal transactions
+        transactions += 1
+
+    event.listen(history.engine.sync_engine, "begin", counted)
+    init_http_context()
+    texts = [f"message {n}" for n in range(40)]
+    await asyncio.gather(*(history.create_step(step(thread_id, "user_message", t)) for t in texts))  # type: ignore[arg-type]
+    event.remove(history.engine.sync_engine, "begin", counted)
+    assert transactions < 10, transactions  # 40 steps: a handful of group commits, not 40
+    thread = await history.get_thread(thread_id)
+    assert thread is not None
+    assert sorted(s["output"] for s in thread["steps"]) == sorted(texts)
+
+
+async def test_a_failing_write_in_a_group_loses_only_itself(history: ChatHistory) -> None:
+    thread_id = str(uuid.uuid4())
+    await history.update_thread(thread_id, name="t")
+    insert = (
+        'INSERT INTO steps ("id", "threadId", "name", "type", "streaming") '
+        "VALUES (:id, :t, :n, :k, false)"
+    )
+    s1, s2, s3, nowhere = (str(uuid.uuid4()) for _ in range(4))
+    writes = [
+        history.execute_sql(insert, {"id": s1, "t": thread_id, "n": "a", "k": "user_message"}),
+        history.execute_sql(insert, {"id": s2, "t": nowhere, "n": "b", "k": "x"}),  # no thread
+        history.execute_sql(insert, {"id": s1, "t": thread_id, "n": "dup", "k": "x"}),  # taken
+        history.execute_sql(insert, {"id": s3, "t": thread_id, "n": "c", "k": "user_message"}),
+    ]
+    assert await asyncio.gather(*writes) == [1, None, None, 1]
+    rows = await history.execute_sql('SELECT "name" FROM steps ORDER BY "name"', {})
+    assert rows == [{"name": "a"}, {"name": "c"}]
