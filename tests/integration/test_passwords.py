@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from sqlalchemy import select
@@ -50,3 +51,31 @@ async def test_duplicate_and_empty_logins_are_refused(engine: AsyncEngine) -> No
     assert not await passwords.create(engine, "ANN@example.com", "other")
     with pytest.raises(ValueError):
         await passwords.create(engine, "  ", "pw")
+
+
+async def test_hashing_runs_off_the_event_loop(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Argon2 takes tens of milliseconds: on the event loop it would stall every chat."""
+    hasher = passwords._hasher
+    threads: list[str] = []
+
+    class Noting:
+        def hash(self, password: str) -> str:
+            threads.append(threading.current_thread().name)
+            return hasher.hash(password)
+
+        def verify(self, stored: str, password: str) -> bool:
+            threads.append(threading.current_thread().name)
+            return hasher.verify(stored, password)
+
+        def check_needs_rehash(self, stored: str) -> bool:
+            return hasher.check_needs_rehash(stored)
+
+    monkeypatch.setattr(passwords, "_hasher", Noting())
+    assert await passwords.create(engine, "ann@example.com", "correct horse")
+    assert await passwords.check(engine, "ann@example.com", "correct horse") is not None
+    assert await passwords.set_password(engine, "ann@example.com", "battery staple")
+    assert await passwords.check(engine, "ann@example.com", "correct horse") is None
+    assert len(threads) == 4
+    assert threading.main_thread().name not in threads
