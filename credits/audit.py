@@ -315,6 +315,13 @@ async def receipt(ledger: Ledger, transfer_id: str) -> dict[str, Any]:
     cp = await ledger.checkpoint()
 
     def read(db: Db) -> tuple[Sequence[Any] | None, list[bytes]]:
+        def leaves(start: int, end: int) -> list[bytes]:
+            rows = db.all(
+                "SELECT leaf_hash FROM ledger_log WHERE seq > :a AND seq <= :b ORDER BY seq",
+                {"a": start, "b": end},
+            )
+            return [bytes(r[0]) for r in rows]
+
         row = db.one(
             "SELECT l.seq, t.transfer_id, t.kind, t.code, t.amount, d.name, c.name, "
             "h.transfer_id, t.expires_us, t.ts_us, t.metadata FROM ledger_transfers t "
@@ -326,19 +333,16 @@ async def receipt(ledger: Ledger, transfer_id: str) -> dict[str, Any]:
         )
         if row is None or row[0] > cp.size:
             return None, []
-        leaves = db.all(
-            "SELECT leaf_hash FROM ledger_log WHERE seq <= :n ORDER BY seq", {"n": cp.size}
-        )
-        return row, [bytes(r[0]) for r in leaves]
+        forest = log.Forest(cp.size, leaves, ledger.log_chunks)
+        return row, forest.inclusion_proof(row[0] - 1)
 
-    row, leaves = await ledger._read(read, snapshot=True)
+    row, proof = await ledger._read(read, snapshot=True)
     if row is None:
         raise UnknownTransfer(f"There is no transfer {transfer_id!r} in the log.")
-    index = row[0] - 1
     return {
         "entry": leaf_bytes(*row).decode(),
-        "index": index,
-        "proof": [h.hex() for h in log.inclusion_proof(index, leaves)],
+        "index": row[0] - 1,
+        "proof": [h.hex() for h in proof],
         "checkpoint": json.loads(cp.to_json()),
         "public_key": log.public_key_b64(ledger.public_key),
     }

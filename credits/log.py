@@ -15,7 +15,7 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +116,73 @@ def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     if index < k:
         return [*inclusion_proof(index, leaves[:k]), _subtree_root(leaves[k:])]
     return [*inclusion_proof(index - k, leaves[k:]), _subtree_root(leaves[:k])]
+
+
+class Forest:
+    """A tree of `size` leaves read from storage only where needed: for an audit path, the roots of
+    large subtrees come from the roots of aligned chunks of `chunk` leaves (kept in `known`: the
+    log only grows, so a complete chunk's root never changes) and leaves are read for one or two
+    chunks. A receipt costs a few chunk reads instead of reading the whole log."""
+
+    def __init__(
+        self,
+        size: int,
+        read_leaves: Callable[[int, int], list[bytes]],
+        known: dict[int, bytes],
+        chunk: int = 1024,
+    ) -> None:
+        if chunk < 1 or chunk & (chunk - 1):
+            raise ValueError("a chunk is a power of two leaves")
+        self.size, self.read_leaves, self.known, self.chunk = size, read_leaves, known, chunk
+        self._leaves: dict[int, list[bytes]] = {}
+
+    def inclusion_proof(self, index: int) -> list[bytes]:
+        """PATH(m, D[n]), as `inclusion_proof` computes it from all the leaves."""
+        if not 0 <= index < self.size:
+            raise ValueError(f"leaf {index} is not in a tree of size {self.size}")
+        path: list[bytes] = []  # from the top down
+        lo, hi = 0, self.size
+        while hi - lo > 1:
+            k = _split(hi - lo)
+            if index < lo + k:
+                path.append(self.root(lo + k, hi))
+                hi = lo + k
+            else:
+                path.append(self.root(lo, lo + k))
+                lo += k
+        return path[::-1]
+
+    def root(self, start: int, end: int) -> bytes:
+        """MTH(D[start:end]) for a range the RFC's recursion visits (`start` is a multiple of a
+        power of two at least `end - start`)."""
+        n, c = end - start, self.chunk
+        if start % c == 0 and n % c == 0 and n & (n - 1) == 0:
+            return _subtree_root([self._chunk_root(i) for i in range(start // c, end // c)])
+        if n <= c:
+            first = self._chunk_leaves(start // c)
+            offset = start // c * c
+            return _subtree_root(first[start - offset : end - offset])
+        k = _split(n)
+        return node_hash(self.root(start, start + k), self.root(start + k, end))
+
+    def _chunk_root(self, i: int) -> bytes:
+        known = self.known.get(i)
+        if known is None:
+            leaves = self._chunk_leaves(i)
+            known = self.known.get(i)
+            if known is None:
+                raise ValueError(f"the log has {len(leaves)} of the entries of its chunk {i}")
+        return known
+
+    def _chunk_leaves(self, i: int) -> list[bytes]:
+        """A chunk's leaves (read once a receipt); a complete chunk's root is kept as it is read."""
+        leaves = self._leaves.get(i)
+        if leaves is None:
+            start = i * self.chunk
+            leaves = self._leaves[i] = self.read_leaves(start, min(start + self.chunk, self.size))
+            if len(leaves) == self.chunk and i not in self.known:
+                self.known[i] = _subtree_root(leaves)
+        return leaves
 
 
 def verify_inclusion(

@@ -89,6 +89,8 @@ class Ledger:
         self._writer: sqlite.Writer | None = None
         self._engine: AsyncEngine | None = None
         self._pg: asyncpg.Pool | None = None  # PostgreSQL's batched hot path
+        # Roots of complete chunks of the log, computed for receipts and kept (they never change).
+        self.log_chunks: dict[int, bytes] = {}
         self._system_ids: dict[str, int] = {}
         self._reserves: postgres.Batcher[Request, postgres.Outcome]
         self._resolutions: postgres.Batcher[postgres.Resolution, postgres.Outcome]

@@ -115,3 +115,36 @@ def test_checkpoints_are_signed_and_any_edit_breaks_the_signature() -> None:
     ):
         assert not log.signature_ok(edited, key.public_key())
     assert not log.signature_ok(cp, Ed25519PrivateKey.generate().public_key())
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4, 8, 16])
+def test_a_forest_gives_the_same_audit_paths_as_all_the_leaves(chunk: int) -> None:
+    known: dict[int, bytes] = {}
+    for size in range(1, len(MANY) + 1):
+        leaves = MANY[:size]
+        for index in range(size):
+            forest = log.Forest(size, lambda a, b, now=leaves: now[a:b], known, chunk)
+            assert forest.inclusion_proof(index) == log.inclusion_proof(index, leaves)
+
+
+def test_a_receipt_reads_a_few_chunks_once_the_chunk_roots_are_known() -> None:
+    size, chunk = 5000, 64
+    leaves = [log.leaf_hash(i.to_bytes(4, "big")) for i in range(size)]
+    reads: list[tuple[int, int]] = []
+
+    def read(start: int, end: int) -> list[bytes]:
+        reads.append((start, end))
+        return leaves[start:end]
+
+    known: dict[int, bytes] = {}
+    first = log.Forest(size, read, known, chunk).inclusion_proof(1234)
+    assert first == log.inclusion_proof(1234, leaves)
+    assert sum(b - a for a, b in reads) <= size  # the first one reads each leaf at most once
+    reads.clear()
+    later = log.Forest(size, read, known, chunk).inclusion_proof(4321)
+    assert later == log.inclusion_proof(4321, leaves)
+    assert len(reads) <= 2 and sum(b - a for a, b in reads) <= 2 * chunk, reads
+    with pytest.raises(ValueError):
+        log.Forest(size, read, known, chunk).inclusion_proof(size)
+    with pytest.raises(ValueError):
+        log.Forest(size, read, known, 48)
