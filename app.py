@@ -23,6 +23,7 @@ import picker  # noqa: E402
 import statement  # noqa: E402
 import wallet  # noqa: E402
 from agents import graph as conversation  # noqa: E402
+from agents import remote  # noqa: E402
 from agents.catalog import Model, load_catalog  # noqa: E402
 from agents.checkpoints import open_checkpointer  # noqa: E402
 from agents.errors import AgentError  # noqa: E402
@@ -86,6 +87,7 @@ async def start() -> None:
 async def stop() -> None:
     await resources.aclose()
     await metering.finish_settling()
+    await remote.close_pools()
     await ledger.close()
     runner.close()
     await engine.dispose()

@@ -43,6 +43,12 @@ def pool(timeout_s: float) -> httpx.AsyncClient:
     return client
 
 
+async def close_pools() -> None:
+    """Close this event loop's connections to providers (at shutdown)."""
+    for client in _pools.pop(asyncio.get_running_loop(), {}).values():
+        await client.aclose()
+
+
 def as_openai(messages: Iterable[BaseMessage]) -> list[dict[str, Any]]:
     """LangChain messages in the API's shape (text, or content parts as LangChain keeps them)."""
     out = []

@@ -81,7 +81,7 @@ class ChatHistory(SQLAlchemyDataLayer):
         if query.lstrip()[:6].upper() in WRITES:
             return await self._queue_write(query, encoded)
         if self._last_write is not None and not self._last_write.done():
-            await asyncio.shield(self._last_write)
+            await asyncio.wait([self._last_write])  # its outcome is for its own caller
         try:
             async with self.engine.begin() as conn:
                 result = await conn.execute(_statement(query), encoded)
@@ -102,7 +102,15 @@ class ChatHistory(SQLAlchemyDataLayer):
     async def _commit_writes(self) -> None:
         while self._writes:
             group, self._writes = self._writes, []
-            counts = await self._run_writes([(q, p) for q, p, _ in group])
+            try:
+                counts = await self._run_writes([(q, p) for q, p, _ in group])
+            except BaseException as error:
+                # Cancelled at shutdown, or something no statement error explains: no caller
+                # (and no read behind them) is left waiting for an outcome that will not come.
+                for _, _, done in group + self._writes:
+                    _fail(done, error)
+                self._writes = []
+                raise
             for (_, _, done), count in zip(group, counts, strict=True):
                 if not done.done():
                     done.set_result(count)
@@ -190,6 +198,15 @@ class ChatHistory(SQLAlchemyDataLayer):
         if step is not None:
             _decode(step)
         return step
+
+
+def _fail(done: asyncio.Future[int | None], error: BaseException) -> None:
+    if done.done():
+        return
+    if isinstance(error, asyncio.CancelledError):
+        done.cancel()
+    else:
+        done.set_exception(error)
 
 
 def _decode(row: Any) -> None:

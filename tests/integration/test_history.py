@@ -177,3 +177,26 @@ async def test_a_failing_write_in_a_group_loses_only_itself(history: ChatHistory
     assert await asyncio.gather(*writes) == [1, None, None, 1]
     rows = await history.execute_sql('SELECT "name" FROM steps ORDER BY "name"', {})
     assert rows == [{"name": "a"}, {"name": "c"}]
+
+
+async def test_a_group_that_cannot_commit_fails_its_writers_and_blocks_nothing(
+    history: ChatHistory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    thread_id = str(uuid.uuid4())
+    await history.update_thread(thread_id, name="before")
+    run_writes = history._run_writes
+
+    async def broken(group: list) -> list:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(history, "_run_writes", broken)
+    rename = 'UPDATE threads SET "name" = :n WHERE "id" = :id'
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        await history.execute_sql(rename, {"n": "lost", "id": thread_id})
+    read = 'SELECT "name" FROM threads WHERE "id" = :id'
+    assert await asyncio.wait_for(history.execute_sql(read, {"id": thread_id}), 5) == [
+        {"name": "before"}
+    ]
+    monkeypatch.setattr(history, "_run_writes", run_writes)
+    assert await history.execute_sql(rename, {"n": "after", "id": thread_id}) == 1
+    assert await history.execute_sql(read, {"id": thread_id}) == [{"name": "after"}]

@@ -6,7 +6,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from agents.errors import ModelFailed
-from agents.remote import RemoteChatModel, events, parse_event
+from agents.remote import RemoteChatModel, close_pools, events, parse_event, pool
 from agents.state import Usage
 
 
@@ -75,3 +75,12 @@ def test_an_event_we_cannot_use_is_a_clear_failure(data: str) -> None:
 def test_an_error_event_says_what_the_server_said() -> None:
     with pytest.raises(ModelFailed, match="reported an error: rate limited"):
         parse_event('{"error": {"message": "rate limited"}}')
+
+
+async def test_each_event_loop_has_one_pool_until_closed() -> None:
+    first = pool(5.0)
+    assert pool(5.0) is first and pool(9.0) is not first
+    await close_pools()
+    assert first.is_closed
+    assert pool(5.0) is not first
+    await close_pools()
