@@ -74,9 +74,9 @@ class ChatHistory(SQLAlchemyDataLayer):
         """Chainlit's statement, on a plain connection rather than an ORM session per statement.
 
         Writes are committed in groups: every write queued while the previous group commits goes
-        in the next one (the caller still waits for its own). A turn writes ~5 statements, and
-        one transaction each cost ~0.8 ms of the event loop's time (bench/turns.py at 200
-        sessions); a read first waits for the writes queued before it, so it sees them."""
+        in the next one (the caller still waits for its own). With a transaction each, a turn's
+        history (a new thread and three steps, 200 turns at once) cost 5.1 ms of CPU; in groups,
+        3.0. A read first waits for the writes queued before it, so it sees them."""
         encoded = {k: self._encode(v) for k, v in parameters.items()}
         if query.lstrip()[:6].upper() in WRITES:
             return await self._queue_write(query, encoded)
