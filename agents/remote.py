@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import httpx
@@ -28,6 +28,7 @@ from agents.streaming import StreamingChatModel
 LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 
 ROLES = {"system": "system", "human": "user", "ai": "assistant"}
+DONE = "[DONE]"  # the data of the event that ends a stream
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
@@ -79,13 +80,12 @@ class RemoteChatModel(StreamingChatModel):
                 await response.aread()
                 raise refused(response)
             async for line in response.aiter_lines():
-                if line.startswith("data:"):  # not a blank separator, comment or `event:` line
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    item = parse_event(data)
-                    if item is not None:
-                        yield item
+                data = event_data(line)
+                if data == DONE:
+                    break
+                item = parse_event(data) if data else None
+                if item is not None:
+                    yield item
 
     def answer_items(self, messages: Sequence[BaseMessage]) -> list[str | Usage]:
         url, body, headers = self._request(messages)
@@ -96,8 +96,15 @@ class RemoteChatModel(StreamingChatModel):
             if response.status_code >= 400:
                 response.read()
                 raise refused(response)
-            items = map(parse_event, events(response.iter_lines()))
-            return [item for item in items if item is not None]
+            items: list[str | Usage] = []
+            for line in response.iter_lines():
+                data = event_data(line)
+                if data == DONE:
+                    break
+                item = parse_event(data) if data else None
+                if item is not None:
+                    items.append(item)
+            return items
 
     def _request(
         self, messages: Sequence[BaseMessage]
@@ -114,14 +121,10 @@ class RemoteChatModel(StreamingChatModel):
         return self.base_url.rstrip("/") + "/chat/completions", body, headers
 
 
-def events(lines: Iterator[str]) -> Iterator[str]:
-    """The data of each server-sent event, up to `[DONE]`."""
-    for line in lines:
-        if line.startswith("data:"):
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            yield data
+def event_data(line: str) -> str | None:
+    """The data of a server-sent event's line; None for blank separators, comments and other
+    fields. The stream ends at `DONE`."""
+    return line[5:].strip() if line.startswith("data:") else None
 
 
 def refused(response: httpx.Response) -> ModelFailed:

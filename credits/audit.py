@@ -101,7 +101,8 @@ async def verify(ledger: Ledger, split_from: int = SPLIT_FROM) -> Report:
     """Check everything; the report's first problem names where the ledger stops holding.
 
     A log of `split_from` entries or more is replayed in two halves at once, the later one by a
-    helper process (`credits.replay`): on two cores, nearly twice as fast.
+    helper process (`credits.replay`): on two cores, ~1.4 times as fast (1.0 when the other core
+    is busy; measured on ~100,000 entries).
     """
     started = time.perf_counter()
     await ledger.sequence()

@@ -45,7 +45,6 @@ def entries_sql(first: int, last: int | None = None) -> str:
 class Walk:
     """What one replay of a stretch of the log rebuilt."""
 
-    first: int  # the stretch's first entry
     books: Books
     size: int  # the last entry replayed (first - 1 when none was)
     levels: list[int] = field(default_factory=list)  # the stretch's complete subtrees, left to
@@ -67,7 +66,7 @@ def replay(
     and of the tree's nodes is written out here rather than called. `wanted`: the sizes at which
     to keep the subtrees (the checkpoints').
     """
-    walk = Walk(first, Books(open_start=first > 1), first - 1)
+    walk = Walk(Books(open_start=first > 1), first - 1)
     add, levels, nodes, sha256 = walk.books.add, walk.levels, walk.nodes, hashlib.sha256
     size = first - 1
     for e in entries:

@@ -97,7 +97,9 @@ class ChatHistory(SQLAlchemyDataLayer):
         self._last_write = done
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_writes())
-        return await done
+        # Shielded: a caller cancelled while it waits leaves the write, and the reads that wait
+        # for it, to go on.
+        return await asyncio.shield(done)
 
     async def _commit_writes(self) -> None:
         while self._writes:

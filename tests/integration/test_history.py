@@ -200,3 +200,16 @@ async def test_a_group_that_cannot_commit_fails_its_writers_and_blocks_nothing(
     monkeypatch.setattr(history, "_run_writes", run_writes)
     assert await history.execute_sql(rename, {"n": "after", "id": thread_id}) == 1
     assert await history.execute_sql(read, {"id": thread_id}) == [{"name": "after"}]
+
+
+async def test_a_write_whose_caller_gives_up_still_lands_before_later_reads(
+    history: ChatHistory,
+) -> None:
+    thread_id = str(uuid.uuid4())
+    await history.update_thread(thread_id, name="before")
+    rename = 'UPDATE threads SET "name" = :n WHERE "id" = :id'
+    caller = asyncio.create_task(history.execute_sql(rename, {"n": "after", "id": thread_id}))
+    await asyncio.sleep(0)  # queued
+    caller.cancel()
+    read = 'SELECT "name" FROM threads WHERE "id" = :id'
+    assert await history.execute_sql(read, {"id": thread_id}) == [{"name": "after"}]

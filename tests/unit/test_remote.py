@@ -6,7 +6,14 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from agents.errors import ModelFailed
-from agents.remote import RemoteChatModel, close_pools, events, parse_event, pool
+from agents.remote import (
+    DONE,
+    RemoteChatModel,
+    close_pools,
+    event_data,
+    parse_event,
+    pool,
+)
 from agents.state import Usage
 
 
@@ -38,9 +45,10 @@ def test_a_message_the_api_has_no_role_for_is_refused() -> None:
         model._request([ToolMessage("x", tool_call_id="1")])
 
 
-def test_events_are_the_data_lines_up_to_done() -> None:
-    lines = [": keep-alive", "", "event: message", "data: {}", "data:[DONE]", "data: {}"]
-    assert list(events(iter(lines))) == ["{}"]
+def test_only_data_lines_carry_events() -> None:
+    assert [event_data(line) for line in [": keep-alive", "", "event: message"]] == [None] * 3
+    assert event_data('data: {"a": 1} ') == '{"a": 1}'
+    assert event_data("data:[DONE]") == DONE
 
 
 def test_an_event_gives_its_text_or_its_usage() -> None:
