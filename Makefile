@@ -10,11 +10,13 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# Installs exactly what requirements.lock pins. llama-cpp-python compiles once (~7-20 min on two
-# cores), then pip serves it from its wheel cache.
-$(STAMP): requirements.lock pyproject.toml
+# Installs exactly what requirements.lock pins. llama-cpp-python is compiled once for a portable
+# CPU baseline (scripts/build-llama: x86-64-v3 or armv8-a, no AVX-512 or AMX; ~7-20 min on two
+# cores) and kept in a cache keyed by its build flags, never in pip's own wheel cache.
+$(STAMP): requirements.lock pyproject.toml scripts/build-llama
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	scripts/build-llama $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	touch $@
 

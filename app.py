@@ -23,7 +23,7 @@ import picker  # noqa: E402
 import statement  # noqa: E402
 import wallet  # noqa: E402
 from agents import graph as conversation  # noqa: E402
-from agents import remote  # noqa: E402
+from agents import local_check, remote  # noqa: E402
 from agents.catalog import Model, load_catalog  # noqa: E402
 from agents.checkpoints import open_checkpointer  # noqa: E402
 from agents.errors import AgentError  # noqa: E402
@@ -75,7 +75,7 @@ async def start() -> None:
     graphs["conversation"] = conversation.build(checkpointer)
     await ledger.start()
     if local_model is not None:
-        await runner.start()
+        await start_local_model()
     # Everything made so far lives as long as the process: take it out of the garbage collector's
     # view, or each full collection walks it all and stalls every session (bench/ledger.py).
     gc.collect()
@@ -93,6 +93,21 @@ async def stop() -> None:
     await engine.dispose()
 
 
+async def start_local_model() -> None:
+    """Load the embedded model, once a child process has shown that it runs on this machine;
+    otherwise go on without it (see agents/local_check.py)."""
+    assert local_model is not None
+    if settings.local_model_check:
+        verdict = await local_check.check(runner.path, runner.n_ctx, runner.n_threads)
+        if not verdict.ok:
+            reason = f"the local model cannot run on this machine: {verdict.reason}"
+            catalog.mark_down(local_model.provider.id, reason)
+            log.error("%s. %s", reason[0].upper() + reason[1:], local_check.ADVICE)
+            return
+        log.info("Local model checked in a child process (%s)", verdict.system_info)
+    await runner.start()
+
+
 def announce_admin_password(password: str) -> None:
     path = settings.data_dir / "initial-admin-password"
     write_private(path, password)
@@ -105,7 +120,13 @@ def announce_admin_password(password: str) -> None:
 
 @cl.data_layer
 def data_layer() -> ChatHistory:
-    return ChatHistory(engine, live_authors=frozenset({wallet.AUTHOR}))
+    return ChatHistory(engine, live_authors=frozenset({wallet.AUTHOR}), forget=forget_thread)
+
+
+async def forget_thread(thread_id: str) -> None:
+    """A deleted thread's model memory goes with it."""
+    if graph := graphs.get("conversation"):
+        await conversation.forget(graph, thread_id)
 
 
 @cl.password_auth_callback
@@ -276,8 +297,17 @@ async def run_command(command: str, text: str, message: cl.Message) -> None:
 COMMANDS = ("usage", *grants.VERBS)
 
 
+def edited(message: cl.Message) -> bool:
+    """Whether this message came from an edit: Chainlit's edit removes every later message from
+    the chat and runs the edited one again, so it is the chat's only message with its id. A replay
+    of an old message id comes in as a second message beside the first."""
+    return sum(m.id == message.id for m in cl.chat_context.get()) == 1
+
+
 @cl.on_message
-async def on_message(message: cl.Message) -> None:
+async def on_message(message: cl.Message | None) -> None:
+    if message is None:  # an edit of a message this chat does not have
+        return
     if command := command_of(message):
         await run_command(*command, message)
         return
@@ -293,10 +323,11 @@ async def on_message(message: cl.Message) -> None:
         await cl.ErrorMessage(content=f"{error} Choose another model in the settings.").send()
         return
     context = turn_context(model)
-    question = HumanMessage(content=text, id=message.id)
     thread_id = cl.context.session.thread_id
     graph = graphs["conversation"]
-    prompt = await conversation.prompt_for(graph, context, question, thread_id)
+    prompt, question = await conversation.prompt_for(
+        graph, context, HumanMessage(content=text, id=message.id), thread_id, edited(message)
+    )
 
     async def reply(meter: metering.Meter | None) -> None:
         bill = make_bill(meter, model, context, prompt)
@@ -318,7 +349,7 @@ async def on_message(message: cl.Message) -> None:
         await show_balance(thread_id, None, balance)
 
     async with metering.turn(
-        ledger, user_id(), message.id, settings.hold_timeout_s, metadata, after=charged
+        ledger, user_id(), settings.hold_timeout_s, metadata, after=charged
     ) as meter:
         try:
             await meter.hold(most)
@@ -344,6 +375,7 @@ def turn_context(model: Model) -> TurnContext:
             settings.model_timeout_s,
             settings.local_temperature,
             settings.stream_flush_ms / 1000,
+            settings.model_deadline_s,
         ),
         context_length=model.context_length,
         max_output_tokens=settings.max_output_tokens,
@@ -378,8 +410,8 @@ def make_bill(
             counted = True
             tokens_in = context.count_tokens(prompt)
             tokens_out = text_counter(model, runner)(reply.text)
-        else:  # failed before any token: nothing is charged
-            tokens_in = tokens_out = 0
+        else:  # failed before any token: nothing is charged, the hold is released
+            return chat.Charge(None if meter is None else 0, 0, 0, False)
         details: dict[str, object] = {"tokens_in": tokens_in, "tokens_out": tokens_out}
         if counted:
             details["counted"] = True

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import chainlit as cl
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import BaseMessage
 
 from agents import graph as conversation
 from agents.catalog import Model
@@ -98,7 +98,7 @@ async def answer(
     graph: conversation.Conversation,
     context: TurnContext,
     model: Model,
-    question: HumanMessage,
+    question: BaseMessage,
     thread_id: str,
     flush_ms: int,
     bill: Bill,

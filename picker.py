@@ -47,13 +47,15 @@ def choices(catalog: Catalog, pricing: Pricing) -> dict[str, str]:
 
 
 def settings_widget(catalog: Catalog, pricing: Pricing, selected: str) -> cl.ChatSettings:
+    missing = " ".join(f"Not offered: {pid} ({why})." for pid, why in sorted(catalog.down.items()))
     widgets: list[InputWidget] = [
         Select(
             id=WIDGET,
             label="Model",
             items=choices(catalog, pricing),
             initial_value=selected,
-            description="Prices are in credits per 1,000 tokens read (in) and written (out).",
+            description="Prices are in credits per 1,000 tokens read (in) and written (out)."
+            + (f" {missing}" if missing else ""),
         )
     ]
     return cl.ChatSettings(widgets)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent
@@ -117,6 +117,16 @@ class Settings(BaseSettings):
     model_timeout_s: float = Field(
         60.0, gt=0, description="Seconds to wait for a remote model before giving up."
     )
+    model_deadline_s: float = Field(
+        300.0, gt=0,
+        description="Longest a remote answer may stream; it is cut there (less than "
+        "HOLD_TIMEOUT_S, so no answer outlives its hold).",
+    )  # fmt: skip
+    local_model_check: bool = Field(
+        True,
+        description="Before loading the local model, run it once in a child process, so that a "
+        "build that crashes on this CPU cannot take the app down.",
+    )
 
     # Chat
     max_message_chars: int = Field(16_000, ge=1, description="Longest message a user may send.")
@@ -140,6 +150,15 @@ class Settings(BaseSettings):
         if self.is_postgres:
             return self.db_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'ledger.db').resolve()}"
+
+    @model_validator(mode="after")
+    def _answers_end_before_their_holds(self) -> Settings:
+        if self.model_deadline_s >= self.hold_timeout_s:
+            raise ValueError(
+                f"MODEL_DEADLINE_S ({self.model_deadline_s:g}) must be less than HOLD_TIMEOUT_S "
+                f"({self.hold_timeout_s}): an answer still streaming when its hold expires is free."
+            )
+        return self
 
     @property
     def is_postgres(self) -> bool:

@@ -1,14 +1,15 @@
 """The model catalogue: what models exist, who serves them, what they can do and what they cost.
 
 Loaded from `models.toml`. A provider whose base URL or API key is not configured is disabled, and its
-models are hidden from users rather than failing when picked.
+models are hidden from users rather than failing when picked. A provider found unusable at run time
+(the local model failing its start-up check) is marked down the same way, with the reason.
 """
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
@@ -52,11 +53,24 @@ class Model:
         return capability in self.capabilities
 
 
-@dataclass(frozen=True)
+@dataclass
 class Catalog:
     models: dict[str, Model]
     providers: dict[str, Provider]
     default_id: str
+    down: dict[str, str] = field(default_factory=dict)  # provider id -> why, found at run time
+
+    def mark_down(self, provider_id: str, reason: str) -> None:
+        """Disable a provider found unusable at run time. If it served the default model, the
+        cheapest enabled chat model becomes the default (when there is one)."""
+        self.down[provider_id] = reason
+        provider = replace(self.providers[provider_id], disabled_reason=reason)
+        self.providers[provider_id] = provider
+        for mid, model in list(self.models.items()):
+            if model.provider.id == provider_id:
+                self.models[mid] = replace(model, provider=provider)
+        if not self.models[self.default_id].enabled and self.enabled("chat"):
+            self.default_id = self.choose(AUTO).id
 
     def enabled(self, capability: str = "chat") -> list[Model]:
         """Models a user may pick for `capability`, in catalogue order."""

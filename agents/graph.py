@@ -6,12 +6,14 @@ the model knows. The model is chosen per turn and passed in the runtime context.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, RemoveMessage, SystemMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
@@ -43,11 +45,31 @@ def make_prompt(
 
 
 async def prompt_for(
-    graph: Conversation, ctx: TurnContext, question: BaseMessage, thread_id: str
-) -> list[BaseMessage]:
-    """The prompt the next turn will send, read from the thread's memory (to price it first)."""
-    snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
-    return make_prompt(ctx, snapshot.values.get("messages", []), question)
+    graph: Conversation, ctx: TurnContext, question: BaseMessage, thread_id: str, edited: bool
+) -> tuple[list[BaseMessage], BaseMessage]:
+    """The prompt the next turn will send, read from the thread's memory (to price it first), and
+    the question as memory will keep it.
+
+    A question whose id memory holds already is an edit or a replay. Edited (`edited`: the UI has
+    removed everything after it): memory forgets it and all after it, so the model and the page
+    agree. Replayed: it is kept as a new message under a new id."""
+    config: Any = {"configurable": {"thread_id": thread_id}}
+    snapshot = await graph.aget_state(config)
+    memory: list[BaseMessage] = snapshot.values.get("messages", [])
+    at = next((i for i, m in enumerate(memory) if m.id == question.id), None)
+    if at is not None and edited:
+        memory = memory[:at]
+        rewound = [RemoveMessage(id=REMOVE_ALL_MESSAGES), *memory]
+        await graph.aupdate_state(config, {"messages": rewound}, as_node="respond")
+    elif at is not None:
+        question = question.model_copy(update={"id": str(uuid.uuid4())})
+    return make_prompt(ctx, memory, question), question
+
+
+async def forget(graph: Conversation, thread_id: str) -> None:
+    """Delete a thread's memory (the thread itself was deleted)."""
+    if graph.checkpointer is not None and not isinstance(graph.checkpointer, bool):
+        await graph.checkpointer.adelete_thread(thread_id)
 
 
 def most_input_tokens(

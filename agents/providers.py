@@ -37,6 +37,7 @@ def chat_model(
     timeout_s: float,
     local_temperature: float = 0.3,
     chunk_interval_s: float = 0.0,
+    deadline_s: float = 300.0,
 ) -> StreamingChatModel:
     """A streaming LangChain chat model for `model`.
 
@@ -57,6 +58,7 @@ def chat_model(
         model_name=model.name,
         max_tokens=max_tokens,
         timeout_s=timeout_s,
+        deadline_s=deadline_s,
     )
 
 
@@ -105,9 +107,12 @@ class HealthCheck:
         self._cache: dict[str, tuple[float, Health]] = {}
 
     async def providers(self, catalog: Catalog) -> dict[str, Health]:
+        """Every enabled provider's health, and why each one found unusable at run time is down."""
         enabled = [p for p in catalog.providers.values() if p.enabled]
         results = await asyncio.gather(*(self.provider(p) for p in enabled))
-        return {p.id: h for p, h in zip(enabled, results, strict=True)}
+        health = {p.id: h for p, h in zip(enabled, results, strict=True)}
+        health.update({pid: Health(False, why) for pid, why in catalog.down.items()})
+        return health
 
     async def provider(self, provider: Provider) -> Health:
         cached = self._cache.get(provider.id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -68,13 +69,19 @@ class RemoteChatModel(StreamingChatModel):
     model_name: str
     max_tokens: int = 512
     timeout_s: float = 60.0
+    deadline_s: float = 300.0
 
     @property
     def _llm_type(self) -> str:
         return "openai-compatible"
 
     async def stream_text(self, messages: Sequence[BaseMessage]) -> AsyncIterator[str | Usage]:
+        """The answer as it streams, cut by our own caps whatever the server does: at
+        `max_tokens` text events (or `CHARS_PER_TOKEN_CAP` characters a token), and at
+        `deadline_s` seconds, so that an answer can neither run without bound nor outlive its
+        hold."""
         url, body, headers = self._request(messages)
+        cap = Cap(self.max_tokens, self.deadline_s)
         async with pool(self.timeout_s).stream("POST", url, json=body, headers=headers) as response:
             if response.status_code >= 400:
                 await response.aread()
@@ -84,6 +91,7 @@ class RemoteChatModel(StreamingChatModel):
                 if data == DONE:
                     break
                 item = parse_event(data) if data else None
+                cap.check(item)
                 if item is not None:
                     yield item
 
@@ -119,6 +127,36 @@ class RemoteChatModel(StreamingChatModel):
         }
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         return self.base_url.rstrip("/") + "/chat/completions", body, headers
+
+
+CHARS_PER_TOKEN_CAP = 16  # no tokenizer makes tokens this long on average
+
+
+class Cap:
+    """Our own limits on one streamed answer, for servers that ignore `max_completion_tokens`
+    (or trickle forever): `ModelFailed` once they are passed."""
+
+    def __init__(self, max_tokens: int, deadline_s: float) -> None:
+        self.max_tokens = max_tokens
+        self.deadline = time.monotonic() + deadline_s
+        self.deadline_s = deadline_s
+        self.pieces = 0
+        self.chars = 0
+
+    def check(self, item: str | Usage | None) -> None:
+        if isinstance(item, str):
+            self.pieces += 1
+            self.chars += len(item)
+            if self.pieces > self.max_tokens or self.chars > self.max_tokens * CHARS_PER_TOKEN_CAP:
+                raise ModelFailed(
+                    f"The model server went on past the {self.max_tokens}-token limit; "
+                    "the answer was cut there."
+                )
+        if time.monotonic() > self.deadline:
+            raise ModelFailed(
+                f"The model server was still writing after {self.deadline_s:.0f} s; "
+                "the answer was cut there."
+            )
 
 
 def event_data(line: str) -> str | None:

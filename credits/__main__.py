@@ -1,12 +1,16 @@
 """`python -m credits`: check and operate the ledger from the command line.
 
-verify                      rebuild and check everything; exit 1 naming the first bad entry
+verify [--public-key KEY]   rebuild and check everything; exit 1 naming the first bad entry.
+                            Checkpoints count only under the pinned public key (recorded in
+                            DATA_DIR/ledger-public-key at first start) or KEY, given as
+                            `checkpoint` prints it
 audit                       totals per account kind and code, open holds, checkpoints (JSON)
 checkpoint                  the latest signed checkpoint, and the key that signs them
 balance USER                a user's available, held and posted credits
 grant USER CREDITS --reason TEXT [--id ID]
-receipt TRANSFER_ID         an inclusion proof of a transfer against a signed checkpoint
-check-receipt FILE          check a saved receipt against this ledger's signing key
+receipt TRANSFER_ID         an inclusion proof of a transfer against a signed checkpoint (signs
+                            one first if none covers it yet; receipts in the chat only read)
+check-receipt FILE          check a saved receipt against this ledger's pinned public key
 """
 
 from __future__ import annotations
@@ -32,22 +36,31 @@ def show(units: int) -> str:
     return f"{credits(units):,.3f}"  # fixed width, for columns
 
 
+READ_ONLY = frozenset({"verify", "audit", "balance", "check-receipt"})
+
+
 async def run(args: argparse.Namespace) -> int:
     book = ledger_from_settings(get_settings())
-    await book.start(background=False)
+    try:
+        await book.start(background=False, read_only=args.command in READ_ONLY)
+    except CreditsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.command == "verify":
-            report = await verify(book)
+            report = await verify(book, public_key=args.public_key)
             print(report.summary())
             for problem in report.problems[1:]:
                 print(f"  also: {problem}")
+            for note in report.notes:
+                print(f"  note: {note}")
             return 0 if report.ok else 1
         if args.command == "audit":
             print(json.dumps(await audit(book), indent=2))
         elif args.command == "checkpoint":
             cp = await book.checkpoint()
             print(cp.to_json())
-            print(f"public key (Ed25519, base64): {log.public_key_b64(book.public_key)}")
+            print(f"public key (Ed25519, base64): {log.public_key_b64(book.pinned_key)}")
         elif args.command == "balance":
             b = await book.balance(args.user)
             print(f"{args.user}: {show(b.available)} available, {show(b.held)} held, "
@@ -59,10 +72,11 @@ async def run(args: argparse.Namespace) -> int:
                 code="grant", metadata={"reason": args.reason, "by": "cli"},
             )  # fmt: skip
             print(f"granted {show(t.amount)} credits to {args.user} ({t.transfer_id})")
-        elif args.command == "receipt":
+        elif args.command == "receipt":  # the operator asks: a checkpoint may be signed for it
+            await book.checkpoint()
             print(json.dumps(await receipt(book, args.transfer_id), indent=2))
         elif args.command == "check-receipt":
-            return check_saved_receipt(args.file, book.public_key)
+            return check_saved_receipt(args.file, book.pinned_key)
     except CreditsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -86,10 +100,20 @@ def check_saved_receipt(path: Path, public: Ed25519PublicKey) -> int:
     return 0
 
 
+def public_key(text: str) -> Ed25519PublicKey:
+    try:
+        return log.parse_public_key(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m credits", description="The credit ledger.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("verify", help="check the whole ledger")
+    check_all = sub.add_parser("verify", help="check the whole ledger")
+    check_all.add_argument(
+        "--public-key", type=public_key, help="the ledger's public key as you keep it (base64)"
+    )
     sub.add_parser("audit", help="totals, open holds, checkpoints")
     sub.add_parser("checkpoint", help="the latest signed checkpoint")
     balance = sub.add_parser("balance", help="a user's balance")

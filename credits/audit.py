@@ -4,6 +4,12 @@
 stored hash, the log's order, the balances (a fold over the entries) against the accounts' counters,
 conservation, the Merkle tree against every signed checkpoint, and those checkpoints against the copy
 kept outside the database. It names the first entry or checkpoint that does not hold.
+
+Checkpoints count only under the pinned public key (recorded outside the database at the ledger's
+first start, or given by the operator): a history rewritten and re-signed with another key fails,
+naming the key. Each checkpoint names its ledger in its origin, so lines of the outside file that
+belong to another ledger are reported as such, not as tampering. Receipts only read: they prove an
+entry against the latest checkpoint that covers it.
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from credits import log, replay
-from credits.errors import UnknownTransfer
+from credits import log, replay, sequencer
+from credits.errors import NotYetCheckpointed, UnknownTransfer
 from credits.ledger import Books, Counters, leaf_bytes
 from credits.ops import Db
 from credits.store import Ledger
@@ -37,6 +43,8 @@ class Report:
     seconds: float = 0.0
     split: int | None = None  # where the log was cut for a helper process to replay half
     problems: list[str] = field(default_factory=list)
+    # Worth saying, not wrong (lines of another ledger in the outside file).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -97,8 +105,13 @@ def _snapshot(db: Db) -> _Snapshot:
 SPLIT_FROM = 40_000
 
 
-async def verify(ledger: Ledger, split_from: int = SPLIT_FROM) -> Report:
+async def verify(
+    ledger: Ledger, split_from: int = SPLIT_FROM, public_key: Ed25519PublicKey | None = None
+) -> Report:
     """Check everything; the report's first problem names where the ledger stops holding.
+
+    Checkpoints are checked against `public_key` if given (the operator's own copy), else the key
+    pinned at the ledger's first start.
 
     A log of `split_from` entries or more is replayed in two halves at once, the later one by a
     helper process (`credits.replay`): on two cores, ~1.4 times as fast (1.0 when the other core
@@ -110,9 +123,10 @@ async def verify(ledger: Ledger, split_from: int = SPLIT_FROM) -> Report:
     # must be in the snapshot taken next.
     outside = _outside_copy(ledger.checkpoint_file)
     address = ledger.address()
+    trusted = Trust(public_key or ledger.pinned_key, ledger.ledger_id, ledger.sqlite)
 
     def check(db: Db) -> Report:
-        return _verify(db, ledger.public_key, outside, address, split_from)
+        return _verify(db, trusted, outside, address, split_from)
 
     report = await ledger._read(check, snapshot=True)
     report.seconds = time.perf_counter() - started
@@ -125,9 +139,23 @@ def _outside_copy(path: Path) -> tuple[str, list[str]]:
     return path.name, [line for line in lines if line.strip()]
 
 
+@dataclass(frozen=True)
+class Trust:
+    """What verify takes as given: the key checkpoints must be signed by, and the ledger's id."""
+
+    public: Ed25519PublicKey
+    ledger_id: str
+    sqlite: bool = True  # SQLite appends every transfer at its commit: nothing may wait queued
+
+    def owns(self, origin: str) -> bool:
+        """Whether a checkpoint with this origin is this ledger's (those signed before ledgers
+        had ids carry the bare origin)."""
+        return origin in (log.ORIGIN, log.origin_of(self.ledger_id))
+
+
 def _verify(
     db: Db,
-    public: Ed25519PublicKey,
+    trust: Trust,
     outside: tuple[str, list[str]],
     address: tuple[str, str] | None = None,
     split_from: int = SPLIT_FROM,
@@ -148,10 +176,10 @@ def _verify(
     if whole.problem:
         report.problems.append(whole.problem)
     if not report.problems:
-        _check_unlogged(db, whole.size, report)
+        _check_unlogged(db, whole.size, trust, report)
     if not report.problems:  # checkpoints only mean something over an intact log
-        _check_checkpoints(snap, whole, public, report)
-        _check_outside_copy(outside, snap, public, report)
+        _check_checkpoints(snap, whole, trust, report)
+        _check_outside_copy(outside, snap, trust, report)
         _check_head(snap, whole, report)
     _check_balances(db, snap, whole.books, report)
     return report
@@ -211,11 +239,29 @@ def _replay_halves(
     return _Replayed(walk.books, later.size, frontier, roots, None, split=cut)
 
 
-def _check_unlogged(db: Db, size: int, report: Report) -> None:
-    """Every transfer is in the log or queued for it (counted; searched for only on a miss)."""
+def _check_unlogged(db: Db, size: int, trust: Trust, report: Report) -> None:
+    """Every transfer is in the log or queued for it (counted; searched for only on a miss). The
+    queue is checked, not trusted: a queued row must name a transfer the log does not have, and on
+    SQLite (which appends every transfer when it commits) nothing may be queued at all."""
     transfers = db.one("SELECT count(*) FROM ledger_transfers")
     queued = db.one("SELECT count(*) FROM ledger_log_queue")
     assert transfers is not None and queued is not None
+    if queued[0]:
+        logged = db.one(
+            "SELECT t.transfer_id FROM ledger_log_queue q "
+            "JOIN ledger_transfers t ON t.pk = q.transfer_pk "
+            "JOIN ledger_log l ON l.transfer_pk = q.transfer_pk LIMIT 1"
+        )
+        if logged is not None:
+            report.problems.append(
+                f"transfer {logged[0]!r} is queued for the log but in it already"
+            )
+            return
+        if trust.sqlite:
+            report.problems.append(
+                f"{queued[0]} transfer(s) wait in the log queue, which SQLite never leaves filled"
+            )
+            return
     if transfers[0] == size + queued[0]:
         return
     missing = db.one(
@@ -256,12 +302,23 @@ def _check_balances(db: Db, snap: _Snapshot, books: Books, report: Report) -> No
             break
 
 
-def _check_checkpoints(
-    snap: _Snapshot, walk: _Replayed, public: Ed25519PublicKey, report: Report
-) -> None:
-    """Every signed checkpoint: its signature, and its root against the tree rebuilt at its size."""
+def _check_checkpoints(snap: _Snapshot, walk: _Replayed, trust: Trust, report: Report) -> None:
+    """Every signed checkpoint: its key, its ledger, its signature, and its root against the tree
+    rebuilt at its size."""
+    pinned = log.key_id(trust.public)
     for cp in snap.checkpoints:
-        if not log.signature_ok(cp, public):
+        if cp.key_id != pinned:
+            report.problems.append(
+                f"checkpoint at size {cp.size} is signed by key {cp.key_id}, not by the pinned "
+                f"key {pinned}"
+            )
+            return
+        if not trust.owns(cp.origin):
+            report.problems.append(
+                f"checkpoint at size {cp.size} names another ledger ({cp.origin!r})"
+            )
+            return
+        if not log.signature_ok(cp, trust.public):
             report.problems.append(f"checkpoint at size {cp.size}: the signature does not verify")
             return
         if cp.size > walk.size:
@@ -286,18 +343,39 @@ def _check_head(snap: _Snapshot, walk: _Replayed, report: Report) -> None:
 
 
 def _check_outside_copy(
-    outside: tuple[str, list[str]], snap: _Snapshot, public: Ed25519PublicKey, report: Report
+    outside: tuple[str, list[str]], snap: _Snapshot, trust: Trust, report: Report
 ) -> None:
-    """Every checkpoint written to the file must still be in the database, unchanged."""
+    """Every checkpoint of this ledger written to the file must still be in the database,
+    unchanged; every line must be a checkpoint signed by the pinned key. Lines of another ledger
+    (a file left from an earlier install) are noted, not held against this one."""
     name, lines = outside
     inside = {cp.size: cp for cp in snap.checkpoints}
-    for line in lines:
-        copy = log.Checkpoint.from_json(line)
+    pinned = log.key_id(trust.public)
+    foreign: set[str] = set()
+    for number, line in enumerate(lines, 1):
+        try:
+            copy = log.Checkpoint.from_json(line)
+        except (ValueError, LookupError, TypeError):
+            report.problems.append(f"line {number} of {name} is not a checkpoint")
+            return
+        if not trust.owns(copy.origin):
+            foreign.add(copy.origin)
+            continue
         kept = inside.get(copy.size)
         if kept == copy:
             continue  # the same signed checkpoint: `_check_checkpoints` verified its signature
-        if not log.signature_ok(copy, public):
-            continue  # another key's or a damaged line: not evidence either way
+        if copy.key_id != pinned:
+            report.problems.append(
+                f"line {number} of {name} (checkpoint at size {copy.size}) is signed by key "
+                f"{copy.key_id}, not by the pinned key {pinned}"
+            )
+            return
+        if not log.signature_ok(copy, trust.public):
+            report.problems.append(
+                f"line {number} of {name} (checkpoint at size {copy.size}): the signature does "
+                "not verify"
+            )
+            return
         if kept is None:
             report.problems.append(
                 f"checkpoint at size {copy.size} (in {name}) is missing from the database"
@@ -306,16 +384,22 @@ def _check_outside_copy(
         if kept.root != copy.root:
             report.problems.append(f"checkpoint at size {copy.size} differs from the file's copy")
             return
+    for origin in sorted(foreign):
+        report.notes.append(
+            f"{name} also holds checkpoints of another ledger ({origin}), left from an earlier "
+            "install; they were not checked against this one"
+        )
 
 
 # Receipts ---------------------------------------------------------------------------------------
 
 
 async def receipt(ledger: Ledger, transfer_id: str) -> dict[str, Any]:
-    """Proof that a transfer is in the log: its entry, an inclusion proof and a signed checkpoint."""
-    cp = await ledger.checkpoint()
+    """Proof that a transfer is in the log: its entry, an inclusion proof and the latest signed
+    checkpoint. Only reads: `NotYetCheckpointed` when no checkpoint covers the entry yet (the
+    ledger signs one every `checkpoint_every_s` seconds while the log grows)."""
 
-    def read(db: Db) -> tuple[Sequence[Any] | None, list[bytes]]:
+    def read(db: Db) -> tuple[Sequence[Any] | None, list[bytes], log.Checkpoint | None]:
         def leaves(start: int, end: int) -> list[bytes]:
             rows = db.all(
                 "SELECT leaf_hash FROM ledger_log WHERE seq > :a AND seq <= :b ORDER BY seq",
@@ -332,14 +416,20 @@ async def receipt(ledger: Ledger, transfer_id: str) -> dict[str, Any]:
             "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk WHERE t.transfer_id = :id",
             {"id": transfer_id},
         )
-        if row is None or row[0] > cp.size:
-            return None, []
+        cp = sequencer.latest_checkpoint(db)
+        if row is None or cp is None or row[0] > cp.size:
+            return row, [], cp
         forest = log.Forest(cp.size, leaves, ledger.log_chunks)
-        return row, forest.inclusion_proof(row[0] - 1)
+        return row, forest.inclusion_proof(row[0] - 1), cp
 
-    row, proof = await ledger._read(read, snapshot=True)
+    row, proof, cp = await ledger._read(read, snapshot=True)
     if row is None:
         raise UnknownTransfer(f"There is no transfer {transfer_id!r} in the log.")
+    if cp is None or row[0] > cp.size:
+        raise NotYetCheckpointed(
+            f"Transfer {transfer_id!r} is in the log, but no signed checkpoint covers it yet; "
+            "one is signed within a minute or so. Try again then."
+        )
     return {
         "entry": leaf_bytes(*row).decode(),
         "index": row[0] - 1,

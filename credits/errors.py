@@ -9,6 +9,10 @@ CreditsError
 ├── HoldResolved            the hold was already settled, released or expired
 ├── HoldExpired             the hold timed out; its credits went back to the user
 ├── SettleExceedsHold       settling for more than was held
+├── HoldNotCreated          a reserve found its id already used: the work must not run on it
+├── WriterStopped           the ledger's writer stopped before this operation's outcome was known
+├── UnknownTransfer         no transfer with that id
+├── NotYetCheckpointed      the transfer is logged but no signed checkpoint covers it yet
 └── IntegrityError          verification found the ledger altered or inconsistent
 """
 
@@ -44,6 +48,10 @@ class UnknownTransfer(CreditsError):
     """There is no transfer with that id."""
 
 
+class NotYetCheckpointed(CreditsError):
+    """The transfer is in the log, but no signed checkpoint covers it yet (try again soon)."""
+
+
 class UnknownHold(CreditsError):
     """There is no hold with that id."""
 
@@ -58,6 +66,16 @@ class HoldExpired(CreditsError):
 
 class SettleExceedsHold(CreditsError):
     """A hold cannot be settled for more than it holds."""
+
+
+class HoldNotCreated(CreditsError):
+    """A reserve found a hold under its id already: this caller did not create it, so its work
+    must not run on it (ids are minted per piece of work; a repeat means a replay)."""
+
+
+class WriterStopped(CreditsError):
+    """The ledger's writer stopped before this operation's outcome was known; it may have to be
+    retried once the writer is back (the supervisor restarts it)."""
 
 
 class IntegrityError(CreditsError):

@@ -158,6 +158,15 @@ class Transfer:
         return dict(json.loads(self.metadata))
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """A reserve's outcome: the hold, and whether this call created it. Work runs only on a hold
+    its own reserve created; False means the id had been used already (a retry or a replay)."""
+
+    transfer: Transfer
+    created: bool
+
+
 def credits(units: int) -> Decimal:
     """Units as credits (display only: money paths stay in integer units)."""
     return Decimal(units) / UNITS_PER_CREDIT

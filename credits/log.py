@@ -311,9 +311,19 @@ def key_id(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def sign(key: Ed25519PrivateKey, size: int, tree_root: bytes, timestamp_us: int) -> Checkpoint:
-    body = checkpoint_body(ORIGIN, size, tree_root, timestamp_us)
-    return Checkpoint(size, tree_root, timestamp_us, key_id(key.public_key()), key.sign(body))
+def sign(
+    key: Ed25519PrivateKey, size: int, tree_root: bytes, timestamp_us: int, origin: str = ORIGIN
+) -> Checkpoint:
+    body = checkpoint_body(origin, size, tree_root, timestamp_us)
+    return Checkpoint(
+        size, tree_root, timestamp_us, key_id(key.public_key()), key.sign(body), origin
+    )
+
+
+def origin_of(ledger_id: str) -> str:
+    """The origin line of a ledger's checkpoints: it names the ledger, so a checkpoint (and a
+    line of the file outside the database) says which ledger it belongs to, under its signature."""
+    return f"{ORIGIN}/{ledger_id}"
 
 
 def signature_ok(checkpoint: Checkpoint, public: Ed25519PublicKey) -> bool:
@@ -348,3 +358,29 @@ def load_or_create_key(path: Path, seed_b64: str | None = None) -> Ed25519Privat
 def public_key_b64(public: Ed25519PublicKey) -> str:
     raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
     return base64.b64encode(raw).decode()
+
+
+def parse_public_key(text: str) -> Ed25519PublicKey:
+    """A public key as `public_key_b64` writes it (and `python -m credits checkpoint` prints it);
+    ValueError when it is not one."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not an Ed25519 public key in base64: {text.strip()[:60]!r}") from exc
+
+
+def pin_public_key(path: Path, public: Ed25519PublicKey) -> tuple[Ed25519PublicKey, bool]:
+    """The ledger's pinned public key, recorded in `path` (outside the database) the first time,
+    and whether it was recorded just now. Checkpoints signed by any other key do not verify."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pass  # another process pinned it first
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(public_key_b64(public) + "\n")
+            return public, True
+    return parse_public_key(path.read_text()), False

@@ -10,6 +10,11 @@ The settle runs in a task of its own, after the block: the work is already deliv
 does not wait for a second durable commit (only the hold's is on their path). `after` runs once it
 is done (the app updates the balance badge there). `finish_settling` waits for the ones in flight
 (at shutdown).
+
+Every hold's id is minted here for its piece of work (`work_id`), never taken from a client: a
+replayed or edited message is a new piece of work with a new hold, and the work runs only on a hold
+its own reserve created. Work priced at nothing (a free local model) holds zero units and settles at
+zero, so it still shows in the person's usage.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -54,9 +60,9 @@ class Pricing:
         return usd_per_mtok / 1000 * self.markup / self.credit_usd
 
 
-def turn_id(ref: str) -> str:
-    """The hold's transfer id for the work `ref` names (a chat message id), so a retry holds once."""
-    return transfer_id("turn", ref)
+def work_id(kind: str = "turn") -> str:
+    """A new transfer id for one piece of work, minted on the server: `<kind>:<128 random bits>`."""
+    return f"{kind}:{secrets.token_hex(16)}"
 
 
 def welcome_id(user: str) -> str:
@@ -79,30 +85,33 @@ class Meter:
         self,
         ledger: Ledger,
         user: str,
-        ref: str,
         timeout_s: int,
         metadata: Mapping[str, Any],
+        kind: str = "turn",
     ) -> None:
         self.ledger = ledger
         self.user = user
-        self.transfer_id = turn_id(ref)
+        self.transfer_id = work_id(kind)
         self.timeout_s = timeout_s
         self.metadata = dict(metadata)
+        self.holding = False
         self.held = 0
         self.used: int | None = None
         self.details: dict[str, Any] = {}
         self.settled: Transfer | None = None
 
     async def hold(self, units: int) -> None:
-        """Hold `units` of the user's credits: `InsufficientCredits` when they do not have them."""
-        await self.ledger.reserve(
+        """Hold `units` (zero for free work) of the user's credits under this work's own id:
+        `InsufficientCredits` when they do not have them."""
+        await self.ledger.reserve_new(
             self.user, units, self.transfer_id, self.timeout_s, metadata=self.metadata
         )
+        self.holding = True
         self.held = units
 
     def use(self, units: int, details: Mapping[str, Any] | None = None) -> None:
-        """What the work used (and how it was counted); charged when the turn ends, at most what
-        was held."""
+        """What the delivered work used (and how it was counted); charged when the turn ends, at
+        most what was held. Work that delivered nothing does not call this: it is released."""
         self.used = units
         self.details = dict(details or {})
 
@@ -113,7 +122,7 @@ class Meter:
 
     async def close(self) -> None:
         """Settle at what was used, or release; a failure here leaves the hold to expire."""
-        if not self.held or self.settled is not None:
+        if not self.holding or self.settled is not None:
             return
         extra = dict(self.details)
         if (self.used or 0) > self.held:
@@ -122,10 +131,10 @@ class Meter:
                 "%s used %d units, more than the %d held", self.transfer_id, self.used, self.held
             )
         try:
-            if self.charged:
-                self.settled = await self.ledger.settle(self.transfer_id, self.charged, extra)
-            else:
+            if self.used is None:
                 self.settled = await self.ledger.release(self.transfer_id, extra)
+            else:
+                self.settled = await self.ledger.settle(self.transfer_id, self.charged, extra)
         except CreditsError as error:
             # E.g. the turn outlived its hold: it expired and nothing is charged.
             log.warning("Could not close %s: %s", self.transfer_id, error)
@@ -139,14 +148,14 @@ _settling: set[asyncio.Task[None]] = set()  # held here so that they are not col
 async def turn(
     ledger: Ledger,
     user: str,
-    ref: str,
     timeout_s: int,
     metadata: Mapping[str, Any],
     after: After | None = None,
+    kind: str = "turn",
 ) -> AsyncIterator[Meter]:
-    """A metered piece of work; the hold is settled or released once the block is left, then
-    `after` runs."""
-    meter = Meter(ledger, user, ref, timeout_s, metadata)
+    """A metered piece of work under a new server-minted id; the hold is settled or released once
+    the block is left, then `after` runs."""
+    meter = Meter(ledger, user, timeout_s, metadata, kind)
     try:
         yield meter
     finally:

@@ -173,12 +173,17 @@ def open_account(db: Db, name: str, kind: AccountKind, now_us: int) -> Account:
 
 def record(db: Db, req: Request, now_us: int) -> Transfer:
     """Carry out `req` once: a repeat of the same request returns the first result."""
+    return record_new(db, req, now_us)[0]
+
+
+def record_new(db: Db, req: Request, now_us: int) -> tuple[Transfer, bool]:
+    """As `record`, and whether this call created the transfer (False: a repeat)."""
     existing = _existing(db, req)
     if existing is not None:
-        return existing
+        return existing, False
     if req.kind in (Kind.POSTED, Kind.PENDING):
-        return _move(db, req, now_us)
-    return _resolve(db, req, now_us)
+        return _move(db, req, now_us), True
+    return _resolve(db, req, now_us), True
 
 
 def _existing(db: Db, req: Request) -> Transfer | None:

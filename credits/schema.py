@@ -1,5 +1,8 @@
-"""The ledger's tables. The database enforces what it can: no overdrawn user, one resolution per
-hold, unique transfer ids, and (by triggers) no UPDATE or DELETE of transfers, log or checkpoints.
+"""The ledger's tables, as a model to read and to compare against: the migrations under
+`credits/migrations/versions` create them (explicit DDL, frozen once released), and a test checks that
+the migrated database and this file agree. The database enforces what it can: no overdrawn user, one
+resolution per hold, unique transfer ids, and (by triggers, in the migrations) no UPDATE or DELETE of
+transfers, log, checkpoints or the ledger's id.
 
 User-account counters are kept by each operation (they guard against overdrawing). System-account
 counters are kept by the log sequencer as it appends entries, so that no busy system row is locked by
@@ -7,8 +10,6 @@ every operation. Both are rebuilt from the transfers by `verify`.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from sqlalchemy import (
     BigInteger,
@@ -120,6 +121,14 @@ log_head = Table(
     CheckConstraint("id = 1", name="ck_single_head"),
 )
 
+meta = Table(  # added by ledger_0002
+    "ledger_meta",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("ledger_id", Text, nullable=False),
+    CheckConstraint("id = 1"),
+)
+
 checkpoints = Table(
     "ledger_checkpoints",
     metadata,
@@ -130,27 +139,3 @@ checkpoints = Table(
     Column("signature", LargeBinary, nullable=False),
     Column("origin", Text, nullable=False),
 )
-
-IMMUTABLE = ("ledger_transfers", "ledger_log", "ledger_checkpoints")
-POSTGRES_FUNCTIONS = Path(__file__).with_name("pg.sql")
-
-
-def immutability_ddl(dialect: str) -> list[str]:
-    """Triggers refusing UPDATE and DELETE on the append-only tables."""
-    if dialect == "sqlite":
-        return [
-            f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
-            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-            for table in IMMUTABLE
-            for op in ("UPDATE", "DELETE")
-        ]
-    ddl = [
-        "CREATE FUNCTION ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
-        "BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$"
-    ]
-    ddl += [
-        f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table} "
-        "FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only()"
-        for table in IMMUTABLE
-    ]
-    return ddl

@@ -22,6 +22,7 @@ class Signer:
     key: log.Ed25519PrivateKey
     every_entries: int
     every_us: int
+    origin: str = log.ORIGIN  # names the ledger (`log.origin_of`)
 
 
 HEAD = "SELECT size, frontier, checkpoint_size, checkpoint_us FROM ledger_log_head WHERE id = 1"
@@ -107,7 +108,7 @@ def _system_deltas(
 def write_checkpoint(
     db: Db, size: int, frontier: list[bytes], now_us: int, signer: Signer
 ) -> log.Checkpoint:
-    cp = log.sign(signer.key, size, log.frontier_root(frontier), now_us)
+    cp = log.sign(signer.key, size, log.frontier_root(frontier), now_us, signer.origin)
     db.run(
         "INSERT INTO ledger_checkpoints (size, root, timestamp_us, key_id, signature, origin) "
         "VALUES (:size, :root, :ts, :key, :sig, :origin)",

@@ -10,10 +10,18 @@ under steady load that copy never catches the writer, so the WAL would never sta
 grow without bound, and every read would slow down with it. When it passes `WAL_LIMIT_BYTES` the
 writer, between two batches, runs a RESTART checkpoint: it finishes the copy (most of it is done),
 so the next batch writes the WAL from its start again.
+
+Callers may give up at any moment (a Stop press cancels the chat turn waiting on its hold). An
+operation is claimed before it runs (`set_running_or_notify_cancel`): one cancelled while queued is
+dropped, one already running finishes, and its outcome is never set on a future that is not waiting
+for it. Nothing after a commit (the checkpoint file, results) can stop the thread; if it stops
+anyway, every caller still waiting gets `WriterStopped` and the store's supervisor starts a new one
+on the same queue.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import sqlite3
@@ -23,10 +31,13 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from credits import log, sequencer
+from credits.errors import WriterStopped
 from credits.ops import Db, SqliteDb
 
 R = TypeVar("R")
 Op = Callable[[Db], R]
+Item = tuple[Op[Any], Future[Any]]
+logger = logging.getLogger("credits")
 
 
 def connect(path: str, synchronous: str) -> sqlite3.Connection:
@@ -53,6 +64,7 @@ class Writer:
         clock: Callable[[], int],
         after_commit: Callable[[list[log.Checkpoint]], None],
         wal_in_background: bool = False,
+        jobs: queue.SimpleQueue[Item | None] | None = None,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("LEDGER_SQLITE_SYNCHRONOUS is FULL, NORMAL or EXTRA")
@@ -63,43 +75,74 @@ class Writer:
         self.clock = clock
         self.after_commit = after_commit
         self.wal_in_background = wal_in_background
-        self.queue: queue.SimpleQueue[tuple[Op[Any], Future[Any]] | None] = queue.SimpleQueue()
+        # A restarted writer takes over its predecessor's queue: nothing queued is lost.
+        self.queue: queue.SimpleQueue[Item | None] = jobs or queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self.stopping = False
 
     def start(self) -> None:
         self.thread.start()
 
     def stop(self) -> None:
+        """Finish everything queued so far, then end the thread."""
+        self.stopping = True
         self.queue.put(None)
         self.thread.join()
 
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
     def submit(self, op: Op[R]) -> Future[R]:
         future: Future[R] = Future()
+        if self.stopping:
+            future.set_exception(WriterStopped("The ledger is closed."))
+            return future
         self.queue.put((op, future))
         return future
 
     def _run(self) -> None:
-        raw = connect(self.path, self.synchronous)
-        if self.wal_in_background:  # the store's background task copies the WAL instead
-            raw.execute("PRAGMA wal_autocheckpoint=0")
-        db = SqliteDb(raw)
+        batch: list[Item] = []
         try:
-            while (first := self.queue.get()) is not None:
-                batch = [first]
-                while len(batch) < self.MAX_BATCH:
-                    try:
-                        item = self.queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        self.queue.put(None)
-                        break
-                    batch.append(item)
-                self._commit(raw, db, batch)
-                if self._wal_size() > self.WAL_LIMIT_BYTES:
-                    raw.execute("PRAGMA wal_checkpoint(RESTART)")
+            raw = connect(self.path, self.synchronous)
+            if self.wal_in_background:  # the store's background task copies the WAL instead
+                raw.execute("PRAGMA wal_autocheckpoint=0")
+            db = SqliteDb(raw)
+            try:
+                while (first := self.queue.get()) is not None:
+                    batch = self._claim([first])
+                    if batch:
+                        self._commit(raw, db, batch)
+                    batch = []
+                    self._restart_wal(raw)
+            finally:
+                raw.close()
         finally:
-            raw.close()
+            # Only reached by a stop, or by something no handler below expected: whoever still
+            # waits is told rather than left waiting forever.
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(WriterStopped("The ledger's writer stopped mid-write."))
+
+    def _claim(self, batch: list[Item]) -> list[Item]:
+        """Up to MAX_BATCH queued operations, each claimed so that it can no longer be cancelled;
+        those whose callers gave up while they were queued are dropped (they never ran)."""
+        while len(batch) < self.MAX_BATCH:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self.queue.put(None)
+                break
+            batch.append(item)
+        return [(op, future) for op, future in batch if future.set_running_or_notify_cancel()]
+
+    def _restart_wal(self, raw: sqlite3.Connection) -> None:
+        try:
+            if self._wal_size() > self.WAL_LIMIT_BYTES:
+                raw.execute("PRAGMA wal_checkpoint(RESTART)")
+        except sqlite3.Error:  # the next batch tries again
+            logger.exception("ledger: restarting the WAL failed")
 
     def _wal_size(self) -> int:
         try:
@@ -107,9 +150,7 @@ class Writer:
         except FileNotFoundError:
             return 0
 
-    def _commit(
-        self, raw: sqlite3.Connection, db: SqliteDb, batch: list[tuple[Op[Any], Future[Any]]]
-    ) -> None:
+    def _commit(self, raw: sqlite3.Connection, db: SqliteDb, batch: list[Item]) -> None:
         outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
         try:
             raw.execute("BEGIN IMMEDIATE")
@@ -128,10 +169,12 @@ class Writer:
                 raise
         except Exception as exc:  # the commit itself failed: nothing in the batch happened
             for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+                future.set_exception(exc)
             return
-        self.after_commit(checkpoints)
+        try:
+            self.after_commit(checkpoints)
+        except Exception:  # committed all the same: the outcomes stand
+            logger.exception("ledger: a step after the commit failed")
         for future, result, error in outcomes:
             if error is None:
                 future.set_result(result)

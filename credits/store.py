@@ -8,6 +8,12 @@ before a verify or a receipt. Either way overdrawing is stopped by a conditional
 user's row and a CHECK constraint.
 
 Nothing here is state another process needs: every rule lives in the database.
+
+Callers may be cancelled at any moment (a Stop press cancels the chat turn waiting on its hold).
+An operation, once asked for, runs to its end whatever happens to its caller: a settle still lands,
+and a hold created for a caller that has gone is released at once rather than after its timeout.
+The SQLite writer thread is watched by a supervisor task, which restarts it if it dies (its queue
+carries over); `problem()` says what is wrong, for the health check.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,8 +37,10 @@ from credits import log, ops, postgres, sequencer, sqlite
 from credits.errors import (
     CreditsError,
     HoldExpired,
+    HoldNotCreated,
     IdempotencyConflict,
     InsufficientCredits,
+    IntegrityError,
     InvalidRequest,
     SettleExceedsHold,
     UnknownHold,
@@ -41,6 +50,7 @@ from credits.ledger import (
     Balance,
     Kind,
     Request,
+    Reservation,
     System,
     Transfer,
     canonical_metadata,
@@ -79,12 +89,20 @@ class Ledger:
         checkpoint_every_s: float = 60.0,
         synchronous: str = "FULL",
         clock: Callable[[], int] = now_us,
+        supervise_every_s: float = 1.0,
+        pinned_key_file: Path | None = None,
     ) -> None:
         self.url = url
         self.data_dir = data_dir
         self.clock = clock
         self.signer = sequencer.Signer(signing_key, checkpoint_every, int(checkpoint_every_s * 1e6))
         self.public_key = signing_key.public_key()
+        # Recorded outside the database at first start; `verify` trusts this key and no other.
+        self.pinned_key_file = pinned_key_file or data_dir / "ledger-public-key"
+        self.pinned_key = self.public_key
+        self.pinned_now = False  # the key was pinned by this start (the app prints it)
+        self.ledger_id = ""  # this ledger's own id, named in every checkpoint's origin
+        self.read_only = False
         self.sqlite = make_url(url).get_backend_name() == "sqlite"
         self._writer: sqlite.Writer | None = None
         self._engine: AsyncEngine | None = None
@@ -96,24 +114,33 @@ class Ledger:
         self._resolutions: postgres.Batcher[postgres.Resolution, postgres.Outcome]
         self._synchronous = synchronous
         self._tasks: list[asyncio.Task[None]] = []
+        self._supervise_every_s = supervise_every_s
+        # Releases of holds whose callers were cancelled: awaited before the ledger closes.
+        self._orphans: set[asyncio.Task[Any]] = set()
         self.checkpoint_file = data_dir / "ledger-checkpoints.jsonl"
 
     # Life cycle ---------------------------------------------------------------------------------
 
-    async def start(self, background: bool = True) -> None:
-        """Migrate, open connections, create the system accounts, start background work."""
+    async def start(self, background: bool = True, read_only: bool = False) -> None:
+        """Migrate, open connections, create the system accounts, start background work.
+
+        `read_only` (verify, audit, receipts from the command line): nothing is written or
+        signed, so the ledger can be checked even when the signing key is not the pinned one."""
         from storage.migrate import upgrade_async
 
         await upgrade_async(self.url, MIGRATIONS, "ledger_alembic_version")
-        if self.sqlite:
-            self._writer = sqlite.Writer(
-                self._sqlite_path(), self._synchronous, self.signer, self.clock, self._after_commit,
-                wal_in_background=background,
-            )  # fmt: skip
-            self._writer.start()
-        else:
+        self.read_only = read_only
+        self._pin_key()
+        if not self.sqlite:
             # The batched hot path has its own asyncpg pool; this one serves the rest.
             self._engine = create_async_engine(self.url, pool_size=5, max_overflow=10)
+        self.ledger_id = await self._read_ledger_id()
+        self.signer = replace(self.signer, origin=log.origin_of(self.ledger_id))
+        if read_only:
+            return
+        if self.sqlite:
+            self._writer = self._new_writer(background)
+            self._writer.start()
         now = self.clock()
 
         def open_system_accounts(c: Db) -> None:
@@ -138,10 +165,67 @@ class Ledger:
             self._tasks.append(asyncio.create_task(self._every(1.0, self.expire_holds)))
             if self.sqlite:
                 self._tasks.append(asyncio.create_task(self._every(2.0, self._wal_checkpoint)))
+                every = min(5.0, self.signer.every_us / 1e6)
+                self._tasks.append(asyncio.create_task(self._every(every, self._sign_when_due)))
+                self._tasks.append(
+                    asyncio.create_task(self._every(self._supervise_every_s, self._supervise))
+                )
             if not self.sqlite:
                 self._tasks.append(asyncio.create_task(self._every(0.2, self.sequence)))
 
+    def _pin_key(self) -> None:
+        """Pin the signing key's public half at first start; refuse to sign with any other."""
+        self.pinned_key, self.pinned_now = log.pin_public_key(self.pinned_key_file, self.public_key)
+        if self.pinned_now:
+            logger.warning(
+                "ledger: public key pinned in %s: %s (keep a copy elsewhere; "
+                "`python -m credits verify --public-key KEY` checks against it)",
+                self.pinned_key_file, log.public_key_b64(self.public_key),
+            )  # fmt: skip
+        elif log.key_id(self.pinned_key) != log.key_id(self.public_key) and not self.read_only:
+            raise IntegrityError(
+                f"The ledger's signing key (key id {log.key_id(self.public_key)}) is not the "
+                f"pinned one ({log.key_id(self.pinned_key)}, in {self.pinned_key_file}): "
+                "checkpoints signed with it would not verify. Restore the original signing key."
+            )
+
+    async def _read_ledger_id(self) -> str:
+        row = await self._read(lambda c: c.one("SELECT ledger_id FROM ledger_meta WHERE id = 1"))
+        assert row is not None, "migration ledger_0002 records the ledger's id"
+        return str(row[0])
+
+    def _new_writer(self, background: bool, after: sqlite.Writer | None = None) -> sqlite.Writer:
+        return sqlite.Writer(
+            self._sqlite_path(), self._synchronous, self.signer, self.clock, self._after_commit,
+            wal_in_background=background, jobs=after.queue if after else None,
+        )  # fmt: skip
+
+    async def _supervise(self) -> None:
+        """Start a new writer on the same queue if the thread died."""
+        writer = self._writer
+        if writer is None or writer.alive() or writer.stopping:
+            return
+        logger.error("ledger: the writer thread died; starting a new one")
+        self._writer = self._new_writer(writer.wal_in_background, after=writer)
+        self._writer.start()
+
+    async def problem(self) -> str | None:
+        """None when the ledger takes writes and answers reads, else what is wrong (health)."""
+        if self._writer is not None and not self._writer.alive():
+            return "the ledger's writer thread is not running"
+        try:
+            await asyncio.wait_for(self._write(lambda c: None), timeout=5)
+        except TimeoutError:
+            if self._writer is not None and not self._writer.alive():
+                return "the ledger's writer thread is not running"
+            return "the ledger did not take a write within 5 s"
+        except Exception as exc:
+            return f"the ledger failed a write: {exc}"
+        return None
+
     async def close(self) -> None:
+        while self._orphans:  # holds of cancelled callers are released before the writer stops
+            await asyncio.gather(*list(self._orphans), return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -176,6 +260,16 @@ class Ledger:
             except Exception:  # keep the loop alive; the next round retries
                 logger.exception("ledger background job %s failed", job.__name__)
 
+    async def _sign_when_due(self) -> None:
+        """Sign a checkpoint once the newest entries have waited `checkpoint_every_s` for one,
+        even when no further write comes to trigger it (SQLite signs at commits): receipts
+        only read, so they need a checkpoint that covers them."""
+        head = await self._read(lambda c: c.one(sequencer.HEAD))
+        assert head is not None
+        size, signed_size, signed_us = head[0], head[2], head[3]
+        if size > signed_size and self.clock() - signed_us >= self.signer.every_us:
+            await self._write(lambda c: None)  # a commit: the sequencer signs what is due
+
     async def _wal_checkpoint(self) -> None:
         """Copy the WAL into the database file off the writer's path (it does not auto-checkpoint)."""
         path = self._sqlite_path()
@@ -192,8 +286,12 @@ class Ledger:
     # Running operations -------------------------------------------------------------------------
 
     async def _write(self, op: Op[R]) -> R:
+        """Run `op` in a write transaction; it runs to its end even if the caller is cancelled."""
         if self._writer is not None:
-            return await asyncio.wrap_future(self._writer.submit(op))
+            return await _outlive_caller(asyncio.wrap_future(self._writer.submit(op)))
+        return await _outlive_caller(self._write_pg(op))
+
+    async def _write_pg(self, op: Op[R]) -> R:
         assert self._engine is not None
         for attempt in range(5):
             try:
@@ -231,13 +329,21 @@ class Ledger:
             return await conn.run_sync(lambda c: op(SaDb(c)))
 
     def _after_commit(self, checkpoints: list[log.Checkpoint]) -> None:
-        """Checkpoints leave the database: a line in a file beside it, and a log line."""
+        """Checkpoints leave the database: a line in a file beside it, and a log line. They are
+        committed already: a file that cannot be written is logged, and the ledger goes on."""
+        for cp in checkpoints:
+            logger.info("ledger checkpoint %s", cp.to_json())
         if not checkpoints:
             return
-        with self.checkpoint_file.open("a") as f:
-            for cp in checkpoints:
-                f.write(cp.to_json() + "\n")
-                logger.info("ledger checkpoint %s", cp.to_json())
+        try:
+            with self.checkpoint_file.open("a") as f:
+                f.writelines(cp.to_json() + "\n" for cp in checkpoints)
+        except OSError as exc:
+            logger.error(
+                "ledger: checkpoints up to size %d could not be written outside the database "
+                "(%s): %s; they are in the database and in this log",
+                checkpoints[-1].size, self.checkpoint_file, exc,
+            )  # fmt: skip
 
     # Operations ---------------------------------------------------------------------------------
 
@@ -275,44 +381,79 @@ class Ledger:
         timeout_s: int,
         code: str = "usage",
         metadata: Mapping[str, Any] | None = None,
-    ) -> Transfer:
-        """Hold `amount` of the user's credits until settled, released, or `timeout_s` passes."""
+    ) -> Reservation:
+        """Hold `amount` of the user's credits until settled, released, or `timeout_s` passes
+        (zero records free work, so that it shows in the person's usage).
+
+        Says whether this call created the hold. A caller cancelled while the hold is written
+        does not leave it behind: once written, it is released at once."""
         req = Request(
-            check_transfer_id(transfer_id), Kind.PENDING, check_code(code), check_amount(amount),
+            check_transfer_id(transfer_id), Kind.PENDING, check_code(code),
+            check_amount(amount, allow_zero=True),
             user_account(user), System.USAGE_REVENUE.value, timeout_s=check_timeout(timeout_s),
             metadata=canonical_metadata(metadata),
         )  # fmt: skip
+        return await _outlive_caller(self._reserve(req), self._release_abandoned)
+
+    async def _reserve(self, req: Request) -> Reservation:
         now = self.clock()
         if self._pg is not None:
             fast = await self._reserve_pg(req)
             if fast is not None:
                 return fast
 
-        def op(c: Db) -> Transfer | CreditsError:
+        def op(c: Db) -> tuple[Transfer, bool] | CreditsError:
             account = ops.find_account(c, req.debit)
             stale = ops.due_holds(c, now, account.id) if account else []
             for hold in stale:  # stale holds must not block the user
                 ops.record(c, _expiry(hold), now)
             try:
                 with c.savepoint():  # a refused reserve is undone; the releases above stay
-                    return ops.record(c, req, now)
+                    return ops.record_new(c, req, now)
             except CreditsError as refused:
                 return refused
 
         result = await self._write(op)
         if isinstance(result, CreditsError):
             raise result
-        return result
+        return Reservation(*result)
 
-    async def _reserve_pg(self, req: Request) -> Transfer | None:
+    def _release_abandoned(self, held: Reservation) -> None:
+        """A hold was written for a caller that is gone: give it back now."""
+        if not held.created:
+            return
+        hold_id = held.transfer.transfer_id
+        logger.info("ledger: releasing %s, its caller was cancelled", hold_id)
+        task = asyncio.ensure_future(self.release(hold_id, {"released": "caller cancelled"}))
+        self._orphans.add(task)
+        task.add_done_callback(self._orphans.discard)
+        task.add_done_callback(_log_failure(f"releasing {hold_id}"))
+
+    async def reserve_new(
+        self,
+        user: str,
+        amount: int,
+        transfer_id: str,
+        timeout_s: int,
+        code: str = "usage",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Transfer:
+        """`reserve`, for work that may run only on a hold of its own: `HoldNotCreated` when the
+        id was used before."""
+        held = await self.reserve(user, amount, transfer_id, timeout_s, code, metadata)
+        if not held.created:
+            raise HoldNotCreated(f"Hold {transfer_id!r} exists already; the work must not run.")
+        return held.transfer
+
+    async def _reserve_pg(self, req: Request) -> Reservation | None:
         """`reserve` batched with its neighbours; None when the general path must run."""
         done = await self._reserves.submit(req)
         if done.outcome == "ok":
-            return Transfer(
+            return Reservation(Transfer(
                 req.transfer_id, Kind.PENDING, req.code, req.amount, req.debit, req.credit,
                 done.now_us, None, done.now_us + (req.timeout_s or 0) * 1_000_000, req.metadata,
                 None, done.transfer_pk,
-            )  # fmt: skip
+            ), True)  # fmt: skip
         if done.outcome == "insufficient":
             available = done.value or 0
             raise InsufficientCredits(
@@ -320,7 +461,8 @@ class Ledger:
                 available=available,
                 needed=req.amount,
             )
-        return await self._outcome(done, req)
+        found = await self._outcome(done, req)
+        return None if found is None else Reservation(found, False)
 
     async def _outcome(self, done: postgres.Outcome, req: Request) -> Transfer | None:
         """What the hot path's other outcomes mean (None: run the general path)."""
@@ -361,6 +503,11 @@ class Ledger:
         check_transfer_id(hold_id)
         extra = dict(metadata or {})
         canonical_metadata(extra)  # refuse bad metadata before queueing
+        return await _outlive_caller(self._resolve_now(hold_id, kind, amount, extra))
+
+    async def _resolve_now(
+        self, hold_id: str, kind: Kind, amount: int, extra: dict[str, Any]
+    ) -> Transfer:
         now = self.clock()
         if self._pg is not None:
             fast = await self._resolve_pg(hold_id, kind, amount, extra)
@@ -437,6 +584,8 @@ class Ledger:
 
     async def sequence(self) -> None:
         """Append what is not yet in the log (PostgreSQL; SQLite appends at every commit)."""
+        if self.read_only:
+            return
         if self.sqlite:
             await self._write(lambda c: None)
             return
@@ -507,7 +656,7 @@ class Ledger:
             for t in await self._all_history(user, since_us, until_us)
             if t.debit == account
             and t.kind in (Kind.POST, Kind.POSTED)
-            and t.amount
+            and (t.amount or t.kind is Kind.POST)  # free work settles at zero, and counts
             and t.code != "adjustment"
         ]
 
@@ -530,6 +679,35 @@ class Ledger:
             if len(page) < 500:
                 return out
             before = page[-1].pk
+
+
+T = TypeVar("T")
+
+
+async def _outlive_caller(work: Awaitable[T], if_abandoned: Callable[[T], None] | None = None) -> T:
+    """Await `work`, which runs to its end even if our caller is cancelled meanwhile; then its
+    result goes to `if_abandoned` (a hold nobody waits for is released)."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+
+        def abandoned(done: asyncio.Future[T]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                return  # it did not happen, or refused: nothing to undo
+            if if_abandoned is not None:
+                if_abandoned(done.result())
+
+        task.add_done_callback(abandoned)
+        raise
+
+
+def _log_failure(what: str) -> Callable[[asyncio.Future[Any]], None]:
+    def check(done: asyncio.Future[Any]) -> None:
+        if not done.cancelled() and (exc := done.exception()) is not None:
+            logger.error("ledger: %s failed: %s", what, exc)
+
+    return check
 
 
 def _expiry(hold: Transfer) -> Request:

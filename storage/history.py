@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -47,11 +48,18 @@ def _statement(query: str) -> TextClause:
 class ChatHistory(SQLAlchemyDataLayer):
     """Chainlit data layer over our engine (SQLite or PostgreSQL)."""
 
-    def __init__(self, engine: AsyncEngine, live_authors: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        live_authors: frozenset[str] = frozenset(),
+        forget: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         """`live_authors`: messages by these authors are notices of the moment (a balance, a
-        shortfall), not conversation: they are shown but not kept with the thread."""
+        shortfall), not conversation: they are shown but not kept with the thread. `forget`
+        deletes what else is kept of a thread when it is deleted (the model's memory of it)."""
         super().__init__(conninfo=engine.url.render_as_string(hide_password=False))
         self.live_authors = live_authors
+        self.forget = forget
         # Replace the engine Chainlit made with ours (pragmas, pool settings); it never connected.
         # execute_sql below no longer opens sessions; this is for any Chainlit method that does.
         self.engine = engine
@@ -168,6 +176,8 @@ class ChatHistory(SQLAlchemyDataLayer):
     async def delete_thread(self, thread_id: str) -> None:
         self._threads.pop(thread_id, None)
         await super().delete_thread(thread_id)
+        if self.forget is not None:
+            await self.forget(thread_id)
 
     async def create_element(self, element: Element) -> None:
         """Custom elements (the credit badge) are live state, not history: they are not kept. Nor

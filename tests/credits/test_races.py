@@ -6,10 +6,13 @@ On SQLite and PostgreSQL, from one process and from two processes sharing the da
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from credits import audit
 from credits.audit import verify
@@ -22,12 +25,13 @@ TURN = 700  # units one turn holds
 WORKER = """
 import asyncio, json, sys
 from pathlib import Path
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from credits.errors import InsufficientCredits
+from credits.log import load_or_create_key
 from credits.store import Ledger
 
-async def main(url, data_dir, name, count):
-    book = Ledger(url, Path(data_dir), Ed25519PrivateKey.generate())
+async def main(url, data_dir, name, count, seed):
+    # Every process of one ledger signs with the same key (LEDGER_SIGNING_KEY on each replica).
+    book = Ledger(url, Path(data_dir), load_or_create_key(Path(data_dir), seed))
     await book.start(background=False)
     async def one(i):
         try:
@@ -39,8 +43,13 @@ async def main(url, data_dir, name, count):
     await book.close()
     print(json.dumps({"ok": ok}))
 
-asyncio.run(main(*sys.argv[1:4], int(sys.argv[4])))
+asyncio.run(main(*sys.argv[1:4], int(sys.argv[4]), sys.argv[5]))
 """
+
+
+def seed_of(ledger: Ledger) -> str:
+    raw = ledger.signer.key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    return base64.b64encode(raw).decode()
 
 
 async def reserve_all(ledger: Ledger, prefix: str, count: int) -> int:
@@ -74,6 +83,7 @@ async def test_two_processes_race_for_the_same_balance(ledger: Ledger, tmp_path:
             str(tmp_path),
             name,
             "100",
+            seed_of(ledger),
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -95,7 +105,8 @@ async def test_the_same_reserve_sent_50_times_at_once_holds_once(ledger: Ledger)
     results = await asyncio.gather(
         *(ledger.reserve("racer", TURN, "turn:dup", timeout_s=600) for _ in range(50))
     )
-    assert len({r.transfer_id for r in results}) == 1
+    assert len({r.transfer.transfer_id for r in results}) == 1
+    assert sum(r.created for r in results) == 1  # one call created it; the others were told so
     assert (await ledger.balance("racer")).held == TURN
     settles = await asyncio.gather(
         *(ledger.settle("turn:dup", 100) for _ in range(20)), return_exceptions=True
@@ -139,8 +150,7 @@ async def test_verify_counts_transfers_still_waiting_for_the_log(ledger: Ledger)
     await ledger.settle("turn:waiting", 10)
     await ledger.reserve("racer", TURN, "turn:open", timeout_s=600)
     outside = audit._outside_copy(ledger.checkpoint_file)
-    report = await ledger._read(
-        lambda db: audit._verify(db, ledger.public_key, outside), snapshot=True
-    )
+    trust = audit.Trust(ledger.pinned_key, ledger.ledger_id, ledger.sqlite)
+    report = await ledger._read(lambda db: audit._verify(db, trust, outside), snapshot=True)
     assert report.ok, report.problems
     assert report.entries == (1 if not ledger.sqlite else 4)

@@ -41,8 +41,8 @@ async def test_the_welcome_bonus_is_paid_once(ledger: Ledger) -> None:
 
 async def test_a_hold_settled_for_less_returns_the_rest(ledger: Ledger) -> None:
     await ledger.grant("bob", 10 * CREDIT, "welcome:bob", code="welcome")
-    hold = await ledger.reserve("bob", 4 * CREDIT, "turn:m1", timeout_s=60, metadata={"model": "x"})
-    assert hold.kind is Kind.PENDING
+    held = await ledger.reserve("bob", 4 * CREDIT, "turn:m1", timeout_s=60, metadata={"model": "x"})
+    assert held.created and held.transfer.kind is Kind.PENDING
     assert await ledger.balance("bob") == Balance(available=6000, held=4000, posted=10000)
     settled = await ledger.settle("turn:m1", 1500, metadata={"tokens": 42})
     assert (settled.kind, settled.amount, settled.hold) == (Kind.POST, 1500, "turn:m1")
@@ -67,7 +67,7 @@ async def test_a_released_hold_charges_nothing(ledger: Ledger) -> None:
     with pytest.raises(HoldResolved, match="already released"):
         await ledger.settle("turn:m2", 10)
     # The failed reserve recorded nothing, so its id is free for a retry after the release.
-    assert (await ledger.reserve("cy", 1, "turn:m3", timeout_s=60)).amount == 1
+    assert (await ledger.reserve("cy", 1, "turn:m3", timeout_s=60)).transfer.amount == 1
     await assert_verified(ledger)
 
 

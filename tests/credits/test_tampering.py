@@ -60,12 +60,9 @@ ATTACKS: dict[str, tuple[list[str], str]] = {
         ["UPDATE ledger_transfers SET amount = 1 WHERE transfer_id = 'turn:t1/post'"],
         r"log entry 6 \(turn:t1/post\): the transfer does not match its log hash",
     ),
-    "change an amount and its log hash": (
-        [
-            "UPDATE ledger_transfers SET amount = 1 WHERE transfer_id = 'turn:t1/post'",
-            "UPDATE ledger_log SET leaf_hash = leaf_hash WHERE seq = 6",  # stands for a recompute
-        ],
-        r"log entry 6",
+    "change an amount and its log hash": (  # the hash is recomputed in the test, see below
+        ["UPDATE ledger_transfers SET amount = 1 WHERE transfer_id = 'turn:t1/post'"],
+        r"checkpoint at size 10: the log's root differs from the signed one",
     ),
     "delete a transfer": (
         [
@@ -115,25 +112,37 @@ async def test_verify_names_the_tampered_place(ledger: Ledger, name: str) -> Non
     await populate(ledger)
     statements, expected = ATTACKS[name]
     if name == "change an amount and its log hash":
-        statements = [statements[0], _recompute_leaf_sql(ledger)]
+        statements = [*statements, await _recompute_leaf_sql(ledger, amount=1)]
     attack(ledger, *statements)
     report = await verify(ledger)
     assert not report.ok
     assert re.search(expected, report.problems[0]), report.problems
 
 
-def _recompute_leaf_sql(ledger: Ledger) -> str:
-    """The careful attacker: the altered entry gets the hash of its new content."""
-    from credits import log
+async def _entry_6(ledger: Ledger, amount: int | None = None, metadata: str | None = None) -> bytes:
+    """Log entry 6 (`turn:t1/post`) as it is, or with another amount or metadata."""
     from credits.ledger import leaf_bytes
 
-    entry = leaf_bytes(
-        6, "turn:t1/post", "post", "usage", 1, "user:ann", "system:usage_revenue", "turn:t1",
-        None, 0, '{"model":"m"}',
+    t = await ledger.transfer("turn:t1/post")
+    assert t is not None and t.seq == 6
+    return leaf_bytes(
+        6, t.transfer_id, t.kind.value, t.code, t.amount if amount is None else amount, t.debit,
+        t.credit, t.hold, t.expires_us, t.ts_us, t.metadata if metadata is None else metadata,
     )  # fmt: skip
-    digest = log.leaf_hash(entry).hex()
-    literal = f"X'{digest}'" if ledger.sqlite else f"'\\x{digest}'::bytea"
-    return f"UPDATE ledger_log SET leaf_hash = {literal} WHERE seq = 6"
+
+
+async def _recompute_leaf_sql(ledger: Ledger, **change: object) -> str:
+    """The careful attacker: the altered entry gets the true hash of its new content."""
+    from credits import log
+
+    before = log.leaf_hash(await _entry_6(ledger))
+    after = log.leaf_hash(await _entry_6(ledger, **change))  # type: ignore[arg-type]
+    assert after != before, "the attack must really change the entry's hash"
+    return f"UPDATE ledger_log SET leaf_hash = {_bytes(ledger, after)} WHERE seq = 6"
+
+
+def _bytes(ledger: Ledger, value: bytes) -> str:
+    return f"X'{value.hex()}'" if ledger.sqlite else f"'\\x{value.hex()}'::bytea"
 
 
 async def test_the_append_only_triggers_refuse_edits(ledger: Ledger) -> None:
