@@ -50,8 +50,10 @@ class Settings(BaseSettings):
     )
     checkpoint_every_entries: int = Field(1000, ge=1, description="Checkpoint the log this often.")
     checkpoint_every_s: float = Field(
-        60.0, gt=0, description="...or at least this often (seconds) while it grows."
-    )
+        10.0, gt=0,
+        description="...or at least this often (seconds) while it grows: a receipt can be given "
+        "once a checkpoint covers its transfer.",
+    )  # fmt: skip
 
     # Auth
     chainlit_auth_secret: SecretStr | None = Field(

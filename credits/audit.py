@@ -123,7 +123,9 @@ async def verify(
     # must be in the snapshot taken next.
     outside = _outside_copy(ledger.checkpoint_file)
     address = ledger.address()
-    trusted = Trust(public_key or ledger.pinned_key, ledger.ledger_id, ledger.sqlite)
+    trusted = Trust(
+        public_key or ledger.pinned_key, ledger.ledger_id, ledger.sqlite, ledger.legacy_origin
+    )
 
     def check(db: Db) -> Report:
         return _verify(db, trusted, outside, address, split_from)
@@ -146,11 +148,13 @@ class Trust:
     public: Ed25519PublicKey
     ledger_id: str
     sqlite: bool = True  # SQLite appends every transfer at its commit: nothing may wait queued
+    legacy_origin: bool = False  # this ledger signed under the bare origin before it had an id
 
     def owns(self, origin: str) -> bool:
-        """Whether a checkpoint with this origin is this ledger's (those signed before ledgers
-        had ids carry the bare origin)."""
-        return origin in (log.ORIGIN, log.origin_of(self.ledger_id))
+        """Whether a checkpoint with this origin is this ledger's."""
+        return origin == log.origin_of(self.ledger_id) or (
+            self.legacy_origin and origin == log.ORIGIN
+        )
 
 
 def _verify(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -126,6 +127,7 @@ meta = Table(  # added by ledger_0002
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("ledger_id", Text, nullable=False),
+    Column("legacy_origin", Boolean, nullable=False),  # signed under the bare origin before ids
     CheckConstraint("id = 1"),
 )
 

@@ -102,6 +102,7 @@ class Ledger:
         self.pinned_key = self.public_key
         self.pinned_now = False  # the key was pinned by this start (the app prints it)
         self.ledger_id = ""  # this ledger's own id, named in every checkpoint's origin
+        self.legacy_origin = False  # it signed checkpoints under the bare origin before it had one
         self.read_only = False
         self.sqlite = make_url(url).get_backend_name() == "sqlite"
         self._writer: sqlite.Writer | None = None
@@ -134,7 +135,7 @@ class Ledger:
         if not self.sqlite:
             # The batched hot path has its own asyncpg pool; this one serves the rest.
             self._engine = create_async_engine(self.url, pool_size=5, max_overflow=10)
-        self.ledger_id = await self._read_ledger_id()
+        self.ledger_id, self.legacy_origin = await self._read_identity()
         self.signer = replace(self.signer, origin=log.origin_of(self.ledger_id))
         if read_only:
             return
@@ -189,10 +190,12 @@ class Ledger:
                 "checkpoints signed with it would not verify. Restore the original signing key."
             )
 
-    async def _read_ledger_id(self) -> str:
-        row = await self._read(lambda c: c.one("SELECT ledger_id FROM ledger_meta WHERE id = 1"))
+    async def _read_identity(self) -> tuple[str, bool]:
+        row = await self._read(
+            lambda c: c.one("SELECT ledger_id, legacy_origin FROM ledger_meta WHERE id = 1")
+        )
         assert row is not None, "migration ledger_0002 records the ledger's id"
-        return str(row[0])
+        return str(row[0]), bool(row[1])
 
     def _new_writer(self, background: bool, after: sqlite.Writer | None = None) -> sqlite.Writer:
         return sqlite.Writer(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from credits import metering
 from credits.audit import verify
 from credits.errors import (
     HoldExpired,
@@ -107,6 +108,25 @@ async def test_an_adjustment_either_way_never_below_zero(ledger: Ledger) -> None
     [last, *_] = await ledger.history("fay")
     assert last.meta == {"admin": "admin@x", "reason": "duplicate grant"}
     assert last.debit == "user:fay" and last.credit == "system:adjustments"
+    await assert_verified(ledger)
+
+
+async def test_a_turn_on_a_free_model_is_recorded_at_zero(ledger: Ledger) -> None:
+    """Ivy chats with a free local Ollama model: nothing is held or charged, and the turn still
+    shows in her usage, at zero. A turn that delivered nothing is released, as any other."""
+    await ledger.grant("ivy", 5 * CREDIT, "welcome:ivy", code="welcome")
+    async with metering.turn(ledger, "ivy", 60, {"model": "ollama", "kind": "chat"}) as meter:
+        await meter.hold(0)
+        meter.use(0, {"tokens_in": 12, "tokens_out": 30})
+    async with metering.turn(ledger, "ivy", 60, {"model": "ollama", "kind": "chat"}) as failed:
+        await failed.hold(0)
+    await metering.finish_settling()
+    assert await ledger.balance("ivy") == Balance(available=5000, held=0, posted=5000)
+    [charge] = await ledger.charges("ivy")
+    assert (charge.kind, charge.amount, charge.hold) == (Kind.POST, 0, meter.transfer_id)
+    assert await ledger.usage("ivy", by="model") == {"ollama": 0}
+    released = await ledger.transfer(f"{failed.transfer_id}/void")
+    assert released is not None and released.amount == 0
     await assert_verified(ledger)
 
 

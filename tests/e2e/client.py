@@ -104,6 +104,20 @@ class ChatSession:
     ) -> list[tuple[str, Any]]:
         """Send a message (a command's text when `command` is picked from the menu) and return
         every event until the app says the task ended."""
+        start = await self.emit_message(text, command, message_id)
+        await self.wait_for_run("on_message", start, timeout)
+        await self.wait_for("task_end", start, timeout)
+        return self.events[start:]
+
+    async def emit_message(
+        self,
+        text: str,
+        command: str | None = None,
+        message_id: str | None = None,
+        edit: bool = False,
+    ) -> int:
+        """Send a message (or, with `edit`, an edit of message `message_id`) without waiting; the
+        index of the first event that may answer it."""
         start = len(self.events)
         message = {
             "id": message_id or str(uuid.uuid4()),
@@ -115,10 +129,11 @@ class ChatSession:
         }
         if command is not None:
             message["command"] = command
-        await self.sio.emit("client_message", {"message": message, "fileReferences": []})
-        await self.wait_for_run("on_message", start, timeout)
-        await self.wait_for("task_end", start, timeout)
-        return self.events[start:]
+        if edit:
+            await self.sio.emit("edit_message", {"message": message})
+        else:
+            await self.sio.emit("client_message", {"message": message, "fileReferences": []})
+        return start
 
     async def turn(self, text: str, **send: Any) -> list[tuple[str, Any]]:
         """`send`, then wait for the turn's charge to show: the app settles after the answer

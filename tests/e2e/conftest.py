@@ -51,6 +51,7 @@ def app() -> Iterator[RunningApp]:
         VLLM_BASE_URL=fake.base_url,
         MODEL_TIMEOUT_S="5",
         LOG_LEVEL="INFO",
+        CHECKPOINT_EVERY_S="1",  # receipts need a checkpoint covering their transfer
     )
     try:
         with running_app(data_dir, **overrides) as base_url:

@@ -2,8 +2,9 @@
 
 Streams a fixed reply word by word with stream usage, like real providers, or fails as told:
 `error` answers HTTP 500, `slow` waits `delay_s` before answering, `drop` closes the stream after
-`drop_after` chunks, `garble` sends a broken event there and `report` an error event. Runs uvicorn
-in a background thread of the test process.
+`drop_after` chunks, `garble` sends a broken event there and `report` an error event; `endless`
+ignores `max_completion_tokens` and writes on until the client hangs up (a bounded million words).
+Runs uvicorn in a background thread of the test process.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,11 @@ class FakeOpenAI:
         words = [w + " " for w in self.reply.split(" ")]
         words[-1] = words[-1].rstrip()
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+        if self.mode == "endless":
+            return StreamingResponse(
+                self._stream(body, (f"word{i} " for i in range(1_000_000)), prompt_tokens),
+                media_type="text/event-stream",
+            )
         if not body.get("stream"):
             return JSONResponse(self._completion(body, "".join(words), prompt_tokens, len(words)))
         return StreamingResponse(
@@ -82,7 +88,7 @@ class FakeOpenAI:
         )
 
     async def _stream(
-        self, body: dict[str, Any], words: list[str], prompt_tokens: int
+        self, body: dict[str, Any], words: Iterable[str], prompt_tokens: int
     ) -> AsyncIterator[bytes]:
         base = {
             "id": "chatcmpl-fake",
@@ -90,7 +96,9 @@ class FakeOpenAI:
             "created": 0,
             "model": body["model"],
         }
+        sent = 0
         for i, word in enumerate(words):
+            sent += 1
             if self.mode == "drop" and i == self.drop_after:
                 raise ConnectionResetError("stream dropped by the fake server")
             if self.mode == "garble" and i == self.drop_after:
@@ -114,8 +122,8 @@ class FakeOpenAI:
                 "choices": [],
                 "usage": {
                     "prompt_tokens": prompt_tokens,
-                    "completion_tokens": len(words),
-                    "total_tokens": prompt_tokens + len(words),
+                    "completion_tokens": sent,
+                    "total_tokens": prompt_tokens + sent,
                 },
             }
             yield f"data: {json.dumps(usage)}\n\n".encode()

@@ -145,3 +145,40 @@ def test_the_model_also_answers_without_an_event_loop(fake: FakeOpenAI) -> None:
     fake.mode = "error"
     with pytest.raises(ModelFailed, match="HTTP 500"):
         model.invoke([HumanMessage("hi")])
+
+
+async def test_a_provider_that_ignores_the_token_limit_is_cut_at_it(fake: FakeOpenAI) -> None:
+    """It writes on past `max_completion_tokens` (64 here): we stop reading at 64 pieces of
+    text and say so, and the delivered part is kept, as for any answer stopped part-way."""
+    graph = conversation.build(InMemorySaver())
+    thread = str(uuid.uuid4())
+    parts: list[str] = []
+    with fake.behaving(mode="endless"), pytest.raises(ModelFailed, match="64-token limit"):
+        async for item in conversation.stream(
+            graph, context_for(fake.base_url), HumanMessage("go on forever"), thread
+        ):
+            if isinstance(item, str):
+                parts.append(item)
+    assert len(parts) == 64
+    assert fake.requests[-1]["max_completion_tokens"] == 64
+    assert (await memory(graph, thread))[-1] == "".join(parts)
+
+
+async def test_a_provider_that_trickles_is_cut_at_our_deadline(fake: FakeOpenAI) -> None:
+    """Each piece comes within the read timeout, but the answer as a whole passes our deadline:
+    it is cut there, so that no answer outlives its hold."""
+    catalog = load_catalog(
+        ROOT / "models.toml", {"VLLM_BASE_URL": fake.base_url}.get, "smollm2-135m"
+    )
+    model = chat_model(
+        catalog.get("vllm-llama-3.1-8b"), LocalRunner(ROOT / "unused.gguf", 2048, 1),
+        max_tokens=10_000, timeout_s=5, deadline_s=0.5,
+    )  # fmt: skip
+    parts: list[str] = []
+    with (
+        fake.behaving(mode="endless", token_delay_s=0.05),
+        pytest.raises(ModelFailed, match=r"still writing after [01] s"),
+    ):
+        async for item in model.stream_text([HumanMessage("slowly")]):
+            parts.append(str(item))
+    assert 3 <= len(parts) <= 15

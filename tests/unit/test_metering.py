@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from agents.catalog import load_catalog
 from credits.ledger import TRANSFER_ID
-from credits.metering import Pricing, turn_id, welcome_id
+from credits.metering import Pricing, welcome_id, work_id
 from picker import choices, price_label
 from settings import ROOT
 
@@ -30,8 +31,14 @@ def test_a_turn_costs_whole_units_rounded_up() -> None:
     assert marked_up.units(Decimal("0.20"), Decimal("0.40"), 1000, 1000) == 38  # 37.5 rounded up
 
 
+def test_work_ids_are_minted_here_and_never_repeat() -> None:
+    minted = {work_id() for _ in range(1000)}
+    assert len(minted) == 1000
+    assert all(TRANSFER_ID.fullmatch(m) and re.fullmatch(r"turn:[0-9a-f]{32}", m) for m in minted)
+    assert work_id("image").startswith("image:")
+
+
 def test_transfer_ids_are_valid_for_any_identifier() -> None:
-    assert turn_id("2b1f-0c") == "turn:2b1f-0c"
     assert welcome_id("alice@example.com") == "welcome:alice@example.com"
     odd = welcome_id("Ann Lee (GitHub)")
     assert TRANSFER_ID.fullmatch(odd) and odd != welcome_id("Ann Lee (GitLab)")

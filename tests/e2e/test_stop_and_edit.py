@@ -1,0 +1,217 @@
+"""People press Stop at every moment, edit and replay their messages, delete threads: through the
+real app process, as the browser does it.
+
+- A storm of Stop presses 0-40 ms after sending, from one session: afterwards another person is
+  answered, nothing stays held, and `verify` passes (SQLite here; PostgreSQL below).
+- An edited message gets a new answer, charged as a new turn, and the model's memory is rewound to
+  match the page. A replayed message id is answered and charged like any message, never free.
+- Deleting a thread deletes the model's memory of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from credits.audit import verify
+from credits.configured import ledger_from_settings
+from credits.ledger import Balance, Kind
+from credits.store import Ledger
+from settings import Settings
+from tests.e2e.client import ChatSession, login, messages, streamed_text
+from tests.e2e.conftest import RunningApp, new_user, open_chat
+from tests.e2e.process import running_app
+from tests.fakes.openai_server import FakeOpenAI
+
+pytestmark = pytest.mark.e2e
+REMOTE = "vllm-llama-3.1-8b"  # served by the loopback fake provider
+PRESSES = 60
+
+
+async def stop_storm(chat: ChatSession, presses: int, seed: int) -> None:
+    """Send, then press Stop 0-40 ms later, `presses` times; each time wait for the task's end."""
+    rng = random.Random(seed)
+    for i in range(presses):
+        start = await chat.emit_message(f"Storm message {i}: tell me a long story.")
+        await asyncio.sleep(rng.uniform(0, 0.04))
+        await chat.sio.emit("stop")
+        await chat.wait_for("task_end", start, timeout=60)
+
+
+async def nothing_held(ledger: Ledger, user: str, seconds: float = 15) -> Balance:
+    """The user's balance once no hold is open (settles run just after each turn)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        balance = await ledger.balance(user)
+        if balance.held == 0 or asyncio.get_running_loop().time() > deadline:
+            return balance
+        await asyncio.sleep(0.1)
+
+
+async def test_a_storm_of_stop_presses_freezes_nothing(app: RunningApp, ledger: Ledger) -> None:
+    user, password = await new_user(app)
+    chat = await open_chat(app, user, password)
+    await chat.change_settings({"model": REMOTE})
+    try:
+        with app.fake.behaving(token_delay_s=0.01):  # each answer streams for ~120 ms
+            await stop_storm(chat, PRESSES, seed=1)
+    finally:
+        await chat.close()
+    balance = await nothing_held(ledger, user)
+    assert balance.held == 0, balance
+
+    someone, their_password = await new_user(app)
+    other = await open_chat(app, someone, their_password)
+    try:
+        events = await asyncio.wait_for(other.turn("Are you still there?"), timeout=60)
+    finally:
+        await other.close()
+    assert streamed_text(events)
+    report = await verify(ledger)
+    assert report.ok, report.problems
+
+
+async def test_an_edited_message_is_answered_anew_and_memory_follows_the_page(
+    app: RunningApp, ledger: Ledger
+) -> None:
+    user, password = await new_user(app)
+    chat = await open_chat(app, user, password)
+    await chat.change_settings({"model": REMOTE})
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    try:
+        await chat.turn("What is the capital of France?", message_id=first)
+        await chat.turn("And of Spain?", message_id=second)
+        charged_before = await turns_charged(ledger, user)
+        assert len(charged_before) == 2
+
+        start = await chat.emit_message(
+            "What is the capital of Italy?", message_id=first, edit=True
+        )
+        await chat.wait_for("task_end", start)
+        await chat.wait_for_badge(start)
+        edited = chat.events[start:]
+        deleted = {d["id"] for n, d in edited if n == "delete_message"}
+        assert second in deleted  # the page dropped everything after the edited message
+        assert streamed_text(edited)  # and the edited question got a new answer
+
+        charged = await turns_charged(ledger, user)
+        assert len(charged) == 3 and all(t.amount > 0 for t in charged)  # a new, paid turn
+        assert len({t.hold for t in charged}) == 3
+
+        app.fake.requests.clear()
+        await chat.turn("And its population?")
+        sent = [m["content"] for m in app.fake.requests[-1]["messages"][1:]]
+        answer = app.fake.reply
+        assert sent == ["What is the capital of Italy?", answer, "And its population?"]
+    finally:
+        await chat.close()
+
+
+async def test_a_replayed_message_id_is_never_answered_for_free(
+    app: RunningApp, ledger: Ledger
+) -> None:
+    user, password = await new_user(app)
+    chat = await open_chat(app, user, password)
+    await chat.change_settings({"model": REMOTE})
+    same = str(uuid.uuid4())
+    try:
+        await chat.turn("Tell me a joke.", message_id=same)
+        for _ in range(3):  # the same client message id, sent again
+            replayed = await chat.turn("Tell me a joke.", message_id=same)
+            assert streamed_text(replayed)
+    finally:
+        await chat.close()
+    charged = await turns_charged(ledger, user)
+    assert len(charged) == 4 and all(t.amount > 0 for t in charged)
+    assert len({t.hold for t in charged}) == 4
+
+
+async def test_deleting_a_thread_deletes_its_model_memory(app: RunningApp) -> None:
+    user, password = await new_user(app)
+    chat = await open_chat(app, user, password)
+    try:
+        await chat.turn("Remember the word heliotrope.")
+    finally:
+        await chat.close()
+    assert chat.thread_id
+    assert memory_rows(app.data_dir, chat.thread_id) > 0
+    async with httpx.AsyncClient(base_url=app.base_url, cookies=chat.cookies) as http:
+        response = await http.request(
+            "DELETE", "/project/thread", json={"threadId": chat.thread_id}
+        )
+    assert response.status_code == 200, response.text
+    assert memory_rows(app.data_dir, chat.thread_id) == 0
+
+
+def memory_rows(data_dir: Path, thread_id: str) -> int:
+    with sqlite3.connect(data_dir / "checkpoints.db") as db:
+        return int(
+            db.execute(
+                "SELECT count(*) FROM checkpoints WHERE thread_id = ?", (thread_id,)
+            ).fetchone()[0]
+        )
+
+
+async def turns_charged(ledger: Ledger, user: str) -> list:  # type: ignore[type-arg]
+    """The settlements of the user's chat turns, oldest first."""
+    return [t for t in reversed(await ledger.history(user)) if t.kind is Kind.POST]
+
+
+# PostgreSQL: the same storm against the app on a fresh database ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres_storm_app(request: pytest.FixtureRequest) -> Iterator[tuple[str, Path, FakeOpenAI]]:
+    database = request.getfixturevalue("module_postgres_url")
+    fake = FakeOpenAI().start()
+    data_dir = Path(tempfile.mkdtemp(prefix="creditchat-e2e-pg-storm-"))
+    try:
+        with running_app(
+            data_dir, DATABASE_URL=database, ADMIN_EMAIL="admin@example.com",
+            ADMIN_PASSWORD="admin-password-for-tests", VLLM_BASE_URL=fake.base_url,
+        ) as base_url:  # fmt: skip
+            yield base_url, data_dir, fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+async def postgres_ledger(
+    postgres_storm_app: tuple[str, Path, FakeOpenAI], request: pytest.FixtureRequest
+) -> AsyncIterator[Ledger]:
+    _, data_dir, _ = postgres_storm_app
+    database = request.getfixturevalue("module_postgres_url")
+    book = ledger_from_settings(Settings(data_dir=data_dir, database_url=database))
+    await book.start(background=False)
+    yield book
+    await book.close()
+
+
+async def test_a_storm_of_stop_presses_on_postgres(
+    postgres_storm_app: tuple[str, Path, FakeOpenAI], postgres_ledger: Ledger
+) -> None:
+    base_url, _, fake = postgres_storm_app
+    chat = ChatSession(
+        base_url, await login(base_url, "admin@example.com", "admin-password-for-tests")
+    )
+    await chat.connect()
+    await chat.change_settings({"model": REMOTE})
+    try:
+        with fake.behaving(token_delay_s=0.01):
+            await stop_storm(chat, PRESSES, seed=2)
+        balance = await nothing_held(postgres_ledger, "admin@example.com")
+        assert balance.held == 0, balance
+        events = await asyncio.wait_for(chat.turn("Still there?"), timeout=60)
+        assert messages(events)
+    finally:
+        await chat.close()
+    report = await verify(postgres_ledger)
+    assert report.ok, report.problems
