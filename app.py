@@ -40,6 +40,7 @@ from credits.ledger import UNITS_PER_CREDIT, Balance  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.history import ChatHistory  # noqa: E402
 from storage.migrate import upgrade_async  # noqa: E402
+from storage.move import left_behind  # noqa: E402
 
 log = logging.getLogger("app")
 logging.getLogger().setLevel(settings.log_level)
@@ -65,6 +66,9 @@ mount(fastapi_app, health.router(engine, catalog, health_check))
 
 @cl.on_app_startup
 async def start() -> None:
+    if settings.is_postgres and (behind := left_behind(settings.data_dir)):
+        log.warning(behind)
+        print(f"\n{'=' * 64}\n  {behind}\n{'=' * 64}\n", flush=True)
     await upgrade_async(settings.db_url)
     admin_password = settings.admin_password.get_secret_value() if settings.admin_password else None
     if generated := await passwords.ensure_admin(engine, settings.admin_email, admin_password):
@@ -109,13 +113,16 @@ async def start_local_model() -> None:
 
 
 def announce_admin_password(password: str) -> None:
+    """Show the generated password (first, so that it is seen whatever happens next) and keep it
+    in the data directory, over a file left by an earlier database (its administrator is not in
+    this one)."""
     path = settings.data_dir / "initial-admin-password"
-    write_private(path, password)
     banner = (
         f"\n{'=' * 64}\n  First run: created administrator {settings.admin_email}\n"
         f"  Password: {password}\n  (also saved to {path}; change it after logging in)\n{'=' * 64}\n"
     )
     print(banner, flush=True)
+    write_private(path, password, replace=True)
 
 
 @cl.data_layer

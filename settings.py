@@ -195,10 +195,15 @@ class Settings(BaseSettings):
                     os.environ[name.upper()] = value
 
 
-def write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def write_private(path: Path, text: str, replace: bool = False) -> None:
+    """Write `text` to a new file only its owner can read; with `replace`, over any file there
+    (atomically: a reader sees the old text or the new, whole)."""
+    target = path.with_name(f".{path.name}.{secrets.token_hex(4)}") if replace else path
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text + "\n")
+    if replace:
+        os.replace(target, path)
 
 
 @lru_cache(maxsize=1)
