@@ -61,7 +61,7 @@ pricing = metering.Pricing(settings.credit_usd, settings.price_markup)
 WELCOME_UNITS = settings.welcome_bonus_credits * UNITS_PER_CREDIT
 LOW_UNITS = settings.low_balance_credits * UNITS_PER_CREDIT
 
-mount(fastapi_app, health.router(engine, catalog, health_check))
+mount(fastapi_app, health.router(engine, catalog, health_check, ledger))
 
 
 @cl.on_app_startup

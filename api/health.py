@@ -1,6 +1,9 @@
-"""`GET /healthz`: is the database answering and is the default model's provider ready?"""
+"""`GET /healthz`: is the database answering, does the ledger take writes, and is the default model's
+provider ready?"""
 
 from __future__ import annotations
+
+import time
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -9,20 +12,34 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.catalog import Catalog
 from agents.providers import Health, HealthCheck
+from credits.store import Ledger
+
+# The ledger's answer is a durable write: anyone may ask for it, so it is not redone every time.
+LEDGER_TTL_S = 2.0
 
 
-def router(engine: AsyncEngine, catalog: Catalog, check: HealthCheck) -> APIRouter:
+def router(engine: AsyncEngine, catalog: Catalog, check: HealthCheck, ledger: Ledger) -> APIRouter:
     routes = APIRouter()
+    asked: list[tuple[float, str | None]] = []  # when the ledger was last asked, and its answer
+
+    async def ledger_problem() -> str | None:
+        if not asked or time.monotonic() - asked[0][0] > LEDGER_TTL_S:
+            asked[:] = [(time.monotonic(), await ledger.problem())]
+        return asked[0][1]
 
     @routes.get("/healthz", include_in_schema=True)
     async def healthz() -> JSONResponse:
         database = await _database(engine)
+        problem = await ledger_problem()
         providers = await check.providers(catalog)
         default = catalog.models[catalog.default_id].provider.id
-        ready = database.ok and providers.get(default, Health(False, "disabled")).ok
+        ready = (
+            database.ok and problem is None and providers.get(default, Health(False, "disabled")).ok
+        )
         body = {
             "status": "ok" if ready else "unavailable",
             "database": {"ok": database.ok, "detail": database.detail},
+            "ledger": {"ok": problem is None, "detail": problem or "takes writes"},
             "default_model": catalog.default_id,
             "providers": {pid: {"ok": h.ok, "detail": h.detail} for pid, h in providers.items()},
         }

@@ -7,6 +7,10 @@ Prints `name: value` lines, measured in one run:
   postgres_turns_s_c64         64 clients, PostgreSQL                          target >= 1500
   reserve_p99_ms_c64           99th percentile reserve latency, SQLite FULL    target <= 50
   verify_entries_s             log entries `verify` checks per second          target >= 200000
+  raw_sqlite_full_tx_s         this machine's own limit: single-row durable transactions per
+                               second (WAL, synchronous=FULL, one connection, back to back)
+  ledger_ops_per_raw_tx        ledger operations per second at c64 (a turn is two), divided by
+                               raw_sqlite_full_tx_s: machine-independent          goal >= 1.0
 
 Usage: .venv/bin/python bench/ledger.py [--turns 3000] [--postgres URL]
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -57,12 +62,34 @@ async def run_turns(ledger: Ledger, clients: int, turns: int) -> tuple[float, li
 
 
 async def sqlite_ledger(directory: Path, synchronous: str) -> Ledger:
+    home = directory / synchronous  # each ledger its own data directory (key pin, checkpoints)
+    home.mkdir()
     book = Ledger(
-        f"sqlite+aiosqlite:///{directory / f'ledger-{synchronous}.db'}",
-        directory, Ed25519PrivateKey.generate(), synchronous=synchronous,
+        f"sqlite+aiosqlite:///{home / 'ledger.db'}", home, Ed25519PrivateKey.generate(),
+        synchronous=synchronous,
     )  # fmt: skip
     await book.start()
     return book
+
+
+def raw_sqlite_full_tx_s(directory: Path, seconds: float = 3.0) -> float:
+    """Single-row durable transactions per second on this disk: WAL, synchronous=FULL, one
+    connection, each INSERT its own BEGIN/COMMIT, as fast as they go."""
+    raw = sqlite3.connect(directory / "raw.db", isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=FULL")
+    raw.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+    payload = b"x" * 200  # about a transfer row's size
+    done = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        raw.execute("BEGIN")
+        raw.execute("INSERT INTO t (payload) VALUES (?)", (payload,))
+        raw.execute("COMMIT")
+        done += 1
+    elapsed = time.perf_counter() - started
+    raw.close()
+    return done / elapsed
 
 
 async def postgres_ledger(url: str, directory: Path) -> tuple[Ledger, str]:
@@ -74,7 +101,9 @@ async def postgres_ledger(url: str, directory: Path) -> tuple[Ledger, str]:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     db_url = make_url(url).set(database=name).render_as_string(hide_password=False)
-    book = Ledger(db_url, directory, Ed25519PrivateKey.generate())
+    home = directory / "postgres"
+    home.mkdir()
+    book = Ledger(db_url, home, Ed25519PrivateKey.generate())
     await book.start()
     return book, name
 
@@ -102,6 +131,7 @@ def p99(values: list[float]) -> float:
 
 async def main(turns: int, postgres: str | None) -> None:
     directory = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
+    raw = raw_sqlite_full_tx_s(directory)
     full = await sqlite_ledger(directory, "FULL")
     freeze_startup_objects()
     rate_c1, _ = await run_turns(full, 1, max(turns // 10, 100))
@@ -114,6 +144,8 @@ async def main(turns: int, postgres: str | None) -> None:
     await full.close()
     print(f"sqlite_full_turns_s_c1: {rate_c1:.0f}")
     print(f"sqlite_full_turns_s_c64: {rate_c64:.0f}")
+    print(f"raw_sqlite_full_tx_s: {raw:.0f}")
+    print(f"ledger_ops_per_raw_tx: {2 * rate_c64 / raw:.2f}")
     print(f"reserve_p99_ms_c64: {p99(latencies):.1f}")
     print(f"verify_entries_s: {report.entries / report.seconds:.0f}")
     print(f"verify_entries: {report.entries}")

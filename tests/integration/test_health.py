@@ -2,30 +2,62 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from pathlib import Path
+
 import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
 from agents.catalog import load_catalog
 from agents.local import LocalRunner
 from agents.providers import HealthCheck
 from api import health
+from credits.errors import CreditsError
+from credits.store import Ledger
 from settings import ROOT
 from storage.engine import create_engine
+from tests.credits.test_cancellation import die
 from tests.fakes.openai_server import FakeOpenAI
 
 
-async def get_health(database_url: str, env: dict[str, str], default: str) -> httpx.Response:
+async def get_health(
+    database_url: str, env: dict[str, str], default: str, kill_writer: bool = False
+) -> httpx.Response:
     catalog = load_catalog(ROOT / "models.toml", env.get, default)
     runner = LocalRunner(ROOT / "unused.gguf", 512, 1)  # never loaded here
     engine = create_engine(database_url)
+    home = Path(tempfile.mkdtemp(prefix="health-ledger-"))
+    ledger = Ledger(f"sqlite+aiosqlite:///{home / 'ledger.db'}", home, Ed25519PrivateKey.generate())
+    await ledger.start(background=False)
+    if kill_writer:
+        with contextlib.suppress(CreditsError):
+            await ledger._write(die)
+        assert ledger._writer is not None
+        ledger._writer.thread.join(timeout=5)
     app = FastAPI()
-    app.include_router(health.router(engine, catalog, HealthCheck(runner)))
+    app.include_router(health.router(engine, catalog, HealthCheck(runner), ledger))
     try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
             return await client.get("/healthz")
     finally:
         await engine.dispose()
+        await ledger.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+async def test_unready_when_the_ledger_writer_is_dead(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    response = await get_health(
+        f"sqlite+aiosqlite:///{tmp_path}/h.db", {}, "smollm2-135m", kill_writer=True
+    )
+    assert response.status_code == 503
+    assert response.json()["ledger"] == {
+        "ok": False,
+        "detail": "the ledger's writer thread is not running",
+    }
 
 
 async def test_ready_when_the_database_and_the_default_provider_answer(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -44,6 +76,7 @@ async def test_ready_when_the_database_and_the_default_provider_answer(tmp_path)
         "detail": "reachable",
     }
     assert body["providers"]["local"] == {"ok": False, "detail": "not loaded"}
+    assert body["ledger"] == {"ok": True, "detail": "takes writes"}
 
 
 async def test_unready_when_the_default_provider_is_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
