@@ -171,3 +171,27 @@ def test_verify_public_key_from_the_command_line(tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert f"not by the pinned key {log.key_id(log.parse_public_key(key))}" in refused.stdout
     assert cli("verify", "--public-key", "not-a-key").returncode == 2
+
+
+async def test_receipts_only_read(ledger: Ledger) -> None:
+    """A receipt press is a person's request: it proves against the checkpoints there are and
+    never signs or writes one (the ledger signs on its own schedule)."""
+    from credits.audit import check_receipt, receipt
+    from credits.errors import NotYetCheckpointed
+
+    await populate(ledger)  # checkpoints at 5 and 10; entries 11 and 12 are not covered yet
+
+    def counts(db: object) -> tuple[int, int]:
+        one = db.one  # type: ignore[attr-defined]
+        return one("SELECT count(*) FROM ledger_checkpoints")[0], one(
+            "SELECT count(*) FROM ledger_log"
+        )[0]
+
+    before = await ledger._read(counts)
+    proof = await receipt(ledger, "turn:t1/post")
+    assert check_receipt(proof, ledger.pinned_key) and proof["checkpoint"]["size"] == 10
+    with pytest.raises(NotYetCheckpointed):
+        await receipt(ledger, "turn:t4/post")
+    assert await ledger._read(counts) == before
+    lines = ledger.checkpoint_file.read_text().splitlines()
+    assert len(lines) == 2
