@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from credits.errors import CreditsError
+from credits.errors import CreditsError, HoldNotCreated
 from credits.ledger import TRANSFER_ID, UNITS_PER_CREDIT, Transfer
 from credits.store import Ledger
 
@@ -103,9 +103,13 @@ class Meter:
     async def hold(self, units: int) -> None:
         """Hold `units` (zero for free work) of the user's credits under this work's own id:
         `InsufficientCredits` when they do not have them."""
-        await self.ledger.reserve_new(
+        held = await self.ledger.reserve(
             self.user, units, self.transfer_id, self.timeout_s, metadata=self.metadata
         )
+        if not held.created:  # the id is this work's own: another hold under it is a replay
+            raise HoldNotCreated(
+                f"Hold {self.transfer_id!r} exists already; the work must not run."
+            )
         self.holding = True
         self.held = units
 

@@ -37,7 +37,6 @@ from credits import log, ops, postgres, sequencer, sqlite
 from credits.errors import (
     CreditsError,
     HoldExpired,
-    HoldNotCreated,
     IdempotencyConflict,
     InsufficientCredits,
     IntegrityError,
@@ -431,22 +430,6 @@ class Ledger:
         self._orphans.add(task)
         task.add_done_callback(self._orphans.discard)
         task.add_done_callback(_log_failure(f"releasing {hold_id}"))
-
-    async def reserve_new(
-        self,
-        user: str,
-        amount: int,
-        transfer_id: str,
-        timeout_s: int,
-        code: str = "usage",
-        metadata: Mapping[str, Any] | None = None,
-    ) -> Transfer:
-        """`reserve`, for work that may run only on a hold of its own: `HoldNotCreated` when the
-        id was used before."""
-        held = await self.reserve(user, amount, transfer_id, timeout_s, code, metadata)
-        if not held.created:
-            raise HoldNotCreated(f"Hold {transfer_id!r} exists already; the work must not run.")
-        return held.transfer
 
     async def _reserve_pg(self, req: Request) -> Reservation | None:
         """`reserve` batched with its neighbours; None when the general path must run."""

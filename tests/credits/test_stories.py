@@ -8,6 +8,7 @@ from credits import metering
 from credits.audit import verify
 from credits.errors import (
     HoldExpired,
+    HoldNotCreated,
     HoldResolved,
     IdempotencyConflict,
     InsufficientCredits,
@@ -128,6 +129,19 @@ async def test_a_turn_on_a_free_model_is_recorded_at_zero(ledger: Ledger) -> Non
     released = await ledger.transfer(f"{failed.transfer_id}/void")
     assert released is not None and released.amount == 0
     await assert_verified(ledger)
+
+
+async def test_work_runs_only_on_a_hold_its_own_reserve_created(ledger: Ledger) -> None:
+    """Should a hold already exist under a piece of work's id (a replay), its reserve says it did
+    not create it, and the work is refused: it could otherwise run on someone's settled hold."""
+    await ledger.grant("jon", 5 * CREDIT, "welcome:jon", code="welcome")
+    meter = metering.Meter(ledger, "jon", 60, {"model": "m"})
+    first = await ledger.reserve("jon", CREDIT, meter.transfer_id, 60, metadata={"model": "m"})
+    assert first.created
+    with pytest.raises(HoldNotCreated):
+        await meter.hold(CREDIT)
+    assert not meter.holding
+    assert await ledger.balance("jon") == Balance(available=4000, held=1000, posted=5000)
 
 
 async def test_settling_above_the_hold_is_refused(ledger: Ledger) -> None:

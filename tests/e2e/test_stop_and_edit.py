@@ -56,10 +56,16 @@ async def nothing_held(ledger: Ledger, user: str, seconds: float = 15) -> Balanc
         await asyncio.sleep(0.1)
 
 
-async def test_a_storm_of_stop_presses_freezes_nothing(app: RunningApp, ledger: Ledger) -> None:
+async def remote_chat(app: RunningApp) -> tuple[str, ChatSession]:
+    """A new person, signed in, chatting with the loopback provider's model."""
     user, password = await new_user(app)
     chat = await open_chat(app, user, password)
     await chat.change_settings({"model": REMOTE})
+    return user, chat
+
+
+async def test_a_storm_of_stop_presses_freezes_nothing(app: RunningApp, ledger: Ledger) -> None:
+    user, chat = await remote_chat(app)
     try:
         with app.fake.behaving(token_delay_s=0.01):  # each answer streams for ~120 ms
             await stop_storm(chat, PRESSES, seed=1)
@@ -82,9 +88,7 @@ async def test_a_storm_of_stop_presses_freezes_nothing(app: RunningApp, ledger: 
 async def test_an_edited_message_is_answered_anew_and_memory_follows_the_page(
     app: RunningApp, ledger: Ledger
 ) -> None:
-    user, password = await new_user(app)
-    chat = await open_chat(app, user, password)
-    await chat.change_settings({"model": REMOTE})
+    user, chat = await remote_chat(app)
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     try:
         await chat.turn("What is the capital of France?", message_id=first)
@@ -118,9 +122,7 @@ async def test_an_edited_message_is_answered_anew_and_memory_follows_the_page(
 async def test_a_replayed_message_id_is_never_answered_for_free(
     app: RunningApp, ledger: Ledger
 ) -> None:
-    user, password = await new_user(app)
-    chat = await open_chat(app, user, password)
-    await chat.change_settings({"model": REMOTE})
+    user, chat = await remote_chat(app)
     same = str(uuid.uuid4())
     try:
         await chat.turn("Tell me a joke.", message_id=same)
