@@ -64,6 +64,12 @@ async def test_usage_shows_spending_transfers_and_receipts_that_check(
     assert forged != proof and not check_receipt(forged, ledger.public_key)
 
 
+def given(events: list[tuple[str, Any]]) -> bool:
+    """A receipt's answer: its text and the file attached to it (sent as an event of its own)."""
+    attached = any(n == "element" and d.get("type") == "file" for n, d in events)
+    return attached and "Receipt for" in said(events)
+
+
 async def press_receipt(chat: ChatSession, button: dict[str, Any]) -> int:
     """Press a receipt button as a person would: a transfer of the last second may not be in a
     signed checkpoint yet (receipts only read; one is signed every CHECKPOINT_EVERY_S, 1 s here),
@@ -72,10 +78,9 @@ async def press_receipt(chat: ChatSession, button: dict[str, Any]) -> int:
         start = len(chat.events)
         assert await chat.call_action(button) == 200
         await chat.wait_until(
-            lambda ev: "Receipt for" in said(ev) or "no signed checkpoint covers" in said(ev),
-            start,
+            lambda ev: given(ev) or "no signed checkpoint covers" in said(ev), start
         )
-        if "Receipt for" in said(chat.events[start:]):
+        if given(chat.events[start:]):
             return start
         await asyncio.sleep(1)
     raise AssertionError("no checkpoint covered the transfer after 10 s")
