@@ -41,9 +41,11 @@ from storage.engine import create_engine  # noqa: E402
 from storage.history import ChatHistory  # noqa: E402
 from storage.migrate import upgrade_async  # noqa: E402
 from storage.move import left_behind  # noqa: E402
+from storage.session_files import use_own_folder  # noqa: E402
 
 log = logging.getLogger("app")
 logging.getLogger().setLevel(settings.log_level)
+use_own_folder(settings.data_dir)
 
 engine = create_engine(settings.db_url)
 catalog = load_catalog(settings.models_file, settings.provider_secret, settings.default_model)

@@ -34,8 +34,34 @@ async def test_everything_arrives_in_order_in_fewer_batches() -> None:
     items = [f"t{i}" for i in range(60)]
     batches, _ = await collect(0.03, items, gap_s=0.002)
     assert [i for b in batches for i in b] == items
-    assert batches[0] == ["t0"]  # the first item is not held back
     assert len(batches) < 15
+
+
+async def test_the_first_item_is_not_held_back_by_the_interval() -> None:
+    """With a 5 s interval, the first item still arrives at once: the producer waits for it to be
+    delivered before it sends the second (it would wait 5 s if the first were held back)."""
+    box = _Handover(asyncio.get_running_loop())
+    first_seen = threading.Event()
+    waited: list[bool] = []
+
+    def produce() -> None:
+        box.put("first")
+        waited.append(first_seen.wait(timeout=2.0))
+        box.put("second")
+        box.close()
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    started = time.perf_counter()
+    batches: list[list[str]] = []
+    async for batch in box.batches(5.0):
+        batches.append(batch)
+        first_seen.set()
+    thread.join()
+    assert waited == [True], "the first item was held back"
+    assert batches[0] == ["first"]
+    assert [i for b in batches for i in b] == ["first", "second"]
+    assert time.perf_counter() - started < 2.0
 
 
 async def test_without_an_interval_items_flow_as_they_come() -> None:
