@@ -65,10 +65,27 @@ async def test_the_first_item_is_not_held_back_by_the_interval() -> None:
 
 
 async def test_without_an_interval_items_flow_as_they_come() -> None:
-    items = [f"t{i}" for i in range(10)]
-    batches, _ = await collect(0.0, items, gap_s=0.01)
-    assert [i for b in batches for i in b] == items
-    assert len(batches) >= 8
+    """Each item is put only once the one before it was delivered: without an interval, every
+    one arrives on its own, none waits for company."""
+    box = _Handover(asyncio.get_running_loop())
+    delivered = threading.Semaphore(0)
+    waited: list[bool] = []
+
+    def produce() -> None:
+        for i in range(10):
+            box.put(f"t{i}")
+            waited.append(delivered.acquire(timeout=2.0))
+        box.close()
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    batches: list[list[str]] = []
+    async for batch in box.batches(0.0):
+        batches.append(batch)
+        delivered.release()
+    thread.join()
+    assert all(waited), "an item was held back"
+    assert batches == [[f"t{i}"] for i in range(10)]
 
 
 async def test_the_end_is_not_held_back_by_the_interval() -> None:
