@@ -13,7 +13,9 @@ settings = get_settings()
 settings.export_for_chainlit()  # before Chainlit reads its environment
 
 import chainlit as cl  # noqa: E402
+from chainlit.config import config as chainlit_config  # noqa: E402
 from chainlit.server import app as fastapi_app  # noqa: E402
+from chainlit.server import sio as chainlit_sio  # noqa: E402
 from chainlit.types import CommandDict, ThreadDict  # noqa: E402
 from langchain_core.messages import BaseMessage, HumanMessage  # noqa: E402
 
@@ -31,7 +33,7 @@ from agents.local import LocalRunner, bundled_model_path  # noqa: E402
 from agents.prompts import SYSTEM_PROMPT  # noqa: E402
 from agents.providers import HealthCheck, chat_model, text_counter, token_counter  # noqa: E402
 from agents.state import TurnContext  # noqa: E402
-from api import health, mount  # noqa: E402
+from api import edge, health, mount  # noqa: E402
 from auth import passwords  # noqa: E402
 from credits import metering  # noqa: E402
 from credits.configured import ledger_from_settings  # noqa: E402
@@ -64,6 +66,12 @@ WELCOME_UNITS = settings.welcome_bonus_credits * UNITS_PER_CREDIT
 LOW_UNITS = settings.low_balance_credits * UNITS_PER_CREDIT
 
 mount(fastapi_app, health.router(engine, catalog, health_check, ledger))
+fastapi_app.add_middleware(edge.Edge, max_body_bytes=int(settings.max_request_mb * 2**20))
+edge.restrict_origins(
+    chainlit_config.project.allow_origins, chainlit_sio, edge.public_origin(settings.chainlit_url)
+)
+# Socket.io frames carry messages and settings, never files (those come over HTTP).
+chainlit_sio.eio.max_http_buffer_size = 4 * settings.max_message_chars + 64 * 1024
 
 
 @cl.on_app_startup
@@ -129,7 +137,12 @@ def announce_admin_password(password: str) -> None:
 
 @cl.data_layer
 def data_layer() -> ChatHistory:
-    return ChatHistory(engine, live_authors=frozenset({wallet.AUTHOR}), forget=forget_thread)
+    return ChatHistory(
+        engine,
+        live_authors=frozenset({wallet.AUTHOR}),
+        forget=forget_thread,
+        max_message_chars=settings.max_message_chars,
+    )
 
 
 async def forget_thread(thread_id: str) -> None:

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
 
     # Chat
     max_message_chars: int = Field(16_000, ge=1, description="Longest message a user may send.")
+    max_request_mb: float = Field(
+        11.0, gt=0,
+        description="Largest HTTP request body (uploads included), refused before it is read.",
+    )  # fmt: skip
     stream_flush_ms: int = Field(
         60, ge=0, description="Streamed text moves to the browser at most this often (ms)."
     )

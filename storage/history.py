@@ -53,13 +53,17 @@ class ChatHistory(SQLAlchemyDataLayer):
         engine: AsyncEngine,
         live_authors: frozenset[str] = frozenset(),
         forget: Callable[[str], Awaitable[None]] | None = None,
+        max_message_chars: int | None = None,
     ) -> None:
         """`live_authors`: messages by these authors are notices of the moment (a balance, a
         shortfall), not conversation: they are shown but not kept with the thread. `forget`
-        deletes what else is kept of a thread when it is deleted (the model's memory of it)."""
+        deletes what else is kept of a thread when it is deleted (the model's memory of it).
+        `max_message_chars`: a person's message longer than this is not kept (the chat refuses
+        it), nor does it name the thread: Chainlit stores a message before the app sees it."""
         super().__init__(conninfo=engine.url.render_as_string(hide_password=False))
         self.live_authors = live_authors
         self.forget = forget
+        self.max_message_chars = max_message_chars
         # Replace the engine Chainlit made with ours (pragmas, pool settings); it never connected.
         # execute_sql below no longer opens sessions; this is for any Chainlit method that does.
         self.engine = engine
@@ -157,6 +161,8 @@ class ChatHistory(SQLAlchemyDataLayer):
         unchanged = name is None and user_id is None and metadata is None and tags is None
         if unchanged and thread_id in self._threads:
             return
+        if name is not None and self.max_message_chars and len(name) > self.max_message_chars:
+            name = None  # named after a message too long to keep: it stays unnamed
         await super().update_thread(thread_id, name, user_id, metadata, tags)
         self._threads[thread_id] = None
         self._threads.move_to_end(thread_id)
@@ -190,8 +196,20 @@ class ChatHistory(SQLAlchemyDataLayer):
     async def create_step(self, step_dict: StepDict) -> None:
         if step_dict.get("name") in self.live_authors:
             return
+        if self._too_long(step_dict):
+            return
         known = {k: v for k, v in step_dict.items() if k in STEP_COLUMNS}
         await super().create_step(known)
+
+    async def update_step(self, step_dict: StepDict) -> None:
+        if self._too_long(step_dict):  # an edit to a message too long to keep
+            return
+        await super().update_step(step_dict)
+
+    def _too_long(self, step_dict: StepDict) -> bool:
+        limit = self.max_message_chars
+        text = step_dict.get("output") or ""
+        return limit is not None and step_dict.get("type") == "user_message" and len(text) > limit
 
     async def get_all_user_threads(
         self, user_id: str | None = None, thread_id: str | None = None

@@ -40,7 +40,9 @@ class ChatSession:
     )
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def connect(self) -> None:
+    async def connect(self, origin: str | None = None) -> None:
+        """Open the socket.io connection (as a page of `origin` would, when given)."""
+
         @self.sio.on("*")
         async def record(event: str, data: Any = None) -> None:
             self.events.append((event, data))
@@ -52,7 +54,10 @@ class ChatSession:
             self.base_url,
             socketio_path="/ws/socket.io",
             transports=["websocket"],
-            headers={"Cookie": cookie_header(self.cookies)},
+            headers={
+                "Cookie": cookie_header(self.cookies),
+                **({"Origin": origin} if origin else {}),
+            },
             auth={
                 "clientType": "webapp",
                 "sessionId": self.session_id,
