@@ -35,6 +35,7 @@ from agents.providers import HealthCheck, chat_model, text_counter, token_counte
 from agents.state import TurnContext  # noqa: E402
 from api import edge, health, mount  # noqa: E402
 from auth import passwords  # noqa: E402
+from auth.throttle import Throttle, ThrottledLogin  # noqa: E402
 from credits import metering  # noqa: E402
 from credits.configured import ledger_from_settings  # noqa: E402
 from credits.errors import InsufficientCredits  # noqa: E402
@@ -66,6 +67,12 @@ WELCOME_UNITS = settings.welcome_bonus_credits * UNITS_PER_CREDIT
 LOW_UNITS = settings.low_balance_credits * UNITS_PER_CREDIT
 
 mount(fastapi_app, health.router(engine, catalog, health_check, ledger))
+fastapi_app.add_middleware(
+    ThrottledLogin,
+    throttle=Throttle(
+        settings.redis_url, settings.login_attempts_per_address, settings.login_attempts_per_account
+    ),
+)
 fastapi_app.add_middleware(edge.Edge, max_body_bytes=int(settings.max_request_mb * 2**20))
 edge.restrict_origins(
     chainlit_config.project.allow_origins, chainlit_sio, edge.public_origin(settings.chainlit_url)

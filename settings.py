@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     oauth_generic_user_info_url: str | None = Field(None, description="OIDC userinfo endpoint.")
     oauth_generic_scopes: str | None = Field(None, description="OIDC scopes, e.g. 'openid email'.")
     oauth_generic_name: str | None = Field(None, description="Name shown on the OIDC button.")
+    login_attempts_per_address: str = Field(
+        "20/minute", description="Sign-in attempts one client address may make (limits syntax)."
+    )
+    login_attempts_per_account: str = Field(
+        "10/minute", description="Sign-in attempts at one account, from anywhere (limits syntax)."
+    )
+    redis_url: str | None = Field(
+        None,
+        description="redis://host:port/db: sign-in attempts are counted there, across replicas. "
+        "Default: in this process's memory.",
+    )
     chainlit_url: str | None = Field(
         None, description="Public URL of the app, used to build OAuth redirect URLs."
     )

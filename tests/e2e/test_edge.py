@@ -88,3 +88,19 @@ async def test_an_over_long_message_is_refused_and_never_stored(edge_app: str) -
     kept = [s["output"] for s in thread.json()["steps"] if s["type"] == "user_message"]
     assert kept == ["A short one."]
     assert thread.json()["name"] != "x" * 2001
+
+
+async def test_a_login_flood_from_one_address_is_throttled(edge_app: str) -> None:
+    """Wrong passwords at one account from one address: refused (401) up to the account's limit
+    (10 a minute, counting this module's other sign-ins), then 429 with Retry-After, the right
+    password included: nothing is checked any more."""
+    async with httpx.AsyncClient(base_url=edge_app) as http:
+        statuses = []
+        for _ in range(25):
+            answer = await http.post("/login", data={"username": ADMIN[0], "password": "guess"})
+            statuses.append(answer.status_code)
+        right = await http.post("/login", data={"username": ADMIN[0], "password": ADMIN[1]})
+    first_429 = statuses.index(429)
+    assert set(statuses[:first_429]) == {401} and 5 <= first_429 <= 10
+    assert set(statuses[first_429:]) == {429}
+    assert right.status_code == 429 and int(right.headers["retry-after"]) >= 1
