@@ -335,8 +335,8 @@ def edited(message: cl.Message) -> bool:
 
 @cl.on_message
 async def on_message(message: cl.Message | None) -> None:
-    if message is None:  # an edit of a message this chat does not have
-        return
+    if message is None or message.type != "user_message":
+        return  # an edit of a message this chat does not have, or of one the person did not write
     if command := command_of(message):
         await run_command(*command, message)
         return

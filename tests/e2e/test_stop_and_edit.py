@@ -217,3 +217,22 @@ async def test_a_storm_of_stop_presses_on_postgres(
         await chat.close()
     report = await verify(postgres_ledger)
     assert report.ok, report.problems
+
+
+async def test_an_edit_of_the_models_answer_is_not_answered(
+    app: RunningApp, ledger: Ledger
+) -> None:
+    """A forged edit naming the assistant's message id: no turn runs and nothing is charged."""
+    user, chat = await remote_chat(app)
+    try:
+        events = await chat.turn("Say something.")
+        [answer] = messages(events)
+        charged = len(await turns_charged(ledger, user))
+        start = await chat.emit_message(
+            "Now answer this instead.", message_id=answer["id"], edit=True
+        )
+        await chat.wait_for("task_end", start)
+        assert not streamed_text(chat.events[start:])
+    finally:
+        await chat.close()
+    assert len(await turns_charged(ledger, user)) == charged
