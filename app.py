@@ -34,7 +34,7 @@ from agents.prompts import SYSTEM_PROMPT  # noqa: E402
 from agents.providers import HealthCheck, chat_model, text_counter, token_counter  # noqa: E402
 from agents.state import TurnContext  # noqa: E402
 from api import edge, health, mount  # noqa: E402
-from auth import passwords  # noqa: E402
+from auth import identities, passwords  # noqa: E402
 from auth.throttle import Throttle, ThrottledLogin  # noqa: E402
 from credits import metering  # noqa: E402
 from credits.configured import ledger_from_settings  # noqa: E402
@@ -182,8 +182,21 @@ if any(
         default_user: cl.User,
         id_token: str | None = None,
     ) -> cl.User | None:
-        default_user.metadata = {**default_user.metadata, "role": "user", "via": provider_id}
-        return default_user
+        """Keyed by the provider's stable subject (`github:4242`), never by the name or an
+        unverified email Chainlit's default user carries (auth/identities.py)."""
+        try:
+            identity = identities.identity_of(provider_id, raw_user_data)
+        except identities.IdentityRefused as refused:
+            log.warning("%s", refused)
+            return None
+        account = await identities.sign_in(engine, identity)
+        emails = {identity.email} if identity.email else set()
+        admin = identities.admin_by_email(emails, settings.admin_email_list)
+        return cl.User(
+            identifier=account,
+            display_name=identity.name,
+            metadata={"role": "admin" if admin else "user", "via": provider_id},
+        )
 
 
 def current_model() -> Model:
@@ -228,7 +241,7 @@ async def show_picker() -> None:
 async def offer_choices() -> None:
     """The model picker, and the commands this person may use."""
     await show_picker()
-    admin = await grants.is_admin(engine, user_id(), user_role())
+    admin = await grants.is_admin(engine, user_id(), user_role(), settings.admin_email_list)
     await cl.context.emitter.set_commands(command_menu(admin))
 
 
@@ -309,7 +322,7 @@ async def run_command(command: str, text: str, message: cl.Message) -> None:
         labels = {m.id: m.label for m in catalog.models.values()}
         await (await statement.statement(ledger, user_id(), labels, wallet.AUTHOR)).send()
         return
-    if not await grants.is_admin(engine, user_id(), user_role()):
+    if not await grants.is_admin(engine, user_id(), user_role(), settings.admin_email_list):
         await cl.ErrorMessage(content=f"Only administrators can use /{command}.").send()
         return
     try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth import passwords
+from auth.identities import admin_by_email, verified_emails
 from credits.errors import CreditsError, InsufficientCredits
 from credits.ledger import check_amount, parse_credits, show_credits
 from credits.metering import transfer_id
@@ -60,10 +61,18 @@ def parse(verb: str, text: str) -> Order:
     return Order(verb, user, units, reason.strip())
 
 
-async def is_admin(engine: AsyncEngine, identifier: str, session_role: object) -> bool:
-    """An administrator signed in with their password, and still one now (a demotion counts at
-    once, and an OAuth identity that happens to share an admin's name is not one)."""
-    return session_role == "admin" and await passwords.role_of(engine, identifier) == "admin"
+async def is_admin(
+    engine: AsyncEngine, identifier: str, session_role: object, admin_emails: list[str]
+) -> bool:
+    """An administrator, and still one now, by our records alone (a demotion counts at once): a
+    password login with the admin role, or an identity whose provider said its email, listed in
+    ADMIN_EMAILS, is verified. Identities' accounts are `<provider>:<subject>`, a name no password
+    login can have, so one never passes for the other."""
+    if session_role != "admin":
+        return False
+    if await passwords.role_of(engine, identifier) == "admin":
+        return True
+    return admin_by_email(await verified_emails(engine, identifier), admin_emails)
 
 
 async def find_user(ledger: Ledger, engine: AsyncEngine, typed: str) -> str | None:

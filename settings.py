@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         None, description="Signs login tokens. Generated once into DATA_DIR/auth-secret if unset."
     )
     admin_email: str = Field("admin@localhost", description="Login of the first administrator.")
+    admin_emails: str = Field(
+        "",
+        description="Comma-separated emails: a person signed in through a provider that says one "
+        "of them is verified is an administrator (checked again at each admin action).",
+    )
     admin_password: SecretStr | None = Field(
         None,
         description="Password of the first administrator. If unset on first run, one is generated, "
@@ -167,6 +172,10 @@ class Settings(BaseSettings):
         if self.is_postgres:
             return self.db_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'ledger.db').resolve()}"
+
+    @property
+    def admin_email_list(self) -> list[str]:
+        return [e.strip() for e in self.admin_emails.split(",") if e.strip()]
 
     @model_validator(mode="after")
     def _answers_end_before_their_holds(self) -> Settings:

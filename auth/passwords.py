@@ -80,6 +80,8 @@ async def create(engine: AsyncEngine, identifier: str, password: str, role: Role
     """Add a login; False if one with this identifier already exists."""
     if not identifier.strip() or not password:
         raise ValueError("A login needs an identifier and a password.")
+    if ":" in identifier:  # `<provider>:<subject>` names people signed in through a provider
+        raise ValueError("A login's identifier may not contain ':'.")
     hashed = await hash_password(password)
     try:
         async with engine.begin() as conn:

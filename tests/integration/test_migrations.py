@@ -24,5 +24,6 @@ async def test_both_schemas_in_one_database_and_reruns_are_no_ops(database_url: 
         "steps",
         "logins",
         "preferences",
+        "identities",
     } <= tables
     assert {"ledger_accounts", "ledger_transfers", "ledger_log", "ledger_checkpoints"} <= tables

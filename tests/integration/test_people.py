@@ -56,17 +56,17 @@ async def test_a_choice_not_offered_is_refused_and_a_vanished_one_falls_back(
 
 async def test_admin_means_signed_in_as_one_and_still_one(engine: AsyncEngine) -> None:
     await passwords.create(engine, "root@example.com", "pw-long-enough", role="admin")
-    assert await grants.is_admin(engine, "root@example.com", "admin")
+    assert await grants.is_admin(engine, "root@example.com", "admin", [])
     # An OAuth identity with the same name signs in with the role "user": not an admin.
-    assert not await grants.is_admin(engine, "root@example.com", "user")
-    assert not await grants.is_admin(engine, "stranger@example.com", "admin")
+    assert not await grants.is_admin(engine, "root@example.com", "user", [])
+    assert not await grants.is_admin(engine, "stranger@example.com", "admin", [])
     async with engine.begin() as conn:  # demoted while signed in
         await conn.execute(
             update(passwords.logins)
             .where(passwords.logins.c.identifier == "root@example.com")
             .values(role="user")
         )
-    assert not await grants.is_admin(engine, "root@example.com", "admin")
+    assert not await grants.is_admin(engine, "root@example.com", "admin", [])
 
 
 async def test_a_grant_names_someone_who_signed_in_or_has_a_login(
