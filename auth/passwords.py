@@ -17,11 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 Role = Literal["admin", "user"]
 
-_hasher = PasswordHasher()
-# Argon2 runs here, never in the default thread pool that ledger reads and history writes share:
-# a flood of sign-ins then waits for these threads, and nothing else waits for it. Two at once
-# (each hash takes ~140 ms of CPU and 64 MiB).
-_argon2 = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+# Argon2id at the library's time and memory cost (3 passes, 64 MiB) on one lane: the default four
+# lanes spread each hash over both cores of a small server, so two sign-ins at once stalled every
+# chat. On one lane a hash costs the same CPU (~190 ms measured here) on one core; hashes made with
+# four lanes still verify, and are rehashed at their next sign-in.
+_hasher = PasswordHasher(parallelism=1)
+# Argon2 runs in this one thread, never in the default pool that ledger reads and history writes
+# share, nor two at once: sign-ins queue here (about five a second), and chats keep a core
+# whatever arrives (bench/login_flood.py).
+_argon2 = ThreadPoolExecutor(max_workers=1, thread_name_prefix="argon2")
 # Verified against when the login does not exist, so both failures take the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
@@ -47,9 +51,9 @@ def normalise(identifier: str) -> str:
 
 
 async def hash_password(password: str) -> str:
-    """Argon2id hashing (~140 ms of CPU here, and 64 MiB) runs in a thread of its own pool, never
-    on the event loop, where each sign-in would stall every chat for its length (200 at once:
-    ~28 s), nor in the default pool. The pool bounds how many run at once, and so their memory."""
+    """Argon2id hashing (~190 ms of CPU here, and 64 MiB) runs in a thread of its own, never on
+    the event loop, where each sign-in would stall every chat for its length, nor in the default
+    pool. One at a time: it bounds their memory, and leaves the other core to the chats."""
     return await asyncio.get_running_loop().run_in_executor(_argon2, _hasher.hash, password)
 
 

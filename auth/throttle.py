@@ -5,7 +5,10 @@ one address is a flood of CPU work, and a slow guess at one account from many ad
 password attack. So `POST /login` is counted per client address and per account named (moving
 windows, the `limits` library: in this process's memory by default, in Redis when `REDIS_URL` is
 set, so that every replica counts together). Past either limit the answer is 429 with
-`Retry-After`, and no password is looked at.
+`Retry-After`, and no password is looked at. That answer is held for `hold_s` (1 s) first: an
+attempt over the limit costs its sender a second and the server nothing (a sleep), where answering
+at once let one address send hundreds a second and take the event loop from every chat
+(bench/login_flood.py: turns 4x slower during a flood without the hold).
 
 The address is the one the ASGI server reports: behind a TLS proxy, run the server so that it takes
 the client's address from the proxy's forwarded headers (see the README).
@@ -13,6 +16,7 @@ the client's address from the proxy's forwarded headers (see the README).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from urllib.parse import parse_qs
@@ -48,10 +52,13 @@ class ThrottledLogin:
     """ASGI middleware: `POST <path>` goes through `throttle` first (the body is read here and
     handed on whole; the web edge has limited its size already)."""
 
-    def __init__(self, app: ASGIApp, throttle: Throttle, path: str = "/login") -> None:
+    def __init__(
+        self, app: ASGIApp, throttle: Throttle, path: str = "/login", hold_s: float = 1.0
+    ) -> None:
         self.app = app
         self.throttle = throttle
         self.path = path
+        self.hold_s = hold_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
@@ -67,6 +74,7 @@ class ThrottledLogin:
         address = (scope.get("client") or ("unknown", 0))[0]
         wait = await self.throttle.admit(address, account)
         if wait is not None:
+            await asyncio.sleep(self.hold_s)
             await _too_many(send, wait)
             return
         sent = False

@@ -4,6 +4,7 @@ every replica)."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import httpx
@@ -53,14 +54,20 @@ async def test_a_throttled_login_is_answered_429_and_never_checked() -> None:
         checked.append(username)
         return {"ok": username}
 
-    app.add_middleware(ThrottledLogin, throttle=Throttle(None, "3/minute", "100/minute"))
+    app.add_middleware(
+        ThrottledLogin, throttle=Throttle(None, "3/minute", "100/minute"), hold_s=0.2
+    )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-        answers = [
-            await client.post("/login", data={"username": "Ann@X", "password": "wrong"})
-            for _ in range(5)
-        ]
+        answers, took = [], []
+        for _ in range(5):
+            started = time.perf_counter()
+            answers.append(
+                await client.post("/login", data={"username": "Ann@X", "password": "wrong"})
+            )
+            took.append(time.perf_counter() - started)
     assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
     assert checked == ["Ann@X"] * 3  # the form reached the route whole, three times
+    assert min(took[3:]) >= 0.2 > max(took[:3])  # over the limit: held before the answer
     assert int(answers[3].headers["retry-after"]) >= 1
     assert "nothing was checked" in answers[3].json()["detail"]
