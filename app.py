@@ -13,9 +13,12 @@ settings = get_settings()
 settings.export_for_chainlit()  # before Chainlit reads its environment
 
 import chainlit as cl  # noqa: E402
+from chainlit.auth.cookie import _auth_cookie_name as AUTH_COOKIE  # noqa: E402
+from chainlit.auth.cookie import get_token_from_cookies  # noqa: E402
 from chainlit.config import config as chainlit_config  # noqa: E402
 from chainlit.server import app as fastapi_app  # noqa: E402
 from chainlit.server import sio as chainlit_sio  # noqa: E402
+from chainlit.session import WebsocketSession  # noqa: E402
 from chainlit.types import CommandDict, ThreadDict  # noqa: E402
 from langchain_core.messages import BaseMessage, HumanMessage  # noqa: E402
 
@@ -35,6 +38,7 @@ from agents.providers import HealthCheck, chat_model, text_counter, token_counte
 from agents.state import TurnContext  # noqa: E402
 from api import edge, health, mount  # noqa: E402
 from auth import identities, passwords  # noqa: E402
+from auth.sessions import SessionCheck, Standings, guard_events  # noqa: E402
 from auth.throttle import Throttle, ThrottledLogin  # noqa: E402
 from credits import metering  # noqa: E402
 from credits.configured import ledger_from_settings  # noqa: E402
@@ -73,6 +77,15 @@ fastapi_app.add_middleware(
         settings.redis_url, settings.login_attempts_per_address, settings.login_attempts_per_account
     ),
 )
+standings = Standings(engine)
+auth_secret = settings.auth_secret()
+fastapi_app.add_middleware(
+    SessionCheck,
+    standings=standings,
+    secret=lambda: auth_secret,
+    token_of=get_token_from_cookies,
+    cookie_name=AUTH_COOKIE,
+)
 fastapi_app.add_middleware(edge.Edge, max_body_bytes=int(settings.max_request_mb * 2**20))
 edge.restrict_origins(
     chainlit_config.project.allow_origins, chainlit_sio, edge.public_origin(settings.chainlit_url)
@@ -83,6 +96,7 @@ chainlit_sio.eio.max_http_buffer_size = 4 * settings.max_message_chars + 64 * 10
 
 @cl.on_app_startup
 async def start() -> None:
+    guard_events(chainlit_sio.handlers["/"], session_counts, chainlit_sio.disconnect)
     if settings.is_postgres and (behind := left_behind(settings.data_dir)):
         log.warning(behind)
         print(f"\n{'=' * 64}\n  {behind}\n{'=' * 64}\n", flush=True)
@@ -129,6 +143,14 @@ async def start_local_model() -> None:
     await runner.start()
 
 
+async def session_counts(sid: str) -> bool:
+    """Whether an open socket.io session's token still counts (not signed out, not disabled)."""
+    session = WebsocketSession.get(sid)
+    if session is None or not session.token:
+        return True
+    return await standings.admits(session.token, auth_secret)
+
+
 def announce_admin_password(password: str) -> None:
     """Show the generated password (first, so that it is seen whatever happens next) and keep it
     in the data directory, over a file left by an earlier database (its administrator is not in
@@ -161,7 +183,7 @@ async def forget_thread(thread_id: str) -> None:
 @cl.password_auth_callback
 async def password_login(username: str, password: str) -> cl.User | None:
     login = await passwords.check(engine, username, password)
-    if login is None:
+    if login is None or (await standings.of(login.identifier)).disabled:
         return None
     return cl.User(identifier=login.identifier, metadata={"role": login.role, "via": "password"})
 
@@ -190,6 +212,8 @@ if any(
             log.warning("%s", refused)
             return None
         account = await identities.sign_in(engine, identity)
+        if (await standings.of(account)).disabled:
+            return None
         emails = {identity.email} if identity.email else set()
         admin = identities.admin_by_email(emails, settings.admin_email_list)
         return cl.User(

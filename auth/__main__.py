@@ -1,7 +1,12 @@
-"""`python -m auth`: manage password logins.
+"""`python -m auth`: manage logins and accounts.
 
 python -m auth add alice@example.com [--admin] [--password-stdin]
-python -m auth passwd alice@example.com [--password-stdin]
+python -m auth passwd alice@example.com [--password-stdin]   also ends the account's other sessions
+python -m auth disable ACCOUNT    nobody signs in as it, its sessions end, its holds are released
+python -m auth enable ACCOUNT     it may sign in again (its credits were never touched)
+python -m auth logout ACCOUNT     ends all its sessions (signed out everywhere)
+
+ACCOUNT is a password login (`alice@example.com`) or an identity's account (`github:4242`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import getpass
 import sys
 
 from auth import passwords
+from auth.sessions import Standings
+from credits.configured import ledger_from_settings
 from settings import get_settings
 from storage.engine import create_engine
 from storage.migrate import upgrade_async
@@ -36,7 +43,11 @@ async def main(argv: list[str]) -> int:
     change = sub.add_parser("passwd", help="set a login's password")
     change.add_argument("identifier")
     change.add_argument("--password-stdin", action="store_true")
+    for verb, text in STANDING.items():
+        sub.add_parser(verb, help=text).add_argument("account")
     args = parser.parse_args(argv)
+    if args.command in STANDING:
+        return await set_standing(args.command, args.account)
 
     password = read_password(args.password_stdin)
     if len(password) < 8:
@@ -56,9 +67,46 @@ async def main(argv: list[str]) -> int:
             print(f"There is no login {args.identifier}.", file=sys.stderr)
             return 1
         else:
-            print(f"Password changed for {passwords.normalise(args.identifier)}.")
+            await Standings(engine).set(passwords.normalise(args.identifier), end_sessions=True)
+            print(
+                f"Password changed for {passwords.normalise(args.identifier)}; its sessions ended."
+            )
     finally:
         await engine.dispose()
+    return 0
+
+
+STANDING = {
+    "disable": "disable an account: its sessions end, its holds are released",
+    "enable": "let a disabled account sign in again",
+    "logout": "end all sessions of an account",
+}
+
+
+async def set_standing(verb: str, account: str) -> int:
+    settings = get_settings()
+    await upgrade_async(settings.db_url)
+    engine = create_engine(settings.db_url)
+    try:
+        standing = await Standings(engine).set(
+            account,
+            disabled={"disable": True, "enable": False}.get(verb),
+            end_sessions=verb != "enable",
+        )
+    finally:
+        await engine.dispose()
+    released = 0
+    if verb == "disable":
+        ledger = ledger_from_settings(settings)
+        await ledger.start(background=False)
+        try:
+            released = await ledger.release_all(account, "account disabled")
+        finally:
+            await ledger.close()
+    state = "disabled" if standing.disabled else "enabled"
+    ended = "; its sessions ended" if verb != "enable" else ""
+    holds = f"; {released} hold(s) released" if verb == "disable" else ""
+    print(f"{account}: {state}{ended}{holds}.")
     return 0
 
 

@@ -581,6 +581,25 @@ class Ledger:
 
         return await self._write(op)
 
+    async def release_all(self, user: str, reason: str) -> int:
+        """Release every open hold of `user` (their account was disabled mid-work): the work
+        still running is charged nothing. Returns how many."""
+        name, now = user_account(user), self.clock()
+
+        def op(c: Db) -> int:
+            account = ops.find_account(c, name)
+            held = ops.due_holds(c, 2**62, account.id) if account else []
+            for hold in held:
+                meta = canonical_metadata({**hold.meta, "released": reason})
+                req = Request(
+                    f"{hold.transfer_id}/{Kind.VOID.value}", Kind.VOID, hold.code, 0, hold.debit,
+                    hold.credit, hold=hold.transfer_id, metadata=meta,
+                )  # fmt: skip
+                ops.record(c, req, now)
+            return len(held)
+
+        return await self._write(op)
+
     async def expire_holds(self) -> int:
         """Release every hold past its timeout; returns how many."""
         now = self.clock()

@@ -168,3 +168,22 @@ async def test_history_pages_and_filters(ledger: Ledger, clock: Clock) -> None:
     everything = await ledger.history("hal", limit=500)
     assert len(everything) == 15
     assert await ledger.usage("hal", by="day") == {"2027-01-15": 280}
+
+
+async def test_a_disabled_account_has_its_holds_released_and_keeps_its_credits(
+    ledger: Ledger,
+) -> None:
+    """Kim is disabled while two answers are running: both holds go back at once (the answers
+    are charged nothing), her credits stay, and a settle arriving afterwards is refused."""
+    await ledger.grant("kim", 10 * CREDIT, "welcome:kim", code="welcome")
+    await ledger.reserve("kim", 2 * CREDIT, "turn:k1", timeout_s=600, metadata={"model": "m"})
+    await ledger.reserve("kim", 3 * CREDIT, "turn:k2", timeout_s=600)
+    assert await ledger.release_all("kim", "account disabled") == 2
+    assert await ledger.balance("kim") == Balance(available=10_000, held=0, posted=10_000)
+    with pytest.raises(HoldResolved):
+        await ledger.settle("turn:k1", 500)
+    released = await ledger.transfer("turn:k1/void")
+    assert released is not None and released.meta == {"model": "m", "released": "account disabled"}
+    assert await ledger.release_all("kim", "account disabled") == 0
+    assert await ledger.release_all("nobody", "account disabled") == 0
+    await assert_verified(ledger)

@@ -1,0 +1,193 @@
+"""Whose sessions still count: an operator can disable an account or end all its sessions, and a
+password change ends the others.
+
+Chainlit's session is a signed token (JWT, with the time it was issued) in a cookie, good until it
+expires; nothing looked at it again. Here each account has a standing: disabled or not, and the
+second before which its tokens no longer count. It is checked on every HTTP request that carries a
+token, on every socket.io connection, and before every socket.io event of an open session (which
+is then disconnected), so a revoked token stops working on its next use. Standings are cached for
+`CACHE_S` per process, which bounds how late another replica notices.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+from sqlalchemy import Boolean, Column, DateTime, Float, MetaData, Table, Text, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+CACHE_S = 2.0
+
+metadata = MetaData()
+standing_table = Table(
+    "account_standing",
+    metadata,
+    Column("account", Text, primary_key=True),
+    Column("disabled", Boolean, nullable=False),
+    Column("sessions_after", Float, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Standing:
+    disabled: bool = False
+    sessions_after: float = 0.0  # tokens issued before this second do not count
+
+    def admits(self, issued_at: float) -> bool:
+        return not self.disabled and issued_at >= self.sessions_after
+
+
+class Standings:
+    """The accounts' standings, read through a short cache; changed by the operator."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._cache: dict[str, tuple[float, Standing]] = {}
+
+    async def of(self, account: str) -> Standing:
+        cached = self._cache.get(account)
+        if cached and time.monotonic() - cached[0] < CACHE_S:
+            return cached[1]
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(standing_table.c.disabled, standing_table.c.sessions_after).where(
+                        standing_table.c.account == account
+                    )
+                )
+            ).first()
+        found = Standing(bool(row[0]), float(row[1])) if row else Standing()
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[account] = (time.monotonic(), found)
+        return found
+
+    async def admits(self, token: str, secret: str) -> bool:
+        """Whether a session token still counts: valid, and its account's standing admits it.
+        (An invalid or expired token is Chainlit's to refuse; it is let through here.)"""
+        try:
+            claims = jwt.decode(token, secret, algorithms=["HS256"])
+        except jwt.PyJWTError:
+            return True
+        account, issued = claims.get("identifier"), claims.get("iat")
+        if not isinstance(account, str) or not isinstance(issued, int | float):
+            return True
+        return (await self.of(account)).admits(float(issued))
+
+    async def set(
+        self, account: str, disabled: bool | None = None, end_sessions: bool = False
+    ) -> Standing:
+        """Disable or enable `account`, and/or end its sessions (every token issued before this
+        second stops counting)."""
+        now = datetime.now(UTC)
+        current = await self._read(account)
+        new = Standing(
+            current.disabled if disabled is None else disabled,
+            float(int(time.time())) if end_sessions else current.sessions_after,
+        )
+        values = {"disabled": new.disabled, "sessions_after": new.sessions_after, "updated_at": now}
+        insert = (
+            postgresql.insert(standing_table)
+            if self.engine.dialect.name == "postgresql"
+            else sqlite.insert(standing_table)
+        )
+        statement = insert.values(account=account, **values).on_conflict_do_update(
+            index_elements=[standing_table.c.account], set_=values
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(statement)
+        self._cache.pop(account, None)
+        return new
+
+    async def _read(self, account: str) -> Standing:
+        self._cache.pop(account, None)
+        return await self.of(account)
+
+
+class SessionCheck:
+    """ASGI middleware: a request or socket.io connection whose session token no longer counts is
+    refused (401, its cookie cleared; a websocket is closed before it opens)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        standings: Standings,
+        secret: Callable[[], str],
+        token_of: Callable[[dict[str, str]], str | None],
+        cookie_name: str,
+    ) -> None:
+        self.app = app
+        self.standings = standings
+        self.secret = secret
+        self.token_of = token_of
+        self.cookie_name = cookie_name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            token = self._token(scope)
+            if token and not await self.standings.admits(token, self.secret()):
+                await self._refuse(scope, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _token(self, scope: Scope) -> str | None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        bearer = headers.get("authorization", "")
+        if bearer.lower().startswith("bearer "):
+            return bearer[7:].strip() or None
+        cookies: dict[str, str] = {}
+        for part in headers.get("cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name:
+                cookies[name] = value
+        return self.token_of(cookies)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 4401})
+            return
+        body = b'{"detail":"This session has ended: sign in again."}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"set-cookie", f"{self.cookie_name}=; Max-Age=0; Path=/; HttpOnly".encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def guard_events(
+    handlers: dict[str, Handler],
+    still_counts: Callable[[str], Awaitable[bool]],
+    end: Callable[[str], Awaitable[None]],
+) -> None:
+    """Wrap every socket.io event handler of an open session (not `connect`, which the middleware
+    guards): before the event runs, the session's token must still count, else the session is
+    ended and the event dropped."""
+    for event, handler in list(handlers.items()):
+        if event in ("connect", "disconnect"):
+            continue
+
+        async def guarded(sid: str, *args: Any, _handler: Handler = handler) -> Any:
+            if not await still_counts(sid):
+                await end(sid)
+                return None
+            return await _handler(sid, *args)
+
+        handlers[event] = guarded
