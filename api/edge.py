@@ -14,11 +14,12 @@ be, and the headers every response carries.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.answers import send_json
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -95,20 +96,8 @@ class Edge:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "detail": f"The request is larger than {self.max_body_bytes:,} bytes; nothing was kept."
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    *SECURITY_HEADERS,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(
+            send, 413,
+            f"The request is larger than {self.max_body_bytes:,} bytes; nothing was kept.",
+            SECURITY_HEADERS,
+        )  # fmt: skip

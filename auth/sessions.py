@@ -23,6 +23,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.answers import send_json
+
 CACHE_S = 2.0
 
 metadata = MetaData()
@@ -154,19 +156,10 @@ class SessionCheck:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 4401})
             return
-        body = b'{"detail":"This session has ended: sign in again."}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"set-cookie", f"{self.cookie_name}=; Max-Age=0; Path=/; HttpOnly".encode()),
-                ],
-            }
+        cleared = f"{self.cookie_name}=; Max-Age=0; Path=/; HttpOnly".encode()
+        await send_json(
+            send, 401, "This session has ended: sign in again.", [(b"set-cookie", cleared)]
         )
-        await send({"type": "http.response.body", "body": body})
 
 
 Handler = Callable[..., Awaitable[Any]]

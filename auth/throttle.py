@@ -17,7 +17,6 @@ the client's address from the proxy's forwarded headers (see the README).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from urllib.parse import parse_qs
 
@@ -25,6 +24,7 @@ from limits import RateLimitItem, parse, storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.answers import send_json
 from auth.passwords import normalise
 
 
@@ -91,18 +91,5 @@ class ThrottledLogin:
 
 async def _too_many(send: Send, wait_s: float) -> None:
     seconds = int(wait_s + 0.999)
-    body = json.dumps(
-        {"detail": f"Too many sign-in attempts. Try again in {seconds} s; nothing was checked."}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"retry-after", str(seconds).encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    detail = f"Too many sign-in attempts. Try again in {seconds} s; nothing was checked."
+    await send_json(send, 429, detail, [(b"retry-after", str(seconds).encode())])
