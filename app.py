@@ -13,6 +13,7 @@ settings = get_settings()
 settings.export_for_chainlit()  # before Chainlit reads its environment
 
 import chainlit as cl  # noqa: E402
+from chainlit.auth import cookie as chainlit_cookie  # noqa: E402
 from chainlit.auth.cookie import _auth_cookie_name as AUTH_COOKIE  # noqa: E402
 from chainlit.auth.cookie import get_token_from_cookies  # noqa: E402
 from chainlit.config import config as chainlit_config  # noqa: E402
@@ -89,6 +90,9 @@ fastapi_app.add_middleware(
 fastapi_app.add_middleware(edge.Edge, max_body_bytes=int(settings.max_request_mb * 2**20))
 edge.restrict_origins(
     chainlit_config.project.allow_origins, chainlit_sio, edge.public_origin(settings.chainlit_url)
+)
+edge.secure_cookie(
+    chainlit_cookie, chainlit_config.project, settings.chainlit_url, settings.session_days
 )
 # Socket.io frames carry messages and settings, never files (those come over HTTP).
 chainlit_sio.eio.max_http_buffer_size = 4 * settings.max_message_chars + 64 * 1024

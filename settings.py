@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     oauth_generic_user_info_url: str | None = Field(None, description="OIDC userinfo endpoint.")
     oauth_generic_scopes: str | None = Field(None, description="OIDC scopes, e.g. 'openid email'.")
     oauth_generic_name: str | None = Field(None, description="Name shown on the OIDC button.")
+    session_days: int = Field(
+        7, ge=1, le=90, description="How long a sign-in lasts (the session cookie and token)."
+    )
     login_attempts_per_address: str = Field(
         "20/minute", description="Sign-in attempts one client address may make (limits syntax)."
     )

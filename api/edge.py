@@ -10,6 +10,8 @@ be, and the headers every response carries.
   Socket.io frames are limited too (they carry messages, not files).
 - Headers: nosniff, no framing by other sites, no referrer to other sites, a CSP the Chainlit UI
   works under (it needs inline styles and scripts of its own).
+- The session cookie: HttpOnly and SameSite=Lax as Chainlit sets it, Secure whenever the public URL
+  is https (Chainlit set it only with SameSite=None), and lasting `SESSION_DAYS`.
 """
 
 from __future__ import annotations
@@ -49,6 +51,15 @@ def restrict_origins(cors_origins: list[str], sio: Any, origin: str | None) -> N
     first request builds the middleware); `sio` is Chainlit's socket.io server."""
     cors_origins[:] = [origin] if origin else []
     sio.eio.cors_allowed_origins = [origin] if origin else None  # None: same origin as the host
+
+
+def secure_cookie(
+    cookie_module: Any, project_config: Any, public_url: str | None, days: int
+) -> None:
+    """The session cookie's Secure flag and lifetime (Chainlit reads both when it sets one)."""
+    if public_url and public_url.strip().lower().startswith("https://"):
+        cookie_module._cookie_secure = True
+    project_config.user_session_timeout = days * 86_400
 
 
 class RequestTooLarge(Exception):

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import socketio
 
-from tests.e2e.client import ChatSession, login
+from tests.e2e.client import ChatSession, cookie_header, login
 from tests.e2e.process import running_app
 
 pytestmark = pytest.mark.e2e
@@ -41,6 +41,15 @@ async def test_only_the_public_origin_may_open_a_session(edge_app: str) -> None:
     ours = ChatSession(edge_app, cookies)
     await ours.connect(origin=PUBLIC)
     await ours.close()
+
+
+async def test_the_session_cookie_is_secure_httponly_lax_for_seven_days(edge_app: str) -> None:
+    async with httpx.AsyncClient(base_url=edge_app) as http:
+        answer = await http.post("/login", data={"username": ADMIN[0], "password": ADMIN[1]})
+    assert answer.status_code == 200
+    cookie = answer.headers["set-cookie"].lower()
+    assert "access_token=" in cookie and "secure" in cookie and "httponly" in cookie
+    assert "samesite=lax" in cookie and "max-age=604800" in cookie
 
 
 async def test_cors_answers_the_public_origin_alone(edge_app: str) -> None:
@@ -83,8 +92,11 @@ async def test_an_over_long_message_is_refused_and_never_stored(edge_app: str) -
     finally:
         await chat.close()
     assert chat.thread_id
-    async with httpx.AsyncClient(base_url=edge_app, cookies=cookies) as http:
-        thread = await http.get(f"/project/thread/{chat.thread_id}")
+    # The cookie is Secure (the public URL is https), so it is sent here by hand, over plain http.
+    async with httpx.AsyncClient(base_url=edge_app) as http:
+        thread = await http.get(
+            f"/project/thread/{chat.thread_id}", headers={"Cookie": cookie_header(cookies)}
+        )
     assert thread.status_code == 200, thread.text
     kept = [s["output"] for s in thread.json()["steps"] if s["type"] == "user_message"]
     assert kept == ["A short one."]
