@@ -52,6 +52,10 @@ def app() -> Iterator[RunningApp]:
         MODEL_TIMEOUT_S="5",
         LOG_LEVEL="INFO",
         CHECKPOINT_EVERY_S="1",  # receipts need a checkpoint covering their transfer
+        # Every test signs in from this one address, some ten times as one person:
+        # tests/e2e/test_edge.py tests the throttle at its defaults.
+        LOGIN_ATTEMPTS_PER_ADDRESS="100000/minute",
+        LOGIN_ATTEMPTS_PER_ACCOUNT="100000/minute",
     )
     try:
         with running_app(data_dir, **overrides) as base_url:
