@@ -18,8 +18,13 @@ async def send(page: Page, text: str) -> None:
     # The settings button appears once the socket is up and on_chat_start/resume has run.
     await expect(page.locator("#chat-settings-open-modal")).to_be_visible(timeout=TIMEOUT)
     before = await page.locator('[data-step-type="assistant_message"]').count()
-    await page.locator("#chat-input").click()
-    await page.keyboard.type(text)
+    box = page.locator("#chat-input")
+    for _ in range(3):  # keys typed while the page re-renders (chat start's last messages) are
+        await box.click()  # lost: read the composer back and type again, as a person would
+        await page.keyboard.press("ControlOrMeta+a")
+        await page.keyboard.type(text)
+        if (await box.inner_text()).strip() == text:
+            break
     await page.keyboard.press("Enter")
     answers = page.locator('[data-step-type="assistant_message"]')
     await expect(answers).to_have_count(before + 1, timeout=TIMEOUT)
