@@ -23,6 +23,7 @@ from chainlit.session import WebsocketSession  # noqa: E402
 from chainlit.types import CommandDict, ThreadDict  # noqa: E402
 from langchain_core.messages import BaseMessage, HumanMessage  # noqa: E402
 
+import access  # noqa: E402
 import chat  # noqa: E402
 import grants  # noqa: E402
 import picker  # noqa: E402
@@ -327,6 +328,7 @@ def command_menu(admin: bool) -> list[CommandDict]:
     offered = [("usage", "chart-column", "Your spending, last transfers and their receipts")]
     if admin:
         offered += [(verb, "coins", grants.USAGE[verb]) for verb in grants.VERBS]
+        offered += [(verb, "user-cog", access.USAGE[verb]) for verb in access.VERBS]
     return [
         CommandDict(
             id=name, icon=icon, description=text, button=False, persistent=False, selected=False
@@ -353,6 +355,16 @@ async def run_command(command: str, text: str, message: cl.Message) -> None:
     if not await grants.is_admin(engine, user_id(), user_role(), settings.admin_email_list):
         await cl.ErrorMessage(content=f"Only administrators can use /{command}.").send()
         return
+    if command in access.VERBS:
+        try:
+            done = await access.carry_out(command, text, standings, ledger, engine, user_id())
+        except grants.Refused as refused:
+            await cl.ErrorMessage(
+                content=f"/{command} refused: {refused} Nothing was changed."
+            ).send()
+            return
+        await cl.Message(content=done, author=wallet.AUTHOR).send()
+        return
     try:
         order = grants.parse(command, text)
         done = await grants.carry_out(ledger, engine, order, user_id(), message.id)
@@ -364,7 +376,7 @@ async def run_command(command: str, text: str, message: cl.Message) -> None:
         await show_balance(cl.context.session.thread_id, None)
 
 
-COMMANDS = ("usage", *grants.VERBS)
+COMMANDS = ("usage", *grants.VERBS, *access.VERBS)
 
 
 def edited(message: cl.Message) -> bool:

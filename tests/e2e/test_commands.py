@@ -118,7 +118,14 @@ async def test_an_admin_grants_and_adjusts_recorded_with_their_identity(
     await (await open_chat(app, user, password)).close()
     admin = await admin_chat(app)
     commands = [d for n, d in admin.events if n == "set_commands"][-1]
-    assert {c["id"] for c in commands} == {"usage", "grant", "adjust"}
+    assert {c["id"] for c in commands} == {
+        "usage",
+        "grant",
+        "adjust",
+        "disable",
+        "enable",
+        "logout",
+    }
 
     message_id = str(uuid.uuid4())
     done = await admin.send(f"{user} 25.5 beta tester", command="grant", message_id=message_id)

@@ -1,0 +1,85 @@
+"""Administrators end sessions and disable accounts from the chat: `/disable`, `/enable`, `/logout`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from credits.store import Ledger
+from tests.e2e.client import ChatSession, login
+from tests.e2e.conftest import ADMIN, RunningApp, new_user, open_chat
+from tests.e2e.test_commands import said
+
+pytestmark = pytest.mark.e2e
+
+
+async def ended(chat: ChatSession) -> bool:
+    """The open session is disconnected at its next event."""
+    await chat.sio.emit("chat_settings_change", {"model": "auto"})
+    for _ in range(50):
+        if not chat.sio.connected:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_an_admin_disables_and_enables_someone(app: RunningApp, ledger: Ledger) -> None:
+    user, password = await new_user(app)
+    theirs = await open_chat(app, user, password)
+    await asyncio.sleep(1.1)  # tokens count by the second they were issued
+    admin = await open_chat(app, *ADMIN)
+    try:
+        done = said(await admin.send(f"/disable {user} too many complaints"))
+        assert f"**{user} is disabled** (too many complaints)" in done
+        assert "0 running piece(s) of work were stopped" in done
+        assert await ended(theirs)
+        with pytest.raises(httpx.HTTPStatusError):
+            await login(app.base_url, user, password)
+        assert (await ledger.balance(user)).available > 0  # their credits stay
+
+        assert f"**{user} may sign in again.**" in said(await admin.send(f"/enable {user}"))
+        back = ChatSession(app.base_url, await login(app.base_url, user, password))
+        await back.connect()
+        await asyncio.sleep(1.1)
+        assert "sessions have ended" in said(await admin.send(f"/logout {user}"))
+        assert await ended(back)
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("/disable {user}", "Say why"),
+        ("/disable", "Usage: /disable"),
+        ("/disable nobody@example.com spam", "There is no user 'nobody@example.com'"),
+        ("/disable {admin} testing", "Not your own account"),
+        ("/logout {admin}", "Not your own account"),
+    ],
+)
+async def test_a_bad_access_command_is_refused_and_changes_nothing(
+    app: RunningApp, text: str, why: str
+) -> None:
+    user, password = await new_user(app)
+    admin = await open_chat(app, *ADMIN)
+    try:
+        refusal = said(await admin.send(text.format(user=user, admin=ADMIN[0])))
+    finally:
+        await admin.close()
+    assert why in refusal and "Nothing was changed." in refusal
+    await login(app.base_url, user, password)  # still signs in
+    await login(app.base_url, *ADMIN)
+
+
+async def test_someone_who_is_not_an_admin_cannot_disable(app: RunningApp) -> None:
+    user, password = await new_user(app)
+    victim, victims_password = await new_user(app)
+    chat = await open_chat(app, user, password)
+    try:
+        for text in (f"/disable {victim} because", f"/logout {victim}"):
+            assert "Only administrators can use" in said(await chat.send(text))
+    finally:
+        await chat.close()
+    await login(app.base_url, victim, victims_password)
