@@ -48,8 +48,7 @@ async def carry_out(
         )
     if user == admin and verb != "enable":
         raise Refused("Not your own account: ask another administrator, or use the command line.")
-    await standings.set(user, disabled={"disable": True, "enable": False}.get(verb),
-                        end_sessions=verb != "enable")  # fmt: skip
+    await standings.apply(verb, user)
     released = await ledger.release_all(user, "account disabled") if verb == "disable" else 0
     log.warning("%s %s by %s: %s", verb, user, admin, reason or "-")
     if verb == "disable":

@@ -84,7 +84,7 @@ auth_secret = settings.auth_secret()
 fastapi_app.add_middleware(
     SessionCheck,
     standings=standings,
-    secret=lambda: auth_secret,
+    secret=auth_secret,
     token_of=get_token_from_cookies,
     cookie_name=AUTH_COOKIE,
 )
@@ -355,24 +355,17 @@ async def run_command(command: str, text: str, message: cl.Message) -> None:
     if not await grants.is_admin(engine, user_id(), user_role(), settings.admin_email_list):
         await cl.ErrorMessage(content=f"Only administrators can use /{command}.").send()
         return
-    if command in access.VERBS:
-        try:
-            done = await access.carry_out(command, text, standings, ledger, engine, user_id())
-        except grants.Refused as refused:
-            await cl.ErrorMessage(
-                content=f"/{command} refused: {refused} Nothing was changed."
-            ).send()
-            return
-        await cl.Message(content=done, author=wallet.AUTHOR).send()
-        return
     try:
-        order = grants.parse(command, text)
-        done = await grants.carry_out(ledger, engine, order, user_id(), message.id)
+        if command in access.VERBS:
+            done = await access.carry_out(command, text, standings, ledger, engine, user_id())
+        else:
+            order = grants.parse(command, text)
+            done = await grants.carry_out(ledger, engine, order, user_id(), message.id)
     except grants.Refused as refused:
         await cl.ErrorMessage(content=f"/{command} refused: {refused} Nothing was changed.").send()
         return
     await cl.Message(content=done, author=wallet.AUTHOR).send()
-    if settings.metering:  # the admin may have granted to themself
+    if settings.metering and command in grants.VERBS:  # the admin may have granted to themself
         await show_balance(cl.context.session.thread_id, None)
 
 

@@ -88,11 +88,7 @@ async def set_standing(verb: str, account: str) -> int:
     await upgrade_async(settings.db_url)
     engine = create_engine(settings.db_url)
     try:
-        standing = await Standings(engine).set(
-            account,
-            disabled={"disable": True, "enable": False}.get(verb),
-            end_sessions=verb != "enable",
-        )
+        standing = await Standings(engine).apply(verb, account)
     finally:
         await engine.dispose()
     released = 0

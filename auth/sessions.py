@@ -109,6 +109,12 @@ class Standings:
         self._cache.pop(account, None)
         return new
 
+    async def apply(self, verb: str, account: str) -> Standing:
+        """The operator's `disable`, `enable` or `logout` (CLI and chat alike): disabling and
+        signing out end the account's sessions; enabling leaves them as they are."""
+        disabled = {"disable": True, "enable": False}.get(verb)
+        return await self.set(account, disabled=disabled, end_sessions=verb != "enable")
+
     async def _read(self, account: str) -> Standing:
         self._cache.pop(account, None)
         return await self.of(account)
@@ -122,7 +128,7 @@ class SessionCheck:
         self,
         app: ASGIApp,
         standings: Standings,
-        secret: Callable[[], str],
+        secret: str,
         token_of: Callable[[dict[str, str]], str | None],
         cookie_name: str,
     ) -> None:
@@ -135,7 +141,7 @@ class SessionCheck:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             token = self._token(scope)
-            if token and not await self.standings.admits(token, self.secret()):
+            if token and not await self.standings.admits(token, self.secret):
                 await self._refuse(scope, send)
                 return
         await self.app(scope, receive, send)

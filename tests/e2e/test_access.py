@@ -11,18 +11,9 @@ from credits.store import Ledger
 from tests.e2e.client import ChatSession, login
 from tests.e2e.conftest import ADMIN, RunningApp, new_user, open_chat
 from tests.e2e.test_commands import said
+from tests.e2e.test_sessions import ended
 
 pytestmark = pytest.mark.e2e
-
-
-async def ended(chat: ChatSession) -> bool:
-    """The open session is disconnected at its next event."""
-    await chat.sio.emit("chat_settings_change", {"model": "auto"})
-    for _ in range(50):
-        if not chat.sio.connected:
-            return True
-        await asyncio.sleep(0.1)
-    return False
 
 
 async def test_an_admin_disables_and_enables_someone(app: RunningApp, ledger: Ledger) -> None:

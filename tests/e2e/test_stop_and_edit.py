@@ -23,16 +23,17 @@ import pytest
 
 from credits.audit import verify
 from credits.configured import ledger_from_settings
-from credits.ledger import Balance, Kind
+from credits.ledger import Kind
 from credits.store import Ledger
 from settings import Settings
+from tests.credits.test_cancellation import held_soon
 from tests.e2e.client import ChatSession, login, messages, streamed_text
 from tests.e2e.conftest import RunningApp, new_user, open_chat
 from tests.e2e.process import running_app
+from tests.e2e.test_metering import REMOTE, remote_chat
 from tests.fakes.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.e2e
-REMOTE = "vllm-llama-3.1-8b"  # served by the loopback fake provider
 PRESSES = 60
 
 
@@ -46,24 +47,6 @@ async def stop_storm(chat: ChatSession, presses: int, seed: int) -> None:
         await chat.wait_for("task_end", start, timeout=60)
 
 
-async def nothing_held(ledger: Ledger, user: str, seconds: float = 15) -> Balance:
-    """The user's balance once no hold is open (settles run just after each turn)."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        balance = await ledger.balance(user)
-        if balance.held == 0 or asyncio.get_running_loop().time() > deadline:
-            return balance
-        await asyncio.sleep(0.1)
-
-
-async def remote_chat(app: RunningApp) -> tuple[str, ChatSession]:
-    """A new person, signed in, chatting with the loopback provider's model."""
-    user, password = await new_user(app)
-    chat = await open_chat(app, user, password)
-    await chat.change_settings({"model": REMOTE})
-    return user, chat
-
-
 async def test_a_storm_of_stop_presses_freezes_nothing(app: RunningApp, ledger: Ledger) -> None:
     user, chat = await remote_chat(app)
     try:
@@ -71,7 +54,7 @@ async def test_a_storm_of_stop_presses_freezes_nothing(app: RunningApp, ledger: 
             await stop_storm(chat, PRESSES, seed=1)
     finally:
         await chat.close()
-    balance = await nothing_held(ledger, user)
+    balance = await held_soon(ledger, user, 0, seconds=15)
     assert balance.held == 0, balance
 
     someone, their_password = await new_user(app)
@@ -209,7 +192,7 @@ async def test_a_storm_of_stop_presses_on_postgres(
     try:
         with fake.behaving(token_delay_s=0.01):
             await stop_storm(chat, PRESSES, seed=2)
-        balance = await nothing_held(postgres_ledger, "admin@example.com")
+        balance = await held_soon(postgres_ledger, "admin@example.com", 0, seconds=15)
         assert balance.held == 0, balance
         events = await asyncio.wait_for(chat.turn("Still there?"), timeout=60)
         assert messages(events)
