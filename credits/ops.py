@@ -16,11 +16,12 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection, TextClause, text
 
 from credits.errors import (
+    CreditsError,
     HoldExpired,
     HoldResolved,
     IdempotencyConflict,
@@ -43,14 +44,29 @@ class Db(Protocol):
     def run(self, sql: str, params: Params = ...) -> int: ...
     def many(self, sql: str, rows: list[dict[str, Any]]) -> None: ...
     def savepoint(self) -> Any: ...
+    def to_log(self, entry: LogEntry) -> None: ...
+    def take_log(self) -> list[LogEntry]: ...
+
+
+# A new transfer as the sequencer appends it: pk, transfer id, kind, code, amount, debit name,
+# credit name, hold's transfer id, expires, ts, metadata, debit id, debit kind, credit id, credit
+# kind, hold's amount (the columns of `sequencer.QUEUED`).
+LogEntry = tuple[Any, ...]
+QUEUE_FOR_LOG = "INSERT INTO ledger_log_queue (transfer_pk) VALUES (:pk)"
 
 
 class SqliteDb:
-    """A raw sqlite3 connection (the writer thread's, or a reader's)."""
+    """A raw sqlite3 connection (the writer thread's, or a reader's).
 
-    def __init__(self, raw: sqlite3.Connection) -> None:
+    The writer's (`log_in_memory`) hands its new transfers to the sequencer of the same group
+    commit in memory, not through `ledger_log_queue`: both happen in one transaction, so there is
+    nothing a queue row would keep that the commit does not (and it spares three statements a
+    transfer). A rolled-back savepoint forgets the transfers it wrote."""
+
+    def __init__(self, raw: sqlite3.Connection, log_in_memory: bool = False) -> None:
         self.raw = raw
         self._depth = 0
+        self._unlogged: list[LogEntry] | None = [] if log_in_memory else None
 
     def one(self, sql: str, params: Params = {}) -> Sequence[Any] | None:  # noqa: B006
         row: Sequence[Any] | None = self.raw.execute(sql, params).fetchone()
@@ -69,16 +85,29 @@ class SqliteDb:
     def many(self, sql: str, rows: list[dict[str, Any]]) -> None:
         self.raw.executemany(sql, rows)
 
+    def to_log(self, entry: LogEntry) -> None:
+        if self._unlogged is None:
+            self.raw.execute(QUEUE_FOR_LOG, {"pk": entry[0]})
+        else:
+            self._unlogged.append(entry)
+
+    def take_log(self) -> list[LogEntry]:
+        taken, self._unlogged = self._unlogged or [], [] if self._unlogged is not None else None
+        return taken
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         self._depth += 1
         name = f"sp{self._depth}"
+        unlogged = len(self._unlogged) if self._unlogged is not None else 0
         self.raw.execute(f"SAVEPOINT {name}")
         try:
             yield
         except BaseException:
             self.raw.execute(f"ROLLBACK TO {name}")
             self.raw.execute(f"RELEASE {name}")
+            if self._unlogged is not None:
+                del self._unlogged[unlogged:]
             raise
         else:
             self.raw.execute(f"RELEASE {name}")
@@ -123,6 +152,13 @@ class SaDb:
     def savepoint(self) -> Any:
         return self.conn.begin_nested()
 
+    def to_log(self, entry: LogEntry) -> None:
+        """Queued: the sequencer runs in a transaction of its own (`Ledger.sequence`)."""
+        self.run(QUEUE_FOR_LOG, {"pk": entry[0]})
+
+    def take_log(self) -> list[LogEntry]:
+        return []
+
 
 # Accounts ---------------------------------------------------------------------------------------
 
@@ -133,6 +169,10 @@ class Account:
     name: str
     kind: AccountKind
     counters: Counters
+
+    @property
+    def side(self) -> Side:
+        return Side(self.id, self.name, self.kind.value)
 
 
 ACCOUNT = (
@@ -171,19 +211,77 @@ def open_account(db: Db, name: str, kind: AccountKind, now_us: int) -> Account:
 # Transfers --------------------------------------------------------------------------------------
 
 
+class Side(NamedTuple):
+    """One side of a transfer, as the log's entry names it."""
+
+    id: int
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A hold and where it stands."""
+
+    pk: int
+    transfer_id: str
+    amount: int
+    code: str
+    metadata: str  # canonical JSON
+    expires_us: int
+    debit: Side
+    credit: Side
+    open: bool
+    resolved_as: str | None  # the kind of its resolution, once there is one
+
+
+HOLD = (
+    "SELECT h.pk, h.amount, h.code, h.metadata, h.expires_us, d.id, d.name, d.kind, "
+    "c.id, c.name, c.kind, o.hold_pk, r.kind "
+    "FROM ledger_transfers h "
+    "JOIN ledger_accounts d ON d.id = h.debit_id JOIN ledger_accounts c ON c.id = h.credit_id "
+    "LEFT JOIN ledger_open_holds o ON o.hold_pk = h.pk "
+    "LEFT JOIN ledger_transfers r ON r.hold_pk = h.pk "
+    "WHERE h.transfer_id = :id AND h.kind = 'pending'"
+)
+
+
+def find_hold(db: Db, transfer_id: str) -> Hold | None:
+    r = db.one(HOLD, {"id": transfer_id})
+    if r is None:
+        return None
+    return Hold(
+        r[0], transfer_id, r[1], r[2], r[3], r[4], Side(r[5], r[6], r[7]), Side(r[8], r[9], r[10]),
+        r[11] is not None, r[12],
+    )  # fmt: skip
+
+
+def has_due_holds(db: Db, account: str, now_us: int) -> bool:
+    """Whether `account` has a hold past its timeout that nothing has resolved yet."""
+    return (
+        db.one(
+            "SELECT 1 FROM ledger_open_holds o JOIN ledger_accounts a ON a.id = o.account_id "
+            "WHERE a.name = :name AND o.expires_us <= :now LIMIT 1",
+            {"name": account, "now": now_us},
+        )
+        is not None
+    )
+
+
 def record(db: Db, req: Request, now_us: int) -> Transfer:
     """Carry out `req` once: a repeat of the same request returns the first result."""
     return record_new(db, req, now_us)[0]
 
 
 def record_new(db: Db, req: Request, now_us: int) -> tuple[Transfer, bool]:
-    """As `record`, and whether this call created the transfer (False: a repeat)."""
-    existing = _existing(db, req)
-    if existing is not None:
-        return existing, False
+    """As `record`, and whether this call created the transfer (False: a repeat).
+
+    A new request costs no lookup of its id: the insert of its row finds a repeat (the id is
+    taken), and a refusal looks for one before it is raised. A refusal leaves writes behind for
+    the savepoint or transaction around it to undo, as every `CreditsError` does."""
     if req.kind in (Kind.POSTED, Kind.PENDING):
-        return _move(db, req, now_us), True
-    return _resolve(db, req, now_us), True
+        return _move(db, req, now_us)
+    return resolve_hold(db, req, find_hold(db, req.hold or ""), now_us)
 
 
 def _existing(db: Db, req: Request) -> Transfer | None:
@@ -200,14 +298,38 @@ def _existing(db: Db, req: Request) -> Transfer | None:
     return get_transfer(db, req.transfer_id)
 
 
-def _move(db: Db, req: Request, now_us: int) -> Transfer:
-    debit = find_account(db, req.debit)
+def _repeat_or(db: Db, req: Request, refusal: CreditsError) -> tuple[Transfer, bool]:
+    """The first result of a repeated request; for a request never made, `refusal`."""
+    existing = _existing(db, req)
+    if existing is None:
+        raise refusal
+    return existing, False
+
+
+TWO_ACCOUNTS = (
+    "SELECT id, kind, debits_pending, debits_posted, credits_pending, credits_posted, name "
+    "FROM ledger_accounts WHERE name IN (:debit, :credit)"
+)
+
+
+def _move(db: Db, req: Request, now_us: int) -> tuple[Transfer, bool]:
+    rows = {r[6]: r for r in db.all(TWO_ACCOUNTS, {"debit": req.debit, "credit": req.credit})}
+    debit, credit = _account(rows.get(req.debit)), _account(rows.get(req.credit))
     if debit is None:
         if req.debit.startswith("user:"):  # never given credits: has none to spend
-            raise InsufficientCredits(f"{req.debit} has no credits.", 0, req.amount)
-        raise UnknownAccount(f"There is no account {req.debit!r}.")
-    credit = require_account(db, req.credit)
+            return _repeat_or(
+                db, req, InsufficientCredits(f"{req.debit} has no credits.", 0, req.amount)
+            )
+        return _repeat_or(db, req, UnknownAccount(f"There is no account {req.debit!r}."))
+    if credit is None:
+        return _repeat_or(db, req, UnknownAccount(f"There is no account {req.credit!r}."))
     pending = req.kind is Kind.PENDING
+    expires = now_us + (req.timeout_s or 0) * 1_000_000 if pending else None
+    pk = _insert(db, req, req.amount, debit.side, credit.side, None, expires, now_us)
+    if pk is None:  # the id is taken: a repeat of this request, or a conflict
+        return _repeat_or(
+            db, req, IdempotencyConflict(f"Transfer id {req.transfer_id!r} is taken.")
+        )
     side = "pending" if pending else "posted"
     for account in sorted((debit, credit), key=lambda a: a.id):  # one lock order everywhere
         if account.kind is not AccountKind.USER:
@@ -232,8 +354,6 @@ def _move(db: Db, req: Request, now_us: int) -> Transfer:
                 "WHERE id = :id",
                 {"amount": req.amount, "id": account.id},
             )
-    expires = now_us + (req.timeout_s or 0) * 1_000_000 if pending else None
-    pk = _insert(db, req, req.amount, debit.id, credit.id, None, expires, now_us)
     if pending:
         db.run(
             "INSERT INTO ledger_open_holds (hold_pk, account_id, expires_us) "
@@ -243,62 +363,50 @@ def _move(db: Db, req: Request, now_us: int) -> Transfer:
     return Transfer(
         req.transfer_id, req.kind, req.code, req.amount, req.debit, req.credit, now_us,
         None, expires, req.metadata, None, pk,
-    )  # fmt: skip
+    ), True  # fmt: skip
 
 
-HOLD = (
-    "SELECT h.pk, h.amount, h.debit_id, h.credit_id, h.expires_us, d.kind, c.kind, "
-    "o.hold_pk, r.kind "
-    "FROM ledger_transfers h "
-    "JOIN ledger_accounts d ON d.id = h.debit_id JOIN ledger_accounts c ON c.id = h.credit_id "
-    "LEFT JOIN ledger_open_holds o ON o.hold_pk = h.pk "
-    "LEFT JOIN ledger_transfers r ON r.hold_pk = h.pk "
-    "WHERE h.transfer_id = :id AND h.kind = 'pending'"
-)
+def _account(row: Sequence[Any] | None) -> Account | None:
+    if row is None:
+        return None
+    return Account(row[0], row[6], AccountKind(row[1]), Counters(*row[2:6]))
 
 
-def _resolve(db: Db, req: Request, now_us: int) -> Transfer:
-    hold = db.one(HOLD, {"id": req.hold})
+def resolve_hold(db: Db, req: Request, hold: Hold | None, now_us: int) -> tuple[Transfer, bool]:
+    """Carry out the resolution `req` of `hold` (as `find_hold` found it) once; as `record_new`."""
     if hold is None:
-        raise UnknownHold(f"There is no hold {req.hold!r}.")
-    pk, held, debit_id, credit_id, expires, debit_kind, credit_kind, still_open, done = hold
-    if done is not None or still_open is None:
-        return _resolved_already(db, req, done)
+        return _repeat_or(db, req, UnknownHold(f"There is no hold {req.hold!r}."))
+    if hold.resolved_as is not None or not hold.open:
+        return _repeat_or(db, req, resolved_error(req.hold, hold.resolved_as))
     if req.kind is Kind.POST:
-        if expires <= now_us:
-            raise HoldExpired(f"Hold {req.hold!r} expired; it can no longer be settled.")
-        if req.amount > held:
-            raise SettleExceedsHold(
-                f"Cannot settle {req.amount} units on hold {req.hold!r} of {held}."
-            )
+        if hold.expires_us <= now_us:
+            expired = HoldExpired(f"Hold {req.hold!r} expired; it can no longer be settled.")
+            return _repeat_or(db, req, expired)
+        if req.amount > hold.amount:
+            too_much = f"Cannot settle {req.amount} units on hold {req.hold!r} of {hold.amount}."
+            return _repeat_or(db, req, SettleExceedsHold(too_much))
     # Claim the hold: of concurrent resolutions, one deletes this row; the others find it gone.
-    if db.run("DELETE FROM ledger_open_holds WHERE hold_pk = :pk", {"pk": pk}) == 0:
-        again = db.one(HOLD, {"id": req.hold})
-        return _resolved_already(db, req, again[8] if again else None)
+    if db.run("DELETE FROM ledger_open_holds WHERE hold_pk = :pk", {"pk": hold.pk}) == 0:
+        again = find_hold(db, hold.transfer_id)
+        return _repeat_or(db, req, resolved_error(req.hold, again.resolved_as if again else None))
     posted = req.amount if req.kind is Kind.POST else 0
-    for account_id, side, kind in sorted(
-        ((debit_id, "debits", debit_kind), (credit_id, "credits", credit_kind))
-    ):
-        if kind == AccountKind.USER.value:
+    for side, which in sorted(((hold.debit, "debits"), (hold.credit, "credits"))):
+        if side.kind == AccountKind.USER.value:
             db.run(
-                f"UPDATE ledger_accounts SET {side}_pending = {side}_pending - :held, "
-                f"{side}_posted = {side}_posted + :posted WHERE id = :id",
-                {"held": held, "posted": posted, "id": account_id},
+                f"UPDATE ledger_accounts SET {which}_pending = {which}_pending - :held, "
+                f"{which}_posted = {which}_posted + :posted WHERE id = :id",
+                {"held": hold.amount, "posted": posted, "id": side.id},
             )
-    amount = posted if req.kind is Kind.POST else held
-    new_pk = _insert(db, req, amount, debit_id, credit_id, pk, None, now_us)
+    amount = posted if req.kind is Kind.POST else hold.amount
+    new_pk = _insert(db, req, amount, hold.debit, hold.credit, hold, None, now_us)
+    if new_pk is None:  # the hold was open, so its resolution is not this: another transfer's id
+        raise IdempotencyConflict(
+            f"Transfer id {req.transfer_id!r} was already used for a different request."
+        )
     return Transfer(
-        req.transfer_id, req.kind, req.code, amount, req.debit, req.credit, now_us,
+        req.transfer_id, req.kind, req.code, amount, hold.debit.name, hold.credit.name, now_us,
         req.hold, None, req.metadata, None, new_pk,
-    )  # fmt: skip
-
-
-def _resolved_already(db: Db, req: Request, done: str | None) -> Transfer:
-    """A resolved hold: the same request again gets its first result, anything else an error."""
-    existing = _existing(db, req)  # an identical request may have committed a moment ago
-    if existing is not None:
-        return existing
-    raise resolved_error(req.hold, done)
+    ), True  # fmt: skip
 
 
 def resolved_error(hold: str | None, done: str | None) -> HoldExpired | HoldResolved:
@@ -311,29 +419,42 @@ def _past(kind: str | None) -> str:
     return {"post": "settled", "void": "released", "expire": "expired"}.get(kind or "", "resolved")
 
 
+NEW_TRANSFER = (
+    "INSERT INTO ledger_transfers (transfer_id, kind, code, amount, debit_id, credit_id, "
+    "hold_pk, expires_us, ts_us, metadata, fingerprint) VALUES (:id, :kind, :code, :amount, "
+    ":debit, :credit, :hold, :expires, :ts, :meta, :fp) "
+    "ON CONFLICT (transfer_id) DO NOTHING RETURNING pk"
+)
+
+
 def _insert(
     db: Db,
     req: Request,
     amount: int,
-    debit_id: int,
-    credit_id: int,
-    hold_pk: int | None,
+    debit: Side,
+    credit: Side,
+    hold: Hold | None,
     expires_us: int | None,
     now_us: int,
-) -> int:
+) -> int | None:
+    """The new transfer's row, handed on to the log; None when its id is taken."""
     row = db.one(
-        "INSERT INTO ledger_transfers (transfer_id, kind, code, amount, debit_id, credit_id, "
-        "hold_pk, expires_us, ts_us, metadata, fingerprint) VALUES (:id, :kind, :code, :amount, "
-        ":debit, :credit, :hold, :expires, :ts, :meta, :fp) RETURNING pk",
+        NEW_TRANSFER,
         {
             "id": req.transfer_id, "kind": req.kind.value, "code": req.code, "amount": amount,
-            "debit": debit_id, "credit": credit_id, "hold": hold_pk, "expires": expires_us,
-            "ts": now_us, "meta": req.metadata, "fp": req.fingerprint,
+            "debit": debit.id, "credit": credit.id, "hold": hold.pk if hold else None,
+            "expires": expires_us, "ts": now_us, "meta": req.metadata, "fp": req.fingerprint,
         },
     )  # fmt: skip
-    assert row is not None
-    db.run("INSERT INTO ledger_log_queue (transfer_pk) VALUES (:pk)", {"pk": row[0]})
-    return int(row[0])
+    if row is None:
+        return None
+    pk = int(row[0])
+    db.to_log((
+        pk, req.transfer_id, req.kind.value, req.code, amount, debit.name, credit.name,
+        hold.transfer_id if hold else None, expires_us, now_us, req.metadata,
+        debit.id, debit.kind, credit.id, credit.kind, hold.amount if hold else None,
+    ))  # fmt: skip
+    return pk
 
 
 TRANSFERS = (

@@ -1,9 +1,11 @@
 """Appending to the tamper-evident log, and signing checkpoints of it.
 
-Transfers wait in `ledger_log_queue`; `sequence` appends them to the log with their
-Merkle leaf hashes, keeps the system accounts' counters (operations only touch user rows), and writes
-a signed checkpoint when one is due. It runs under the log head's row lock, so one sequencer at a
-time appends, whatever the process: inside each group commit on SQLite, as a task on PostgreSQL.
+New transfers wait in `ledger_log_queue` (PostgreSQL), or are handed over in memory by the
+operations of the same group commit (SQLite, `ops.SqliteDb`); `sequence` appends them to the log
+with their Merkle leaf hashes, keeps the system accounts' counters (operations only touch user
+rows), and writes a signed checkpoint when one is due. It runs under the log head's row lock, so
+one sequencer at a time appends, whatever the process: inside each group commit on SQLite, as a
+task on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def sequence(db: Db, now_us: int, signer: Signer, postgres: bool = False) -> lis
     head = db.one(HEAD + (" FOR UPDATE" if postgres else ""))
     assert head is not None
     size, frontier = head[0], [bytes.fromhex(h) for h in json.loads(head[1])]
-    rows = db.all(QUEUED)
+    queued = db.all(QUEUED)
+    rows = [*queued, *db.take_log()]  # those in memory are this transaction's: the last pks
     if rows:
         entries = []
         deltas: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
@@ -60,7 +63,11 @@ def sequence(db: Db, now_us: int, signer: Signer, postgres: bool = False) -> lis
             "INSERT INTO ledger_log (seq, transfer_pk, leaf_hash) VALUES (:seq, :pk, :leaf)",
             entries,
         )
-        db.many("DELETE FROM ledger_log_queue WHERE transfer_pk = :pk", entries)
+        if queued:
+            db.many(
+                "DELETE FROM ledger_log_queue WHERE transfer_pk = :pk",
+                [{"pk": r[0]} for r in queued],
+            )
         for account_id, (dp, dpo, cp, cpo) in deltas.items():
             db.run(
                 "UPDATE ledger_accounts SET debits_pending = debits_pending + :dp, "

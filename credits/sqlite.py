@@ -14,13 +14,17 @@ so the next batch writes the WAL from its start again.
 Callers may give up at any moment (a Stop press cancels the chat turn waiting on its hold). An
 operation is claimed before it runs (`set_running_or_notify_cancel`): one cancelled while queued is
 dropped, one already running finishes, and its outcome is never set on a future that is not waiting
-for it. Nothing after a commit (the checkpoint file, results) can stop the thread; if it stops
+for it. Coroutines waiting on an event loop (`Waiting`) hear of a batch's outcomes in one call on
+their loop, not one wake-up each: at 64 clients that is a sixtieth of the cross-thread traffic.
+Nothing after a commit (the checkpoint file, results) can stop the thread; if it stops
 anyway, every caller still waiting gets `WriterStopped` and the store's supervisor starts a new one
 on the same queue.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -36,8 +40,50 @@ from credits.ops import Db, SqliteDb
 
 R = TypeVar("R")
 Op = Callable[[Db], R]
-Item = tuple[Op[Any], Future[Any]]
 logger = logging.getLogger("credits")
+
+
+class Waiting:
+    """A coroutine on an event loop waiting for an operation's outcome (`waiter`). If it gives up
+    (`abandon`), a result that arrives anyway goes to `if_abandoned`."""
+
+    __slots__ = ("if_abandoned", "loop", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiter: asyncio.Future[Any] = loop.create_future()
+        self.if_abandoned: Callable[[Any], None] | None = None
+
+    def abandon(self, if_abandoned: Callable[[Any], None] | None) -> None:
+        """The waiting coroutine was cancelled (on the loop's thread)."""
+        waiter = self.waiter
+        if not waiter.done() or waiter.cancelled():
+            self.if_abandoned = if_abandoned  # the outcome is still to come
+        elif waiter.exception() is None and if_abandoned is not None:
+            if_abandoned(waiter.result())  # it came just before the cancellation
+
+    def tell(self, done: Future[Any]) -> None:
+        """The outcome, on the loop's thread."""
+        waiter = self.waiter
+        error = done.exception()
+        if waiter.cancelled():
+            if error is None and self.if_abandoned is not None:
+                self.if_abandoned(done.result())
+        elif error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(done.result())
+
+
+Item = tuple[Op[Any], Future[Any], Waiting | None]
+
+
+def _tell_all(told: list[tuple[Future[Any], Waiting]]) -> None:
+    for done, waiting in told:
+        try:
+            waiting.tell(done)
+        except Exception:  # one caller's hook must not keep the others from hearing
+            logger.exception("ledger: telling a caller its outcome failed")
 
 
 def connect(path: str, synchronous: str) -> sqlite3.Connection:
@@ -92,12 +138,14 @@ class Writer:
     def alive(self) -> bool:
         return self.thread.is_alive()
 
-    def submit(self, op: Op[R]) -> Future[R]:
+    def submit(self, op: Op[R], waiting: Waiting | None = None) -> Future[R]:
+        """Queue `op`; its outcome is set on the future returned, and told to `waiting`."""
         future: Future[R] = Future()
         if self.stopping:
             future.set_exception(WriterStopped("The ledger is closed."))
+            self._tell([(op, future, waiting)])
             return future
-        self.queue.put((op, future))
+        self.queue.put((op, future, waiting))
         return future
 
     def _run(self) -> None:
@@ -106,12 +154,13 @@ class Writer:
             raw = connect(self.path, self.synchronous)
             if self.wal_in_background:  # the store's background task copies the WAL instead
                 raw.execute("PRAGMA wal_autocheckpoint=0")
-            db = SqliteDb(raw)
+            db = SqliteDb(raw, log_in_memory=True)
             try:
                 while (first := self.queue.get()) is not None:
                     batch = self._claim([first])
                     if batch:
                         self._commit(raw, db, batch)
+                        self._tell(batch)
                     batch = []
                     self._restart_wal(raw)
             finally:
@@ -119,9 +168,21 @@ class Writer:
         finally:
             # Only reached by a stop, or by something no handler below expected: whoever still
             # waits is told rather than left waiting forever.
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(WriterStopped("The ledger's writer stopped mid-write."))
+            self._tell(batch)
+
+    @staticmethod
+    def _tell(batch: list[Item]) -> None:
+        """Each event loop hears its callers' outcomes in one call."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Future[Any], Waiting]]] = {}
+        for _, future, waiting in batch:
+            if waiting is not None and future.done():
+                by_loop.setdefault(waiting.loop, []).append((future, waiting))
+        for loop, told in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody there waits any more
+                loop.call_soon_threadsafe(_tell_all, told)
 
     def _claim(self, batch: list[Item]) -> list[Item]:
         """Up to MAX_BATCH queued operations, each claimed so that it can no longer be cancelled;
@@ -135,7 +196,7 @@ class Writer:
                 self.queue.put(None)
                 break
             batch.append(item)
-        return [(op, future) for op, future in batch if future.set_running_or_notify_cancel()]
+        return [item for item in batch if item[1].set_running_or_notify_cancel()]
 
     def _restart_wal(self, raw: sqlite3.Connection) -> None:
         try:
@@ -152,10 +213,11 @@ class Writer:
 
     def _commit(self, raw: sqlite3.Connection, db: SqliteDb, batch: list[Item]) -> None:
         outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        db.take_log()  # whatever a batch that failed to commit left in memory is not in the log
         try:
             raw.execute("BEGIN IMMEDIATE")
             try:
-                for op, future in batch:
+                for op, future, _ in batch:
                     try:
                         with db.savepoint():
                             outcomes.append((future, op(db), None))
@@ -168,7 +230,7 @@ class Writer:
                     raw.execute("ROLLBACK")
                 raise
         except Exception as exc:  # the commit itself failed: nothing in the batch happened
-            for _, future in batch:
+            for _, future, _ in batch:
                 future.set_exception(exc)
             return
         try:

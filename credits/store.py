@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -297,17 +297,13 @@ class Ledger:
         throughput at 64 clients, bench/ledger.py)."""
         if self._writer is None:
             return await _outlive_caller(self._write_pg(op), if_abandoned)
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[R] = loop.create_future()
-        queued = self._writer.submit(op)
-        queued.add_done_callback(lambda done: loop.call_soon_threadsafe(_pass_on, done, waiter))
+        waiting = sqlite.Waiting(asyncio.get_running_loop())
+        self._writer.submit(op, waiting)
         try:
-            return await waiter
+            result: R = await waiting.waiter
+            return result
         except asyncio.CancelledError:
-            if if_abandoned is not None:
-                queued.add_done_callback(
-                    lambda done: loop.call_soon_threadsafe(_abandoned, done, if_abandoned)
-                )
+            waiting.abandon(if_abandoned)
             raise
 
     async def _write_pg(self, op: Op[R]) -> R:
@@ -424,9 +420,10 @@ class Ledger:
                 return fast
 
         def op(c: Db) -> tuple[Transfer, bool] | CreditsError:
-            account = ops.find_account(c, req.debit)
-            stale = ops.due_holds(c, now, account.id) if account else []
-            for hold in stale:  # stale holds must not block the user
+            if not ops.has_due_holds(c, req.debit, now):
+                return ops.record_new(c, req, now)  # a refusal raises: the whole op is undone
+            account = ops.require_account(c, req.debit)
+            for hold in ops.due_holds(c, now, account.id):  # stale holds must not block the user
                 ops.record(c, _expiry(hold), now)
             try:
                 with c.savepoint():  # a refused reserve is undone; the releases above stay
@@ -526,15 +523,15 @@ class Ledger:
                 return fast
 
         def op(c: Db) -> Transfer:
-            hold = ops.get_transfer(c, hold_id)
-            debit, credit = (hold.debit, hold.credit) if hold else ("", "")
+            hold = ops.find_hold(c, hold_id)
+            debit, credit = (hold.debit.name, hold.credit.name) if hold else ("", "")
             # The resolution carries the hold's metadata (model, kind...) and what settling added.
-            meta = canonical_metadata({**(hold.meta if hold else {}), **extra})
+            meta = canonical_metadata({**(json.loads(hold.metadata) if hold else {}), **extra})
             req = Request(
                 f"{hold_id}/{kind.value}", kind, hold.code if hold else "usage", amount,
                 debit, credit, hold=hold_id, metadata=meta,
             )  # fmt: skip
-            return ops.record(c, req, now)
+            return ops.resolve_hold(c, req, hold, now)[0]
 
         return await self._write(op)
 
@@ -730,23 +727,6 @@ async def _outlive_caller(work: Awaitable[T], if_abandoned: Callable[[T], None] 
 
         task.add_done_callback(abandoned)
         raise
-
-
-def _pass_on(done: Future[R], waiter: asyncio.Future[R]) -> None:
-    """A finished write's outcome to its caller, unless the caller stopped waiting."""
-    if waiter.cancelled():
-        if not done.cancelled():
-            done.exception()  # retrieved: an error nobody waits for is not logged as lost
-        return
-    if (error := done.exception()) is not None:
-        waiter.set_exception(error)
-    else:
-        waiter.set_result(done.result())
-
-
-def _abandoned(done: Future[R], if_abandoned: Callable[[R], None]) -> None:
-    if not done.cancelled() and done.exception() is None:
-        if_abandoned(done.result())
 
 
 def _log_failure(what: str) -> Callable[[asyncio.Future[Any]], None]:

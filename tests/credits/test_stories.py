@@ -58,6 +58,20 @@ async def test_a_hold_settled_for_less_returns_the_rest(ledger: Ledger) -> None:
     await assert_verified(ledger)
 
 
+async def test_a_resolution_whose_id_another_transfer_took_changes_nothing(ledger: Ledger) -> None:
+    """The id a settle would record (`<hold>/post`) was taken by a grant: the settle is refused,
+    and the hold stays open as it was (the claim on it is undone), ready to be released."""
+    await ledger.grant("cat", 10 * CREDIT, "turn:c1/post", code="welcome")
+    await ledger.reserve("cat", 4 * CREDIT, "turn:c1", timeout_s=60)
+    with pytest.raises(IdempotencyConflict):
+        await ledger.settle("turn:c1", 1000)
+    assert await ledger.balance("cat") == Balance(available=6000, held=4000, posted=10000)
+    assert (await ledger.release("turn:c1")).kind is Kind.VOID
+    assert await ledger.balance("cat") == Balance(available=10000, held=0, posted=10000)
+    assert (await ledger.checkpoint()).size == 3  # the grant, the hold, its release: nothing else
+    await assert_verified(ledger)
+
+
 async def test_a_released_hold_charges_nothing(ledger: Ledger) -> None:
     await ledger.grant("cy", 5 * CREDIT, "welcome:cy", code="welcome")
     await ledger.reserve("cy", 5 * CREDIT, "turn:m2", timeout_s=60)
