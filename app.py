@@ -27,6 +27,7 @@ import access  # noqa: E402
 import chat  # noqa: E402
 import grants  # noqa: E402
 import picker  # noqa: E402
+import signins  # noqa: E402
 import statement  # noqa: E402
 import wallet  # noqa: E402
 from agents import graph as conversation  # noqa: E402
@@ -38,8 +39,8 @@ from agents.local import LocalRunner, bundled_model_path  # noqa: E402
 from agents.prompts import SYSTEM_PROMPT  # noqa: E402
 from agents.providers import HealthCheck, chat_model, text_counter, token_counter  # noqa: E402
 from agents.state import TurnContext  # noqa: E402
-from api import edge, health, mount  # noqa: E402
-from auth import identities, passwords  # noqa: E402
+from api import edge, health, mount, signin  # noqa: E402
+from auth import identities, passwords, providers, signup  # noqa: E402
 from auth.sessions import SessionCheck, Standings, guard_events  # noqa: E402
 from auth.throttle import Throttle, ThrottledLogin  # noqa: E402
 from credits import metering  # noqa: E402
@@ -81,6 +82,24 @@ fastapi_app.add_middleware(
 )
 standings = Standings(engine)
 auth_secret = settings.auth_secret()
+sign_in_providers = providers.configured(settings)
+mount(
+    fastapi_app,
+    signin.router(
+        signin.SignIn(
+            engine,
+            sign_in_providers,
+            signup.Policy.of(
+                settings.signup, settings.signup_emails, settings.signup_email_domains,
+                settings.signup_github_org,
+            ),
+            standings,
+            settings.chainlit_url,
+            lambda token: standings.account_of(token, auth_secret),
+            lambda _account, emails: identities.admin_by_email(emails, settings.admin_email_list),
+        )
+    ),
+)  # fmt: skip
 fastapi_app.add_middleware(
     SessionCheck,
     standings=standings,
@@ -193,41 +212,6 @@ async def password_login(username: str, password: str) -> cl.User | None:
     return cl.User(identifier=login.identifier, metadata={"role": login.role, "via": "password"})
 
 
-if any(
-    (
-        settings.oauth_github_client_id,
-        settings.oauth_google_client_id,
-        settings.oauth_generic_client_id,
-    )
-):
-
-    @cl.oauth_callback
-    async def oauth_login(
-        provider_id: str,
-        token: str,
-        raw_user_data: dict[str, Any],
-        default_user: cl.User,
-        id_token: str | None = None,
-    ) -> cl.User | None:
-        """Keyed by the provider's stable subject (`github:4242`), never by the name or an
-        unverified email Chainlit's default user carries (auth/identities.py)."""
-        try:
-            identity = identities.identity_of(provider_id, raw_user_data)
-        except identities.IdentityRefused as refused:
-            log.warning("%s", refused)
-            return None
-        account = await identities.sign_in(engine, identity)
-        if (await standings.of(account)).disabled:
-            return None
-        emails = {identity.email} if identity.email else set()
-        admin = identities.admin_by_email(emails, settings.admin_email_list)
-        return cl.User(
-            identifier=account,
-            display_name=identity.name,
-            metadata={"role": "admin" if admin else "user", "via": provider_id},
-        )
-
-
 def current_model() -> Model:
     """The model for this turn: the one picked in this chat, "auto", or the default."""
     chosen = (cl.user_session.get("chat_settings") or {}).get(picker.WIDGET)
@@ -325,7 +309,10 @@ async def show_receipt(action: cl.Action) -> None:
 
 def command_menu(admin: bool) -> list[CommandDict]:
     """The commands offered in the composer: /usage to all, /grant and /adjust to admins."""
-    offered = [("usage", "chart-column", "Your spending, last transfers and their receipts")]
+    offered = [
+        ("usage", "chart-column", "Your spending, last transfers and their receipts"),
+        ("signins", "key-round", "How you sign in, and linking another provider"),
+    ]
     if admin:
         offered += [(verb, "coins", grants.USAGE[verb]) for verb in grants.VERBS]
         offered += [(verb, "user-cog", access.USAGE[verb]) for verb in access.VERBS]
@@ -348,6 +335,10 @@ def command_of(message: cl.Message) -> tuple[str, str] | None:
 
 
 async def run_command(command: str, text: str, message: cl.Message) -> None:
+    if command == "signins":
+        text = await signins.overview(engine, user_id(), sign_in_providers)
+        await cl.Message(content=text, author=wallet.AUTHOR).send()
+        return
     if command == "usage":
         labels = {m.id: m.label for m in catalog.models.values()}
         await (await statement.statement(ledger, user_id(), labels, wallet.AUTHOR)).send()
@@ -369,7 +360,7 @@ async def run_command(command: str, text: str, message: cl.Message) -> None:
         await show_balance(cl.context.session.thread_id, None)
 
 
-COMMANDS = ("usage", *grants.VERBS, *access.VERBS)
+COMMANDS = ("usage", "signins", *grants.VERBS, *access.VERBS)
 
 
 def edited(message: cl.Message) -> bool:

@@ -1,8 +1,8 @@
 """The one place configuration is read: environment variables and `.env`, typed and documented.
 
 Every field here is listed in `.env.example` with its default and meaning (a test checks it). Nothing
-else in the project calls `os.getenv`; Chainlit reads a few variables of its own (the auth secret, OAuth
-client ids), and `export_for_chainlit` hands it the values settled here.
+else in the project calls `os.getenv`; Chainlit reads a few variables of its own (the auth secret,
+the public URL), and `export_for_chainlit` hands it the values settled here.
 """
 
 from __future__ import annotations
@@ -74,13 +74,31 @@ class Settings(BaseSettings):
     oauth_github_client_secret: SecretStr | None = Field(None, description="GitHub OAuth secret.")
     oauth_google_client_id: str | None = Field(None, description="Google OAuth client id.")
     oauth_google_client_secret: SecretStr | None = Field(None, description="Google OAuth secret.")
-    oauth_generic_client_id: str | None = Field(None, description="Generic OIDC client id.")
-    oauth_generic_client_secret: SecretStr | None = Field(None, description="Generic OIDC secret.")
-    oauth_generic_auth_url: str | None = Field(None, description="OIDC authorization endpoint.")
-    oauth_generic_token_url: str | None = Field(None, description="OIDC token endpoint.")
-    oauth_generic_user_info_url: str | None = Field(None, description="OIDC userinfo endpoint.")
-    oauth_generic_scopes: str | None = Field(None, description="OIDC scopes, e.g. 'openid email'.")
-    oauth_generic_name: str | None = Field(None, description="Name shown on the OIDC button.")
+    oauth_github_web_url: str = Field(
+        "https://github.com", description="GitHub's web address (GitHub Enterprise: yours)."
+    )
+    oauth_github_api_url: str = Field(
+        "https://api.github.com", description="GitHub's API address (GitHub Enterprise: yours)."
+    )
+    oidc_providers: str = Field(
+        "",
+        description="OpenID Connect providers as name=issuer pairs, comma-separated "
+        "(acme=https://login.acme.com); each needs OIDC_<NAME>_CLIENT_ID, and usually "
+        "OIDC_<NAME>_CLIENT_SECRET (OIDC_<NAME>_LABEL names its button).",
+    )
+    signup: Literal["open", "allowlist", "invite"] = Field(
+        "open",
+        description="Who may make an account by signing in through a provider: open (anyone), "
+        "allowlist (SIGNUP_EMAILS, SIGNUP_EMAIL_DOMAINS, SIGNUP_GITHUB_ORG, or an invitation), "
+        "invite (an invitation only: python -m auth invite EMAIL).",
+    )
+    signup_emails: str = Field("", description="Verified emails that may sign up (allowlist).")
+    signup_email_domains: str = Field(
+        "", description="Email domains whose verified addresses may sign up (allowlist)."
+    )
+    signup_github_org: str | None = Field(
+        None, description="GitHub organisation whose members may sign up (allowlist)."
+    )
     session_days: int = Field(
         7, ge=1, le=90, description="How long a sign-in lasts (the session cookie and token)."
     )
@@ -213,13 +231,10 @@ class Settings(BaseSettings):
     def export_for_chainlit(self) -> None:
         """Hand Chainlit the variables it reads itself."""
         os.environ["CHAINLIT_AUTH_SECRET"] = self.auth_secret()
-        for name in type(self).model_fields:
-            if name.startswith("oauth_") or name == "chainlit_url":
-                value = getattr(self, name)
-                if isinstance(value, SecretStr):
-                    value = value.get_secret_value()
-                if value:
-                    os.environ[name.upper()] = value
+        # Not the OAuth settings: sign-in through providers is ours (auth/flows.py), and
+        # Chainlit's own providers, which check neither PKCE nor id_tokens, stay off.
+        if self.chainlit_url:
+            os.environ["CHAINLIT_URL"] = self.chainlit_url
 
 
 def write_private(path: Path, text: str, replace: bool = False) -> None:

@@ -5,6 +5,10 @@ python -m auth passwd alice@example.com [--password-stdin]   also ends the accou
 python -m auth disable ACCOUNT    nobody signs in as it, its sessions end, its holds are released
 python -m auth enable ACCOUNT     it may sign in again (its credits were never touched)
 python -m auth logout ACCOUNT     ends all its sessions (signed out everywhere)
+python -m auth identities ACCOUNT the provider sign-ins linked to an account
+python -m auth unlink ACCOUNT PROVIDER SUBJECT   removes one of them
+python -m auth invite EMAIL       lets the person whose provider verifies EMAIL sign up (SIGNUP)
+python -m auth invitations        lists invitations, and who used them
 
 ACCOUNT is a password login (`alice@example.com`) or an identity's account (`github:4242`).
 """
@@ -16,7 +20,7 @@ import asyncio
 import getpass
 import sys
 
-from auth import passwords
+from auth import identities, passwords, signup
 from auth.sessions import Standings
 from credits.configured import ledger_from_settings
 from settings import get_settings
@@ -45,9 +49,17 @@ async def main(argv: list[str]) -> int:
     change.add_argument("--password-stdin", action="store_true")
     for verb, text in STANDING.items():
         sub.add_parser(verb, help=text).add_argument("account")
+    sub.add_parser("identities", help="list an account's provider sign-ins").add_argument("account")
+    unlink = sub.add_parser("unlink", help="remove one of an account's provider sign-ins")
+    for name in ("account", "provider", "subject"):
+        unlink.add_argument(name)
+    sub.add_parser("invite", help="invite an email to sign up").add_argument("email")
+    sub.add_parser("invitations", help="list invitations")
     args = parser.parse_args(argv)
     if args.command in STANDING:
         return await set_standing(args.command, args.account)
+    if args.command in ("identities", "unlink", "invite", "invitations"):
+        return await manage_sign_ups(args)
 
     password = read_password(args.password_stdin)
     if len(password) < 8:
@@ -71,6 +83,34 @@ async def main(argv: list[str]) -> int:
             print(
                 f"Password changed for {passwords.normalise(args.identifier)}; its sessions ended."
             )
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def manage_sign_ups(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    await upgrade_async(settings.db_url)
+    engine = create_engine(settings.db_url)
+    try:
+        if args.command == "identities":
+            found = await identities.links(engine, args.account)
+            for link in found:
+                print(f"{link.provider} {link.subject} {link.email or '(no verified email)'}")
+            print(f"{args.account}: {len(found) or 'none'}")
+        elif args.command == "unlink":
+            if not await identities.unlink(engine, args.account, args.provider, args.subject):
+                print(f"{args.account} has no such sign-in; nothing was changed.", file=sys.stderr)
+                return 1
+            print(f"Removed {args.provider} {args.subject} from {args.account}.")
+        elif args.command == "invite":
+            if not await signup.invite(engine, args.email, "cli"):
+                print(f"{args.email} was invited already.", file=sys.stderr)
+                return 1
+            print(f"Invited {passwords.normalise(args.email)} (SIGNUP is {settings.signup}).")
+        else:
+            for email, used_by in await signup.pending(engine):
+                print(f"{email} {'used by ' + used_by if used_by else 'not used yet'}")
     finally:
         await engine.dispose()
     return 0

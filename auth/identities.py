@@ -42,20 +42,21 @@ class IdentityRefused(Exception):
 
 @dataclass(frozen=True)
 class Identity:
-    provider: str
+    provider: str  # the key its subject is unique within: `github`, or an OIDC issuer's URL
     subject: str
     email: str | None  # verified by the provider, or None
     name: str
+    prefix: str = ""  # its account's name starts with this (the provider's configured name)
 
     @property
     def account(self) -> str:
         """Who this identity is here, when it is not linked to an existing account."""
-        return f"{self.provider}:{self.subject}"
+        return f"{self.prefix or self.provider}:{self.subject}"
 
 
-def identity_of(provider: str, raw: dict[str, Any]) -> Identity:
-    """The identity in a provider's user data (GitHub's user API with its emails; Google's and any
-    OpenID Connect provider's claims)."""
+def identity_of(provider: str, raw: dict[str, Any], prefix: str = "") -> Identity:
+    """The identity in a provider's user data (GitHub's user API with its emails; an OpenID
+    Connect provider's verified id_token claims)."""
     if provider == "github":
         subject = raw.get("id")
         verified = [
@@ -70,16 +71,20 @@ def identity_of(provider: str, raw: dict[str, Any]) -> Identity:
         email = str(raw["email"]) if ok and raw.get("email") else None
         name = str(raw.get("name") or raw.get("preferred_username") or "")
     if subject is None or str(subject).strip() == "" or len(str(subject)) > 255:
-        raise IdentityRefused(f"The {provider} sign-in named no stable subject: refused.")
+        raise IdentityRefused(f"The {prefix or provider} sign-in named no stable subject: refused.")
     return Identity(
-        provider, str(subject), normalise(email) if email else None, name or str(subject)
+        provider, str(subject), normalise(email) if email else None, name or str(subject), prefix
     )
 
 
-async def sign_in(engine: AsyncEngine, identity: Identity) -> str:
-    """Record the identity (its verified email as the provider says now); its account."""
-    now = datetime.now(UTC)
-    key = (identities.c.provider == identity.provider) & (identities.c.subject == identity.subject)
+def _key(provider: str, subject: str) -> Any:
+    return (identities.c.provider == provider) & (identities.c.subject == subject)
+
+
+async def known(engine: AsyncEngine, identity: Identity) -> str | None:
+    """The account this identity signs in to, if it has one (its verified email is recorded as
+    the provider says it now)."""
+    key = _key(identity.provider, identity.subject)
     async with engine.begin() as conn:
         found = (await conn.execute(select(identities.c.account).where(key))).scalar_one_or_none()
         if found is not None:
@@ -88,21 +93,66 @@ async def sign_in(engine: AsyncEngine, identity: Identity) -> str:
                 .where(key)
                 .values(
                     email=identity.email, email_verified=identity.email is not None,
-                    last_seen_at=now,
+                    last_seen_at=datetime.now(UTC),
                 )
             )  # fmt: skip
-            return str(found)
-    # The same identity signing in twice at once: the first insert stands, the account is the same.
+    return None if found is None else str(found)
+
+
+async def attach(engine: AsyncEngine, identity: Identity, account: str | None = None) -> str:
+    """Record the identity as signing in to `account` (default: an account of its own); the
+    account it signs in to. If it was recorded meanwhile (the same person signing in twice at
+    once), the first record stands and its account is the answer."""
+    now = datetime.now(UTC)
     with contextlib.suppress(IntegrityError):
         async with engine.begin() as conn:
             await conn.execute(
                 identities.insert().values(
                     provider=identity.provider, subject=identity.subject,
-                    account=identity.account, email=identity.email,
+                    account=account or identity.account, email=identity.email,
                     email_verified=identity.email is not None, created_at=now, last_seen_at=now,
                 )
             )  # fmt: skip
-    return identity.account
+            return account or identity.account
+    found = await known(engine, identity)
+    assert found is not None, "an insert refused for its key means the key is there"
+    return found
+
+
+async def sign_in(engine: AsyncEngine, identity: Identity) -> str:
+    """The identity's account, made for it at its first sign-in."""
+    return await known(engine, identity) or await attach(engine, identity)
+
+
+@dataclass(frozen=True)
+class Link:
+    provider: str
+    subject: str
+    email: str | None
+    created_at: datetime
+
+
+async def links(engine: AsyncEngine, account: str) -> list[Link]:
+    """The provider identities that sign in to `account`, oldest first."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(
+                identities.c.provider, identities.c.subject, identities.c.email,
+                identities.c.created_at,
+            )
+            .where(identities.c.account == account)
+            .order_by(identities.c.created_at)
+        )  # fmt: skip
+        return [Link(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+async def unlink(engine: AsyncEngine, account: str, provider: str, subject: str) -> bool:
+    """Remove one of `account`'s identities (never another account's); whether it was there."""
+    async with engine.begin() as conn:
+        done = await conn.execute(
+            identities.delete().where(_key(provider, subject) & (identities.c.account == account))
+        )
+        return bool(done.rowcount)
 
 
 async def verified_emails(engine: AsyncEngine, account: str) -> set[str]:

@@ -84,6 +84,17 @@ class Standings:
             return True
         return (await self.of(account)).admits(float(issued))
 
+    async def account_of(self, token: str, secret: str) -> str | None:
+        """The account of a session token that is valid and still counts; else None."""
+        try:
+            claims = jwt.decode(token, secret, algorithms=["HS256"])
+        except jwt.PyJWTError:
+            return None
+        account, issued = claims.get("identifier"), claims.get("iat")
+        if not isinstance(account, str) or not isinstance(issued, int | float):
+            return None
+        return account if (await self.of(account)).admits(float(issued)) else None
+
     async def set(
         self, account: str, disabled: bool | None = None, end_sessions: bool = False
     ) -> Standing:

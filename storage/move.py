@@ -34,7 +34,10 @@ from storage.engine import sync_url
 from storage.migrate import upgrade
 
 MARKER = "moved-to-postgres.json"
-APP_TABLES = ("users", "threads", "steps", "elements", "feedbacks", "logins", "preferences")
+APP_TABLES = (
+    "users", "threads", "steps", "elements", "feedbacks", "logins", "preferences", "identities",
+    "account_standing", "invitations",
+)  # fmt: skip
 LEDGER_TABLES = (
     "ledger_meta", "ledger_accounts", "ledger_transfers", "ledger_log", "ledger_checkpoints",
     "ledger_open_holds", "ledger_log_queue", "ledger_log_head",

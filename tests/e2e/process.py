@@ -31,20 +31,28 @@ def app_environment(data_dir: Path, **overrides: str) -> dict[str, str]:
 
 @contextmanager
 def running_app(
-    data_dir: Path, script: Path = ROOT / "app.py", ready: str = "/healthz", **overrides: str
+    data_dir: Path,
+    script: Path = ROOT / "app.py",
+    ready: str = "/healthz",
+    port: int | None = None,
+    **overrides: str,
 ) -> Iterator[str]:
     """Run the app (or another Chainlit `script`, from its own folder) on a free loopback port
-    until the block ends; yields its base URL once `ready` answers 200."""
-    with app_process(data_dir, script, ready, **overrides) as (base_url, _):
+    (or `port`) until the block ends; yields its base URL once `ready` answers 200."""
+    with app_process(data_dir, script, ready, port, **overrides) as (base_url, _):
         yield base_url
 
 
 @contextmanager
 def app_process(
-    data_dir: Path, script: Path = ROOT / "app.py", ready: str = "/healthz", **overrides: str
+    data_dir: Path,
+    script: Path = ROOT / "app.py",
+    ready: str = "/healthz",
+    port: int | None = None,
+    **overrides: str,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """`running_app`, also yielding the process (benchmarks read its CPU time)."""
-    port = free_port()
+    port = port or free_port()
     log = data_dir / "app.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
