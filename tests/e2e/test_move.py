@@ -15,11 +15,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from auth import identities
+from auth.identities import Identity
 from credits.audit import check_receipt, receipt, verify
 from credits.configured import ledger_from_settings
 from credits.store import Ledger
 from settings import ROOT, Settings
+from storage.engine import create_engine
 from storage.move import MARKER
 from tests.conftest import _fresh_postgres
 from tests.e2e.client import ChatSession, login, messages
@@ -89,6 +93,15 @@ async def test_a_sqlite_install_moves_to_postgres_whole(
         await admin.change_settings({"model": REMOTE})
         await admin.turn("Hello.")
         await admin.close()
+        # The sign-in records move too: a provider identity, an invitation, a standing.
+        engine = create_engine(f"sqlite+aiosqlite:///{data_dir / 'app.db'}")
+        await identities.attach(
+            engine, Identity("https://login.acme.com", "s-1", None, "Sam", "acme")
+        )
+        await engine.dispose()
+        for args in (("invite", "zoe@example.com"), ("logout", PERSON[0])):
+            done = run_cli(data_dir, "-m", "auth", *args)
+            assert done.returncode == 0, done.stderr
     assert thread_id
 
     book = await open_ledger(data_dir)
@@ -116,6 +129,13 @@ async def test_a_sqlite_install_moves_to_postgres_whole(
     assert (data_dir / MARKER).exists()
     again = run_cli(data_dir, "-m", "storage", "move-to-postgres", "--to", fresh_postgres_url)
     assert again.returncode == 2 and "already has" in again.stderr  # never into a used database
+
+    engine = create_engine(fresh_postgres_url)
+    async with engine.connect() as conn:
+        for table in ("identities", "invitations", "account_standing"):
+            count = (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+            assert count == 1, table
+    await engine.dispose()
 
     book = await open_ledger(data_dir, fresh_postgres_url)
     try:
