@@ -75,25 +75,15 @@ class Standings:
     async def admits(self, token: str, secret: str) -> bool:
         """Whether a session token still counts: valid, and its account's standing admits it.
         (An invalid or expired token is Chainlit's to refuse; it is let through here.)"""
-        try:
-            claims = jwt.decode(token, secret, algorithms=["HS256"])
-        except jwt.PyJWTError:
-            return True
-        account, issued = claims.get("identifier"), claims.get("iat")
-        if not isinstance(account, str) or not isinstance(issued, int | float):
-            return True
-        return (await self.of(account)).admits(float(issued))
+        signed = _signed(token, secret)
+        return signed is None or (await self.of(signed[0])).admits(signed[1])
 
     async def account_of(self, token: str, secret: str) -> str | None:
         """The account of a session token that is valid and still counts; else None."""
-        try:
-            claims = jwt.decode(token, secret, algorithms=["HS256"])
-        except jwt.PyJWTError:
+        signed = _signed(token, secret)
+        if signed is None or not (await self.of(signed[0])).admits(signed[1]):
             return None
-        account, issued = claims.get("identifier"), claims.get("iat")
-        if not isinstance(account, str) or not isinstance(issued, int | float):
-            return None
-        return account if (await self.of(account)).admits(float(issued)) else None
+        return signed[0]
 
     async def set(
         self, account: str, disabled: bool | None = None, end_sessions: bool = False
@@ -129,6 +119,18 @@ class Standings:
     async def _read(self, account: str) -> Standing:
         self._cache.pop(account, None)
         return await self.of(account)
+
+
+def _signed(token: str, secret: str) -> tuple[str, float] | None:
+    """(account, issued at) of a valid session token; None for anything else."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"])
+    except jwt.PyJWTError:
+        return None
+    account, issued = claims.get("identifier"), claims.get("iat")
+    if not isinstance(account, str) or not isinstance(issued, int | float):
+        return None
+    return account, float(issued)
 
 
 class SessionCheck:
