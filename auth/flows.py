@@ -130,6 +130,10 @@ async def identity(
             raise SignInRefused(
                 f"{provider.label} could not be reached ({exc}); try again later."
             ) from exc
+        except (ValueError, KeyError, AttributeError) as exc:  # an answer not in the shape promised
+            raise SignInRefused(
+                f"{provider.label} sent an answer that could not be read; try again later."
+            ) from exc
         except IdentityRefused as exc:
             raise SignInRefused(str(exc)) from exc
 
