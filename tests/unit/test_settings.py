@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from auth.providers import parse_oidc_list
 from settings import ROOT, Settings
 
 
@@ -40,6 +41,11 @@ def test_env_example_documents_nothing_that_does_not_exist() -> None:
     known |= {
         v for p in catalogue["providers"].values() for k, v in p.items() if k.endswith("_env")
     }
+    # Each OpenID Connect provider named in the example's OIDC_PROVIDERS has variables of its own.
+    example = re.search(r"^#?\s?OIDC_PROVIDERS=(.*)$", (ROOT / ".env.example").read_text(), re.M)
+    assert example, "the example names no OIDC provider"
+    for name, _ in parse_oidc_list(example.group(1)):
+        known |= {f"OIDC_{name.upper()}_{part}" for part in ("CLIENT_ID", "CLIENT_SECRET", "LABEL")}
     assert documented_names() - known == set()
 
 
