@@ -39,7 +39,7 @@ from agents.local import LocalRunner, bundled_model_path  # noqa: E402
 from agents.prompts import SYSTEM_PROMPT  # noqa: E402
 from agents.providers import HealthCheck, chat_model, text_counter, token_counter  # noqa: E402
 from agents.state import TurnContext  # noqa: E402
-from api import edge, health, mount, signin  # noqa: E402
+from api import edge, health, mount, password, signin  # noqa: E402
 from auth import identities, passwords, providers, signup  # noqa: E402
 from auth.sessions import SessionCheck, Standings, guard_events  # noqa: E402
 from auth.throttle import Throttle, ThrottledLogin  # noqa: E402
@@ -74,14 +74,13 @@ WELCOME_UNITS = settings.welcome_bonus_credits * UNITS_PER_CREDIT
 LOW_UNITS = settings.low_balance_credits * UNITS_PER_CREDIT
 
 mount(fastapi_app, health.router(engine, catalog, health_check, ledger))
-fastapi_app.add_middleware(
-    ThrottledLogin,
-    throttle=Throttle(
-        settings.redis_url, settings.login_attempts_per_address, settings.login_attempts_per_account
-    ),
+throttle = Throttle(
+    settings.redis_url, settings.login_attempts_per_address, settings.login_attempts_per_account
 )
+fastapi_app.add_middleware(ThrottledLogin, throttle=throttle)
 standings = Standings(engine)
 auth_secret = settings.auth_secret()
+mount(fastapi_app, password.router(engine, standings, throttle, auth_secret))
 sign_in_providers = providers.configured(settings)
 mount(
     fastapi_app,
@@ -307,11 +306,20 @@ async def show_receipt(action: cl.Action) -> None:
     await (await statement.prove(ledger, user_id(), wanted, wallet.AUTHOR)).send()
 
 
+@cl.action_callback(signins.UNLINK_ACTION)
+async def unlink_signin(action: cl.Action) -> None:
+    said = await signins.unlink(
+        engine, user_id(), action.payload.get("provider"), action.payload.get("subject")
+    )
+    await cl.Message(content=said, author=wallet.AUTHOR).send()
+
+
 def command_menu(admin: bool) -> list[CommandDict]:
     """The commands offered in the composer: /usage to all, /grant and /adjust to admins."""
     offered = [
         ("usage", "chart-column", "Your spending, last transfers and their receipts"),
         ("signins", "key-round", "How you sign in, and linking another provider"),
+        ("password", "lock", "Change your password"),
     ]
     if admin:
         offered += [(verb, "coins", grants.USAGE[verb]) for verb in grants.VERBS]
@@ -336,7 +344,10 @@ def command_of(message: cl.Message) -> tuple[str, str] | None:
 
 async def run_command(command: str, text: str, message: cl.Message) -> None:
     if command == "signins":
-        text = await signins.overview(engine, user_id(), sign_in_providers)
+        await (await signins.overview(engine, user_id(), sign_in_providers, wallet.AUTHOR)).send()
+        return
+    if command == "password":
+        text = await signins.password_text(engine, user_id())
         await cl.Message(content=text, author=wallet.AUTHOR).send()
         return
     if command == "usage":
@@ -360,7 +371,7 @@ async def run_command(command: str, text: str, message: cl.Message) -> None:
         await show_balance(cl.context.session.thread_id, None)
 
 
-COMMANDS = ("usage", "signins", *grants.VERBS, *access.VERBS)
+COMMANDS = ("usage", "signins", "password", *grants.VERBS, *access.VERBS)
 
 
 def edited(message: cl.Message) -> bool:

@@ -110,3 +110,40 @@ async def test_a_password_change_ends_the_other_sessions(sessions_app: tuple[str
     assert await user_endpoint(base_url, old) == 401
     new = await login(base_url, who, "another-long-password")
     assert await user_endpoint(base_url, new) == 200
+
+
+async def test_a_password_changed_from_the_browser_ends_the_other_sessions_and_keeps_this_one(
+    sessions_app: tuple[str, Path],
+) -> None:
+    base_url, data_dir = sessions_app
+    who, password = await person(base_url, data_dir, "browser-changer")
+    elsewhere = await login(base_url, who, password)
+    chat = ChatSession(base_url, elsewhere)
+    await chat.connect()
+    await asyncio.sleep(1.1)
+    async with httpx.AsyncClient(
+        base_url=base_url, cookies=await login(base_url, who, password)
+    ) as here:
+        page = await here.get("/auth/password")
+        assert page.status_code == 200 and "name='current'" in page.text
+        change = {"current": password, "new": "a-new-long-password", "again": "a-new-long-password"}
+        for wrong, said in (
+            ({**change, "current": "not-my-password"}, "current password is wrong"),
+            ({**change, "again": "something-else-x"}, "differ"),
+            ({**change, "new": "short", "again": "short"}, "at least 8"),
+        ):
+            refused = await here.post("/auth/password", data=wrong)
+            assert refused.status_code == 400 and said in refused.text
+        await asyncio.sleep(2.1)
+        assert await user_endpoint(base_url, elsewhere) == 200  # a refusal changed nothing
+        done = await here.post("/auth/password", data=change)
+        assert done.status_code == 200 and "other sessions have ended" in done.text
+        await asyncio.sleep(2.1)
+        assert (await here.get("/user")).status_code == 200  # this browser stays signed in
+    assert await user_endpoint(base_url, elsewhere) == 401
+    assert await ended(chat)
+    with pytest.raises(httpx.HTTPStatusError):
+        await login(base_url, who, password)
+    assert await user_endpoint(base_url, await login(base_url, who, "a-new-long-password")) == 200
+    async with httpx.AsyncClient(base_url=base_url) as stranger:  # no session: to the sign-in page
+        assert (await stranger.post("/auth/password", data=change)).status_code == 401

@@ -28,6 +28,7 @@ import pytest
 from settings import ROOT
 from tests.e2e.client import ChatSession, messages
 from tests.e2e.process import app_environment, free_port, running_app
+from tests.fakes.github_server import FakeGitHub, GitHubUser
 from tests.fakes.oidc_server import FakeOidc
 
 pytestmark = pytest.mark.e2e
@@ -53,10 +54,12 @@ class Site:
     issuers: dict[str, str]  # provider name -> issuer URL
     fake: FakeOidc
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    github: FakeGitHub
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "auth", *args], cwd=ROOT, capture_output=True, text=True,
-            env=app_environment(self.data_dir),
+            env=app_environment(self.data_dir), input=stdin,
         )  # fmt: skip
 
 
@@ -83,6 +86,7 @@ def site() -> Iterator[Site]:
         for name, port in ports.items()
     }
     fake = FakeOidc("fake-client").start()
+    github = FakeGitHub("gh-client", "gh-secret").start()
     issuers = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     issuers["fake"] = fake.issuer
     data_dir = Path(tempfile.mkdtemp(prefix="creditchat-signin-"))
@@ -98,13 +102,16 @@ def site() -> Iterator[Site]:
             OIDC_ACME_LABEL="Acme",
             OIDC_CORP_CLIENT_ID=CLIENT_ID, OIDC_CORP_CLIENT_SECRET=CLIENT_SECRET,
             OIDC_FAKE_CLIENT_ID="fake-client", OIDC_FAKE_CLIENT_SECRET="fake-secret",
-            SIGNUP="allowlist", SIGNUP_EMAIL_DOMAINS="example.com",
+            OAUTH_GITHUB_CLIENT_ID="gh-client", OAUTH_GITHUB_CLIENT_SECRET="gh-secret",
+            OAUTH_GITHUB_WEB_URL=github.url, OAUTH_GITHUB_API_URL=github.url,
+            SIGNUP="allowlist", SIGNUP_EMAIL_DOMAINS="example.com", SIGNUP_GITHUB_ORG="acme-org",
             LOGIN_ATTEMPTS_PER_ADDRESS="100000/minute",
             LOGIN_ATTEMPTS_PER_ACCOUNT="100000/minute",
         ) as base_url:  # fmt: skip
-            yield Site(base_url, data_dir, issuers, fake)
+            yield Site(base_url, data_dir, issuers, fake, github)
     finally:
         fake.stop()
+        github.stop()
         for proc in providers.values():
             proc.terminate()
             proc.wait(timeout=10)
@@ -170,7 +177,7 @@ async def balance_text(site: Site, http: httpx.AsyncClient) -> str:
 
 async def test_sign_up_sign_in_again_link_a_second_provider_and_sign_out(site: Site) -> None:
     config = (await httpx.AsyncClient().get(f"{site.base_url}/auth/config")).json()
-    assert config["oauthProviders"] == ["acme", "corp", "fake"]
+    assert config["oauthProviders"] == ["github", "acme", "corp", "fake"]
 
     first, browser = await sign_in(site, "acme", "ann")
     assert first.status_code == 302 and first.headers["location"].endswith(
@@ -194,9 +201,27 @@ async def test_sign_up_sign_in_again_link_a_second_provider_and_sign_out(site: S
     events = await chat.send("/signins")
     shown = str([m["output"] for m in messages(events)])
     assert "Acme (ann@example.com)" in shown and "ann.at.corp@example.com" in shown
-    await chat.close()
     listed = site.cli("identities", "acme:ann")
     assert site.issuers["acme"] in listed.stdout and site.issuers["corp"] in listed.stdout
+
+    # Removing a link from the chat: a forged button naming someone else's sign-in changes
+    # nothing; ann's own Remove does, and corp's ann is then a person of her own.
+    buttons = [d for n, d in events if n == "action" and d["name"] == "unlink_signin"]
+    assert len(buttons) == 2
+    await sign_in(site, "corp", "zed")
+    forged = {**buttons[0], "payload": {"provider": site.issuers["corp"], "subject": "zed"}}
+    start = len(chat.events)
+    assert await chat.call_action(forged) == 200
+    await chat.wait_until(lambda ev: "not one of yours" in str(ev), start)
+    assert site.cli("identities", "corp:zed").stdout.strip().endswith("1")
+    corp = next(b for b in buttons if b["payload"]["provider"] == site.issuers["corp"])
+    start = len(chat.events)
+    assert await chat.call_action(corp) == 200
+    await chat.wait_until(lambda ev: "Removed" in str(ev), start)
+    await chat.close()
+    _, fourth_browser = await sign_in(site, "corp", "ann.at.corp")
+    assert await whoami(site, fourth_browser) == "corp:ann.at.corp"
+    await fourth_browser.aclose()
 
     # A sign-in that belongs to someone else cannot be linked to ann.
     await sign_in(site, "acme", "bob")
@@ -282,3 +307,52 @@ async def test_no_verified_email_no_account_and_a_disabled_account_stays_out(sit
     assert shut.status_code == 400 and "disabled" in reason(shut)
     for client in (http, again):
         await client.aclose()
+
+
+async def role_of_session(site: Site, http: httpx.AsyncClient) -> object:
+    return (await http.get(f"{site.base_url}/user")).json()["metadata"].get("role")
+
+
+async def test_github_sign_ups_by_org_or_listed_email_and_a_look_alike_stays_another_person(
+    site: Site,
+) -> None:
+    """The password administrator `bob` and GitHub's `bob` are two people: the GitHub one is let
+    in as a member of the allowed organisation (his only email is unverified), as himself, with
+    no admin role. A GitHub user with neither membership nor a listed email is refused."""
+    added = site.cli("add", "bob", "--admin", "--password-stdin", stdin="bobs-admin-password\n")
+    assert added.returncode == 0, added.stderr
+    site.github.person = GitHubUser(
+        4242, "bob", [{"email": "bob@example.com", "verified": False, "primary": True}],
+        orgs=("acme-org",),
+    )  # fmt: skip
+    answer, http = await sign_in(site, "github", "-")
+    assert answer.status_code == 302, reason(answer)
+    assert await whoami(site, http) == "github:4242"
+    assert await role_of_session(site, http) == "user"
+    async with httpx.AsyncClient() as admin:
+        signed = await admin.post(
+            f"{site.base_url}/login", data={"username": "bob", "password": "bobs-admin-password"}
+        )
+        assert signed.status_code == 200
+        assert await whoami(site, admin) == "bob"
+        assert await role_of_session(site, admin) == "admin"
+    await http.aclose()
+
+    site.github.person = GitHubUser(
+        77, "carol", [{"email": "carol@example.com", "verified": True, "primary": True}]
+    )  # a listed domain, verified: in, though not a member
+    answer, http = await sign_in(site, "github", "-")
+    assert answer.status_code == 302 and await whoami(site, http) == "github:77"
+    await http.aclose()
+
+    site.github.person = GitHubUser(
+        99, "mallory", [{"email": "mallory@elsewhere.org", "verified": True, "primary": True}]
+    )
+    answer, http = await sign_in(site, "github", "-")
+    assert answer.status_code == 400 and "not on this site's list" in reason(answer)
+    assert await whoami(site, http) is None
+    assert site.cli("identities", "github:99").stdout.strip().endswith("none")
+    site.cli("invite", "mallory@elsewhere.org")
+    answer, http = await sign_in(site, "github", "-", http=http)
+    assert answer.status_code == 302 and await whoami(site, http) == "github:99"  # invited
+    await http.aclose()
