@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import httpx
 import pytest
 
 from credits.store import Ledger
+from settings import ROOT
 from tests.e2e.client import ChatSession, login
 from tests.e2e.conftest import ADMIN, RunningApp, new_user, open_chat
+from tests.e2e.process import app_environment
 from tests.e2e.test_commands import said
 from tests.e2e.test_sessions import ended
 
@@ -74,3 +78,22 @@ async def test_someone_who_is_not_an_admin_cannot_disable(app: RunningApp) -> No
     finally:
         await chat.close()
     await login(app.base_url, victim, victims_password)
+
+
+async def test_an_admin_invites_someone_once(app: RunningApp) -> None:
+    admin = await open_chat(app, *ADMIN)
+    try:
+        done = said(await admin.send("/invite Zoe@Example.com"))
+        assert "**zoe@example.com is invited**" in done
+        again = said(await admin.send("/invite zoe@example.com"))
+        assert "invited already" in again and "Nothing was changed" in again
+        bad = said(await admin.send("/invite not an email"))
+        assert "not an email address" in bad
+    finally:
+        await admin.close()
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "auth", "invitations"], cwd=ROOT, capture_output=True, text=True,
+        env=app_environment(app.data_dir), check=True,
+    )  # fmt: skip
+    assert listed.stdout.count("zoe@example.com") == 1 and "not used yet" in listed.stdout

@@ -127,6 +127,7 @@ async def test_an_admin_grants_and_adjusts_recorded_with_their_identity(
         "disable",
         "enable",
         "logout",
+        "invite",
     }
 
     message_id = str(uuid.uuid4())
