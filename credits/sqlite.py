@@ -45,34 +45,42 @@ logger = logging.getLogger("credits")
 
 class Waiting:
     """A coroutine on an event loop waiting for an operation's outcome (`waiter`). If it gives up
-    (`abandon`), a result that arrives anyway goes to `if_abandoned`."""
+    (`abandon`), the result goes to `if_abandoned` instead, exactly once, whichever comes first on
+    the loop: the outcome, or the cancelled coroutine's `abandon` (a Stop cancels the waiter at
+    once, but the coroutine hears of it a step later, and the outcome may be told in between)."""
 
-    __slots__ = ("if_abandoned", "loop", "waiter")
+    __slots__ = ("if_abandoned", "loop", "outcome", "waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.waiter: asyncio.Future[Any] = loop.create_future()
         self.if_abandoned: Callable[[Any], None] | None = None
+        self.outcome: Future[Any] | None = None  # once told
 
     def abandon(self, if_abandoned: Callable[[Any], None] | None) -> None:
         """The waiting coroutine was cancelled (on the loop's thread)."""
+        self.if_abandoned = if_abandoned
         waiter = self.waiter
-        if not waiter.done() or waiter.cancelled():
-            self.if_abandoned = if_abandoned  # the outcome is still to come
-        elif waiter.exception() is None and if_abandoned is not None:
-            if_abandoned(waiter.result())  # it came just before the cancellation
+        if waiter.done() and not waiter.cancelled():  # it had its outcome, then was cancelled
+            if waiter.exception() is None and if_abandoned is not None:
+                if_abandoned(waiter.result())
+        elif self.outcome is not None:  # told after the waiter was cancelled, before this
+            self._hand_over(self.outcome)
 
     def tell(self, done: Future[Any]) -> None:
         """The outcome, on the loop's thread."""
+        self.outcome = done
         waiter = self.waiter
-        error = done.exception()
         if waiter.cancelled():
-            if error is None and self.if_abandoned is not None:
-                self.if_abandoned(done.result())
-        elif error is not None:
+            self._hand_over(done)  # if `abandon` ran already; else `abandon` will
+        elif (error := done.exception()) is not None:
             waiter.set_exception(error)
         else:
             waiter.set_result(done.result())
+
+    def _hand_over(self, done: Future[Any]) -> None:
+        if done.exception() is None and self.if_abandoned is not None:
+            self.if_abandoned(done.result())
 
 
 Item = tuple[Op[Any], Future[Any], Waiting | None]

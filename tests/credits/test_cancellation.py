@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from credits import sqlite
 from credits.audit import verify
 from credits.errors import CreditsError
 from credits.ledger import Balance
@@ -146,3 +148,28 @@ async def test_the_supervisor_restarts_a_dead_writer_by_itself(
         assert "the writer thread died; starting a new one" in caplog.text
     finally:
         await ledger.close()
+
+
+@pytest.mark.parametrize("order", ["abandoned-then-told", "told-while-cancelling", "told-first"])
+async def test_an_abandoned_outcome_reaches_its_hook_once_whatever_the_order(order: str) -> None:
+    """A caller's Stop and its write's outcome may meet in any order on the event loop: the
+    outcome is told while the caller's cancellation is still on its way (the waiter cancelled,
+    the caller not yet past its `except`), or before it, or after. The hook that releases an
+    abandoned hold hears of the result exactly once, in every order."""
+    loop = asyncio.get_running_loop()
+    waiting = sqlite.Waiting(loop)
+    heard: list[str] = []
+    done: Future[str] = Future()
+    done.set_result("hold-1")
+    if order == "abandoned-then-told":
+        waiting.waiter.cancel()
+        waiting.abandon(heard.append)
+        waiting.tell(done)
+    elif order == "told-while-cancelling":
+        waiting.waiter.cancel()
+        waiting.tell(done)
+        waiting.abandon(heard.append)
+    else:
+        waiting.tell(done)  # the caller had its result, then was cancelled before using it
+        waiting.abandon(heard.append)
+    assert heard == ["hold-1"]
