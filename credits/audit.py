@@ -63,7 +63,7 @@ class Report:
 QUEUED = (
     "SELECT t.transfer_id, t.kind, t.amount, t.debit_id, t.credit_id, h.transfer_id "
     "FROM ledger_log_queue q JOIN ledger_transfers t ON t.pk = q.transfer_pk "
-    "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk ORDER BY t.pk"
+    "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk ORDER BY q.transfer_pk"  # the queue drives
 )
 
 

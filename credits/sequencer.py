@@ -33,7 +33,8 @@ QUEUED = (
     "t.expires_us, t.ts_us, t.metadata, d.id, d.kind, c.id, c.kind, h.amount "
     "FROM ledger_log_queue q JOIN ledger_transfers t ON t.pk = q.transfer_pk "
     "JOIN ledger_accounts d ON d.id = t.debit_id JOIN ledger_accounts c ON c.id = t.credit_id "
-    "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk ORDER BY t.pk"
+    "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk "
+    "ORDER BY q.transfer_pk"  # not t.pk: SQLite would scan every transfer to give that order
 )
 
 
