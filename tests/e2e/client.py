@@ -112,6 +112,8 @@ class ChatSession:
         start = await self.emit_message(text, command, message_id)
         await self.wait_for_run("on_message", start, timeout)
         await self.wait_for("task_end", start, timeout)
+        if self.thread_id is None:  # Chainlit names a new chat's thread in a task of its own
+            await self.wait_for("first_interaction", 0, timeout)
         return self.events[start:]
 
     async def emit_message(
