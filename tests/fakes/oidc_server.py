@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import secrets
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
+
+from tests.fakes.loopback import JsonHandler, Loopback
 
 MODES = ("good", "wrong-key", "wrong-audience", "wrong-issuer", "expired", "wrong-nonce", "hs256")
 
@@ -29,17 +29,15 @@ class FakeOidc:
         self.stranger = RSAKey.generate_key(2048, parameters={"kid": "published"})
         self.codes: dict[str, dict[str, str]] = {}  # code -> what /authorize was asked
         self.asked: list[dict[str, str]] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.loopback = Loopback(self._handler())
+        self.issuer = self.loopback.url
 
     def start(self) -> FakeOidc:
-        self.thread.start()
+        self.loopback.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.stop()
 
     def id_token(self, nonce: str) -> str:
         now = int(time.time())
@@ -70,23 +68,12 @@ class FakeOidc:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _json(self, body: Any, status: int = 200) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 url = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(url.query))
                 if url.path == "/.well-known/openid-configuration":
-                    self._json({
+                    self.answer({
                         "issuer": fake.issuer,
                         "authorization_endpoint": f"{fake.issuer}/authorize",
                         "token_endpoint": f"{fake.issuer}/token",
@@ -94,7 +81,7 @@ class FakeOidc:
                         "id_token_signing_alg_values_supported": ["RS256"],
                     })  # fmt: skip
                 elif url.path == "/jwks":
-                    self._json(KeySet([fake.key]).as_dict(private=False))
+                    self.answer(KeySet([fake.key]).as_dict(private=False))
                 elif url.path == "/authorize":
                     fake.asked.append(query)
                     code = secrets.token_urlsafe(16)
@@ -104,18 +91,16 @@ class FakeOidc:
                         + "?"
                         + urllib.parse.urlencode({"code": code, "state": query.get("state", "")})
                     )
-                    self.send_response(302)
-                    self.send_header("Location", target)
-                    self.end_headers()
+                    self.redirect(target)
                 else:
-                    self._json({"error": "not_found"}, 404)
+                    self.answer({"error": "not_found"}, 404)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
                 asked = fake.codes.pop(form.get("code", ""), None)
                 if asked is None:
-                    self._json({"error": "invalid_grant"}, 400)
+                    self.answer({"error": "invalid_grant"}, 400)
                     return
                 verifier = form.get("code_verifier", "")
                 challenge = base64.urlsafe_b64encode(
@@ -124,9 +109,9 @@ class FakeOidc:
                 if asked.get("code_challenge_method") != "S256" or challenge.decode() != asked.get(
                     "code_challenge"
                 ):
-                    self._json({"error": "invalid_grant", "error_description": "PKCE"}, 400)
+                    self.answer({"error": "invalid_grant", "error_description": "PKCE"}, 400)
                     return
-                self._json({
+                self.answer({
                     "access_token": secrets.token_urlsafe(16), "token_type": "Bearer",
                     "id_token": fake.id_token(asked.get("nonce", "")),
                 })  # fmt: skip
