@@ -46,7 +46,7 @@ class SignIn:
     standings: Standings
     public_url: str | None  # CHAINLIT_URL: every redirect URL is built on it
     account_of_token: Callable[[str], Awaitable[str | None]]  # a session token's account, if valid
-    is_admin: Callable[[str, set[str]], bool]  # by an account's verified emails
+    is_admin: Callable[[str], Awaitable[bool]]  # by our records: a password admin, ADMIN_EMAILS
 
     def redirect_uri(self, request: Request, name: str) -> str:
         base = (self.public_url or str(request.base_url)).rstrip("/")
@@ -137,11 +137,10 @@ async def _finish(sign_in: SignIn, request: Request, name: str) -> Response:
     account = await _account_for(sign_in, person, flow.link_account, member)
     if (await sign_in.standings.of(account)).disabled:
         raise SignInRefused("This account is disabled. Ask the administrator.")
-    emails = await identities.verified_emails(sign_in.engine, account)
     user = cl.User(
         identifier=account,
         display_name=person.name,
-        metadata={"role": "admin" if sign_in.is_admin(account, emails) else "user", "via": name},
+        metadata={"role": "admin" if await sign_in.is_admin(account) else "user", "via": name},
     )
     if data_layer := get_data_layer():
         await data_layer.create_user(user)

@@ -336,6 +336,18 @@ async def test_github_sign_ups_by_org_or_listed_email_and_a_look_alike_stays_ano
         assert signed.status_code == 200
         assert await whoami(site, admin) == "bob"
         assert await role_of_session(site, admin) == "admin"
+        # The administrator links a GitHub account of their own: signing in through it is
+        # signing in as `bob`, with the role our records give bob.
+        site.github.person = GitHubUser(
+            5151, "bob-at-work", [{"email": "bob@elsewhere.org", "verified": True, "primary": True}]
+        )
+        linked, _ = await sign_in(site, "github", "-", http=admin, start="link")
+        assert linked.status_code == 302, reason(linked)
+    via_github, fresh = await sign_in(site, "github", "-")
+    assert via_github.status_code == 302
+    assert await whoami(site, fresh) == "bob"
+    assert await role_of_session(site, fresh) == "admin"
+    await fresh.aclose()
     await http.aclose()
 
     site.github.person = GitHubUser(
