@@ -31,24 +31,28 @@ log = logging.getLogger("auth")
 def router(engine: AsyncEngine, standings: Standings, throttle: Throttle, secret: str) -> APIRouter:
     routes = APIRouter()
 
-    async def signed_in(request: Request) -> str | None:
+    async def signed_in(request: Request) -> tuple[str, str] | None:
+        """This browser's session token and its account, while it counts."""
         token = get_token_from_cookies(dict(request.cookies))
-        return await standings.account_of(token, secret) if token else None
+        account = await standings.account_of(token, secret) if token else None
+        return (token, account) if token and account else None
 
     @routes.get("/auth/password", include_in_schema=False)
     async def form(request: Request) -> Response:
-        account = await signed_in(request)
-        if account is None:
+        session = await signed_in(request)
+        if session is None:
             return RedirectResponse("/login", status_code=302)
+        account = session[1]
         if await passwords.role_of(engine, account) is None:
             return page("You sign in through a provider: there is no password to change.", 400)
         return page("", 200, account)
 
     @routes.post("/auth/password", include_in_schema=False)
     async def change(request: Request) -> Response:
-        account = await signed_in(request)
-        if account is None:
+        session = await signed_in(request)
+        if session is None:
             return page("Your session has ended: sign in again, then change your password.", 401)
+        token, account = session
         if await passwords.role_of(engine, account) is None:
             return page("You sign in through a provider: there is no password to change.", 400)
         address = request.client.host if request.client else "unknown"
@@ -66,8 +70,6 @@ def router(engine: AsyncEngine, standings: Standings, throttle: Throttle, secret
         await standings.set(account, end_sessions=True)
         log.info("password changed from the browser for %s; its other sessions ended", account)
         # This browser stays signed in: a token issued now, after the others stopped counting.
-        token = get_token_from_cookies(dict(request.cookies))
-        assert token is not None
         response = page("Your password is changed, and your other sessions have ended.", 200)
         set_auth_cookie(request, response, create_jwt(decode_jwt(token)))
         return response
