@@ -1,4 +1,5 @@
-"""Errors raised while talking to models. `app.py` turns them into chat messages."""
+"""Errors raised while talking to models. `ui/errors.py` turns them into chat messages and
+`api/errors.py` into HTTP answers."""
 
 
 class AgentError(Exception):

@@ -15,7 +15,6 @@ and grants nothing.
 from __future__ import annotations
 
 import hmac
-import html
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,11 +24,12 @@ from chainlit.auth import create_jwt, get_configuration
 from chainlit.auth.cookie import get_token_from_cookies, set_auth_cookie
 from chainlit.data import get_data_layer
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth import flows, identities, signup
-from auth.providers import Provider, SignInRefused
+from auth.errors import NoSuchProvider, NotSignedIn, SignInRefused
+from auth.providers import Provider
 from auth.sessions import Standings
 
 STATE_COOKIE = "signin_state"
@@ -75,17 +75,14 @@ def router(sign_in: SignIn) -> APIRouter:
         token = get_token_from_cookies(dict(request.cookies))
         account = await sign_in.account_of_token(token) if token else None
         if account is None:
-            return refused("Sign in first, then link another way of signing in.", 401)
+            raise NotSignedIn("Sign in first, then link another way of signing in.")
         return await _begin(sign_in, request, name, link_account=account)
 
     @routes.get("/auth/oauth/{name}/callback", include_in_schema=False)
     async def callback(name: str, request: Request) -> Response:
-        try:
-            return await _finish(sign_in, request, name)
-        except SignInRefused as refusal:
-            # The state cookie stays: a forged callback must not end the real sign-in under way.
-            log.warning("sign-in through %s refused: %s", name, refusal)
-            return refused(str(refusal))
+        # Refused (api/errors.py), the state cookie stays: a forged callback must not end the
+        # real sign-in under way.
+        return await _finish(sign_in, request, name)
 
     return routes
 
@@ -93,16 +90,11 @@ def router(sign_in: SignIn) -> APIRouter:
 async def _begin(
     sign_in: SignIn, request: Request, name: str, link_account: str | None
 ) -> Response:
-    provider = sign_in.providers.get(name)
-    if provider is None:
-        return refused(f"There is no sign-in provider {name!r} here.", 404)
-    try:
-        flow, url = await flows.begin(
-            sign_in.engine, provider, sign_in.redirect_uri(request, name), link_account,
-            sign_in.policy.github_org if sign_in.policy.asks_github_org else None,
-        )  # fmt: skip
-    except SignInRefused as refusal:
-        return refused(str(refusal), 502)
+    provider = _provider(sign_in, name)
+    flow, url = await flows.begin(
+        sign_in.engine, provider, sign_in.redirect_uri(request, name), link_account,
+        sign_in.policy.github_org if sign_in.policy.asks_github_org else None,
+    )  # fmt: skip
     response = RedirectResponse(url, status_code=302)
     response.set_cookie(
         STATE_COOKIE, flow.state, max_age=int(flows.FLOW_TTL_S), path="/auth", httponly=True,
@@ -112,9 +104,7 @@ async def _begin(
 
 
 async def _finish(sign_in: SignIn, request: Request, name: str) -> Response:
-    provider = sign_in.providers.get(name)
-    if provider is None:
-        return refused(f"There is no sign-in provider {name!r} here.", 404)
+    provider = _provider(sign_in, name)
     query = request.query_params
     if error := query.get("error"):
         said = query.get("error_description") or error
@@ -175,18 +165,12 @@ async def _account_for(
     return await identities.attach(sign_in.engine, person)
 
 
+def _provider(sign_in: SignIn, name: str) -> Provider:
+    if (provider := sign_in.providers.get(name)) is None:
+        raise NoSuchProvider(f"There is no sign-in provider {name!r} here.")
+    return provider
+
+
 def _root(request: Request) -> str:
     root = str(request.scope.get("root_path") or "")
     return "" if root == "/" else root.rstrip("/")
-
-
-def refused(reason: str, status: int = 400) -> HTMLResponse:
-    """A plain page that says why, and how to try again."""
-    page = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Sign-in refused</title>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'></head>"
-        "<body style='font-family: system-ui, sans-serif; max-width: 36rem; margin: 4rem auto;'>"
-        f"<h1>Sign-in refused</h1><p id='reason'>{html.escape(reason)}</p>"
-        "<p><a href='/login'>Back to the sign-in page</a></p></body></html>"
-    )
-    return HTMLResponse(page, status_code=status)

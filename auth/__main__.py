@@ -22,9 +22,9 @@ import sys
 
 from auth import identities, passwords, signup
 from auth.sessions import Standings
-from credits.configured import ledger_from_settings
 from settings import get_settings
 from storage.engine import create_engine
+from storage.ledger import ledger_from_settings
 from storage.migrate import upgrade_async
 
 

@@ -21,8 +21,9 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client
 from sqlalchemy import Column, Float, MetaData, Table, Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auth.identities import Identity, IdentityRefused, identity_of
-from auth.providers import GitHub, Oidc, Provider, SignInRefused
+from auth.errors import IdentityRefused, SignInRefused
+from auth.identities import Identity, identity_of
+from auth.providers import GitHub, Oidc, Provider
 
 FLOW_TTL_S = 600.0
 TIMEOUT_S = 10.0

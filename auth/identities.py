@@ -20,6 +20,7 @@ from sqlalchemy import Boolean, Column, DateTime, MetaData, Table, Text, select,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from auth.errors import IdentityRefused
 from auth.passwords import normalise
 
 metadata = MetaData()
@@ -34,10 +35,6 @@ identities = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_seen_at", DateTime(timezone=True), nullable=False),
 )
-
-
-class IdentityRefused(Exception):
-    """The provider's answer names no stable subject: nobody can be signed in from it."""
 
 
 @dataclass(frozen=True)

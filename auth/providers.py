@@ -20,6 +20,8 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from auth.errors import ProviderFailed, SignInRefused
+
 if TYPE_CHECKING:
     from settings import Settings
 
@@ -31,10 +33,6 @@ ID_TOKEN_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES
 LEEWAY_S = 60  # clock difference tolerated on exp, iat and nbf
 REFETCH_KEYS_AFTER_S = 60.0  # an unknown key id fetches the keys again, at most this often
 NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
-
-
-class SignInRefused(Exception):
-    """A sign-in that cannot go on; the message is for the person, in plain words."""
 
 
 @dataclass(frozen=True)
@@ -79,13 +77,13 @@ class Oidc:
             url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
             found = await _get_json(http, url, f"{self.label}'s discovery document")
             if found.get("issuer") != self.issuer:
-                raise SignInRefused(
+                raise ProviderFailed(
                     f"{self.label}'s discovery document names the issuer "
                     f"{found.get('issuer')!r}, not {self.issuer!r}: its sign-in is not trusted."
                 )
             for needed in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
                 if not isinstance(found.get(needed), str):
-                    raise SignInRefused(f"{self.label}'s discovery document has no {needed}.")
+                    raise ProviderFailed(f"{self.label}'s discovery document has no {needed}.")
             self._metadata = found
         return self._metadata
 
@@ -156,9 +154,9 @@ async def _get_json(http: httpx.AsyncClient, url: str, what: str) -> dict[str, A
         answer.raise_for_status()
         found = answer.json()
     except (httpx.HTTPError, ValueError) as exc:
-        raise SignInRefused(f"{what} could not be read ({exc}); try again later.") from exc
+        raise ProviderFailed(f"{what} could not be read ({exc}); try again later.") from exc
     if not isinstance(found, dict):
-        raise SignInRefused(f"{what} is not a JSON object.")
+        raise ProviderFailed(f"{what} is not a JSON object.")
     return found
 
 

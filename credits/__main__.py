@@ -25,11 +25,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from credits import log
-from credits.audit import audit, check_receipt, receipt, verify
-from credits.configured import ledger_from_settings
 from credits.errors import CreditsError
 from credits.ledger import credits, parse_credits
+from credits.receipts import check_receipt, receipt
+from credits.report import audit
+from credits.verify import verify
 from settings import get_settings
+from storage.ledger import ledger_from_settings
 
 
 def show(units: int) -> str:

@@ -384,3 +384,32 @@ class Books:
         return sum(c[1] for c in values) == sum(c[3] for c in values) and sum(
             c[0] for c in values
         ) == sum(c[2] for c in values)
+
+
+# One builder for each kind of request that more than one path makes -----------------------------
+
+
+def resolution(
+    hold_id: str,
+    kind: Kind,
+    amount: int,
+    held: tuple[str, str, str],
+    hold_meta: Mapping[str, Any],
+    extra: Mapping[str, Any],
+) -> Request:
+    """The settle (POST, `amount` charged) or release (VOID) of the hold `hold_id`, whose code,
+    debit and credit accounts are `held`: id `<hold>/<post|void>`, the hold's metadata (model,
+    kind...) with what resolving it added."""
+    code, debit, credit = held
+    return Request(
+        f"{hold_id}/{kind.value}", kind, code, amount, debit, credit, hold=hold_id,
+        metadata=canonical_metadata({**hold_meta, **extra}),
+    )  # fmt: skip
+
+
+def expiry(hold: Transfer) -> Request:
+    """The release of `hold` once its timeout has passed."""
+    return Request(
+        f"{hold.transfer_id}/expire", Kind.EXPIRE, hold.code, hold.amount, hold.debit,
+        hold.credit, hold=hold.transfer_id,
+    )  # fmt: skip

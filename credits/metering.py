@@ -1,20 +1,24 @@
-"""A metered turn: hold credits before the work, charge what was used after, release on failure.
+"""One path for every piece of metered work: quote, hold, run, price what was delivered, settle.
 
-Knows nothing of chat or models. The caller holds the most the work could cost, reports what it
-used, and leaves the `turn` block however it leaves it (normally, by an error, or cancelled when the
-user presses stop); on the way out the hold is settled at what was used, never above what was held,
-or released when nothing was used. If the process dies first, the hold expires by itself and the
-credits come back.
+Knows nothing of chat, models or the app: a piece of work is a `Work` (its kind, the most it can
+cost, what the person's usage shows of it), priced by whoever knows the work. The path, in every way
+a piece of work can end:
+
+- Before it starts, `hold` holds the most it can cost under an id minted here (`work_id`), never
+  taken from a client; `InsufficientCredits` means nothing was held and the work must not start. The
+  work runs only on a hold its own reserve created (`HoldNotCreated` otherwise): a replayed or
+  edited message is new work with a new hold.
+- It runs inside `running(meter)`, and says what was delivered with `meter.use(units)`.
+- Finished, failed part-way or stopped by the person (the block cancelled): once the block is left,
+  the hold is settled at what was used, never above what was held, and the rest released; nothing
+  used (failed before delivering anything): released whole.
+- The process dies first: the hold expires by itself and the credits come back.
 
 The settle runs in a task of its own, after the block: the work is already delivered, so the person
-does not wait for a second durable commit (only the hold's is on their path). `after` runs once it
-is done (the app updates the balance badge there). `finish_settling` waits for the ones in flight
-(at shutdown).
-
-Every hold's id is minted here for its piece of work (`work_id`), never taken from a client: a
-replayed or edited message is a new piece of work with a new hold, and the work runs only on a hold
-its own reserve created. Work priced at nothing (a free local model) holds zero units and settles at
-zero, so it still shows in the person's usage.
+does not wait for a second durable commit (only the hold's is on their path), and Stop does not
+cancel it. `after` runs once it is done (the app tells the person there). `finish_settling` waits
+for the ones in flight (at shutdown). Work priced at nothing (a free local model) holds zero units and
+settles at zero, so it still shows in the person's usage.
 """
 
 from __future__ import annotations
@@ -25,39 +29,25 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from dataclasses import dataclass, field
 from typing import Any
 
 from credits.errors import CreditsError, HoldNotCreated
-from credits.ledger import TRANSFER_ID, UNITS_PER_CREDIT, Transfer
+from credits.ledger import TRANSFER_ID, Transfer
 from credits.store import Ledger
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Pricing:
-    """Turns provider prices (US dollars per million tokens) into ledger units."""
+class Work:
+    """What a piece of work is, as the ledger records it: its kind (chat, image, vision, a task
+    step...), the most it can cost in units, and what the person's usage shows of it (its model,
+    its size...)."""
 
-    credit_usd: Decimal
-    markup: Decimal = Decimal(1)
-
-    def units(
-        self,
-        input_usd_per_mtok: Decimal,
-        output_usd_per_mtok: Decimal,
-        tokens_in: int,
-        tokens_out: int,
-    ) -> int:
-        """What `tokens_in` and `tokens_out` cost, in units, rounded up to a whole unit."""
-        usd = (input_usd_per_mtok * tokens_in + output_usd_per_mtok * tokens_out) / 1_000_000
-        units = usd * self.markup / self.credit_usd * UNITS_PER_CREDIT
-        return int(units.to_integral_value(rounding=ROUND_CEILING))
-
-    def credits_per_1k(self, usd_per_mtok: Decimal) -> Decimal:
-        """Credits per 1,000 tokens at a provider price in dollars per million tokens."""
-        return usd_per_mtok / 1000 * self.markup / self.credit_usd
+    kind: str
+    most: int
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 def work_id(kind: str = "turn") -> str:
@@ -79,49 +69,44 @@ def transfer_id(prefix: str, ref: str) -> str:
 
 
 class Meter:
-    """The credits side of one piece of work. Use it through `turn`."""
+    """The credits side of one piece of work, from its hold to its settlement."""
 
-    def __init__(
-        self,
-        ledger: Ledger,
-        user: str,
-        timeout_s: int,
-        metadata: Mapping[str, Any],
-        kind: str = "turn",
-    ) -> None:
+    def __init__(self, ledger: Ledger, user: str, work: Work, timeout_s: int) -> None:
         self.ledger = ledger
         self.user = user
-        self.transfer_id = work_id(kind)
+        self.work = work
+        self.transfer_id = work_id()
         self.timeout_s = timeout_s
-        self.metadata = dict(metadata)
         self.holding = False
         self.held = 0
         self.used: int | None = None
         self.details: dict[str, Any] = {}
         self.settled: Transfer | None = None
 
-    async def hold(self, units: int) -> None:
-        """Hold `units` (zero for free work) of the user's credits under this work's own id:
-        `InsufficientCredits` when they do not have them."""
+    async def hold(self) -> None:
+        """Hold the most the work can cost (zero for free work) under this work's own id:
+        `InsufficientCredits` when the person does not have it."""
+        metadata = {**self.work.metadata, "kind": self.work.kind}
         held = await self.ledger.reserve(
-            self.user, units, self.transfer_id, self.timeout_s, metadata=self.metadata
+            self.user, self.work.most, self.transfer_id, self.timeout_s, metadata=metadata
         )
         if not held.created:  # the id is this work's own: another hold under it is a replay
             raise HoldNotCreated(
                 f"Hold {self.transfer_id!r} exists already; the work must not run."
             )
         self.holding = True
-        self.held = units
+        self.held = self.work.most
 
     def use(self, units: int, details: Mapping[str, Any] | None = None) -> None:
-        """What the delivered work used (and how it was counted); charged when the turn ends, at
-        most what was held. Work that delivered nothing does not call this: it is released."""
+        """What the delivered work is priced at (and how it was counted); charged when the work
+        ends, at most what was held. Work that delivered nothing does not call this: it is
+        released."""
         self.used = units
         self.details = dict(details or {})
 
     @property
     def charged(self) -> int:
-        """What the user pays for this turn, in units."""
+        """What the person pays for this work, in units."""
         return min(self.used or 0, self.held)
 
     async def close(self) -> None:
@@ -140,7 +125,7 @@ class Meter:
             else:
                 self.settled = await self.ledger.settle(self.transfer_id, self.charged, extra)
         except CreditsError as error:
-            # E.g. the turn outlived its hold: it expired and nothing is charged.
+            # E.g. the work outlived its hold: it expired and nothing is charged.
             log.warning("Could not close %s: %s", self.transfer_id, error)
 
 
@@ -148,22 +133,22 @@ After = Callable[["Meter"], Awaitable[None]]
 _settling: set[asyncio.Task[None]] = set()  # held here so that they are not collected mid-way
 
 
+async def hold(ledger: Ledger, user: str, work: Work, timeout_s: int) -> Meter:
+    """The step before any work: `work.most` of `user`'s credits held under a new server-minted
+    id. `InsufficientCredits` (nothing held) when they cannot cover it: the work must not start."""
+    meter = Meter(ledger, user, work, timeout_s)
+    await meter.hold()
+    return meter
+
+
 @asynccontextmanager
-async def turn(
-    ledger: Ledger,
-    user: str,
-    timeout_s: int,
-    metadata: Mapping[str, Any],
-    after: After | None = None,
-    kind: str = "turn",
-) -> AsyncIterator[Meter]:
-    """A metered piece of work under a new server-minted id; the hold is settled or released once
-    the block is left, then `after` runs."""
-    meter = Meter(ledger, user, timeout_s, metadata, kind)
+async def running(meter: Meter, after: After | None = None) -> AsyncIterator[Meter]:
+    """The work runs in this block; once it is left, however (done, failed, cancelled), the hold
+    is settled at what the work reported with `use`, or released, and then `after` runs."""
     try:
         yield meter
     finally:
-        # Its own task: not cancelled with the block when the user presses stop, so what was
+        # Its own task: not cancelled with the block when the person presses Stop, so what was
         # delivered is still charged; and the block's caller does not wait for the commit.
         task = asyncio.create_task(_close(meter, after))
         _settling.add(task)

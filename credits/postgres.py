@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 
-from credits.ledger import Kind, Request, canonical_metadata
+from credits.ledger import Kind, Request, resolution
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -119,17 +119,9 @@ async def resolve_many(pool: asyncpg.Pool, now_us: int, items: list[Resolution])
         hold = holds.get(item.hold_id)
         if hold is None:
             continue
-        meta = canonical_metadata({**json.loads(hold["metadata"]), **item.extra})
-        requests[i] = Request(
-            f"{item.hold_id}/{item.kind.value}",
-            item.kind,
-            hold["code"],
-            item.amount,
-            hold["name"],
-            hold["credit"],
-            hold=item.hold_id,
-            metadata=meta,
-        )
+        held = (hold["code"], hold["name"], hold["credit"])
+        meta = json.loads(hold["metadata"])
+        requests[i] = resolution(item.hold_id, item.kind, item.amount, held, meta, item.extra)
     out = [Outcome("unknown", None, None, now_us) for _ in items]
     known = sorted(requests, key=lambda i: requests[i].debit)
     if not known:

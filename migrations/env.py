@@ -1,5 +1,5 @@
-"""Alembic environment of the app's tables (see storage/alembic_env.py)."""
+"""Alembic environment of the app's tables (the runner is credits/migrate.py's)."""
 
-from storage.alembic_env import run
+from credits.migrate import run_environment
 
-run()
+run_environment()

@@ -11,9 +11,9 @@ import argparse
 import asyncio
 import sys
 
-from credits.audit import Report, verify
-from credits.configured import ledger_from_settings
+from credits.verify import Report, verify
 from settings import Settings, get_settings
+from storage.ledger import ledger_from_settings
 from storage.move import MoveRefused, move
 
 

@@ -25,13 +25,3 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         cur.close()
 
     return engine
-
-
-def sync_url(url: str) -> str:
-    """The same database through a synchronous driver (Alembic runs synchronously)."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    driver = {"sqlite": "pysqlite", "postgresql": "psycopg"}.get(backend)
-    if driver is None:
-        raise ValueError(f"Unsupported database backend {backend!r}: use SQLite or PostgreSQL.")
-    return parsed.set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)

@@ -30,7 +30,7 @@ from sqlalchemy import Boolean, MetaData, create_engine, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from storage.engine import sync_url
+from credits.migrate import sync_url
 from storage.migrate import upgrade
 
 MARKER = "moved-to-postgres.json"

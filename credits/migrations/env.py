@@ -1,5 +1,5 @@
 """Alembic environment of the ledger (own version table, so it can share a database)."""
 
-from storage.alembic_env import run
+from credits.migrate import run_environment
 
-run()
+run_environment()

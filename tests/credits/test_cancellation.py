@@ -15,10 +15,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from credits import sqlite
-from credits.audit import verify
 from credits.errors import CreditsError
 from credits.ledger import Balance
 from credits.store import Ledger
+from credits.verify import verify
 from tests.credits.conftest import Clock
 
 TURN = 100

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from credits import log
-from credits.audit import check_receipt
+from credits.receipts import check_receipt
 from settings import ROOT
 
 

@@ -10,10 +10,10 @@ import signal
 import sys
 from pathlib import Path
 
-from credits.audit import verify
 from credits.log import load_or_create_key
 from credits.ops import Db
 from credits.store import Ledger
+from credits.verify import verify
 from settings import ROOT
 
 KILLS = 50

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from credits import log
-from credits.audit import verify
 from credits.errors import IntegrityError
 from credits.store import Ledger
+from credits.verify import verify
 from settings import ROOT
 from tests.credits.conftest import Clock
 from tests.credits.test_tampering import _bytes, _entry_6, attack, populate
@@ -176,8 +176,8 @@ def test_verify_public_key_from_the_command_line(tmp_path: Path) -> None:
 async def test_receipts_only_read(ledger: Ledger) -> None:
     """A receipt press is a person's request: it proves against the checkpoints there are and
     never signs or writes one (the ledger signs on its own schedule)."""
-    from credits.audit import check_receipt, receipt
     from credits.errors import NotYetCheckpointed
+    from credits.receipts import check_receipt, receipt
 
     await populate(ledger)  # checkpoints at 5 and 10; entries 11 and 12 are not covered yet
 

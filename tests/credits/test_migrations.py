@@ -9,8 +9,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from credits import schema
+from credits.migrate import sync_url
 from credits.store import Ledger
-from storage.engine import sync_url
 
 
 async def test_the_migrated_ledger_matches_its_schema(ledger: Ledger) -> None:

@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from credits.audit import verify
 from credits.errors import (
     CreditsError,
     HoldExpired,
@@ -30,6 +29,7 @@ from credits.errors import (
 )
 from credits.ledger import Balance
 from credits.store import Ledger
+from credits.verify import verify
 from tests.credits.conftest import Clock
 
 USERS = ("ann", "bob")

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from credits import audit, ops, sequencer
+from credits import ops, sequencer, verify
 from credits.store import Ledger
 
 HOT = {
     "sequencer: the queue": sequencer.QUEUED,
-    "verify: the queue": audit.QUEUED,
+    "verify: the queue": verify.QUEUED,
     "a hold": ops.HOLD.replace(":id", "'x'"),
     "both accounts": ops.TWO_ACCOUNTS.replace(":debit", "'a'").replace(":credit", "'b'"),
     "an account": ops.ACCOUNT.replace(":name", "'a'"),

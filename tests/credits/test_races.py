@@ -14,11 +14,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from credits import audit
-from credits.audit import verify
+from credits import verify as verifying
 from credits.errors import InsufficientCredits
 from credits.ledger import Balance
 from credits.store import Ledger
+from credits.verify import verify
 from settings import ROOT
 
 TURN = 700  # units one turn holds
@@ -151,8 +151,8 @@ async def test_verify_counts_transfers_still_waiting_for_the_log(ledger: Ledger)
     await ledger.reserve("racer", TURN, "turn:waiting", timeout_s=600)
     await ledger.settle("turn:waiting", 10)
     await ledger.reserve("racer", TURN, "turn:open", timeout_s=600)
-    outside = audit._outside_copy(ledger.checkpoint_file)
-    trust = audit.Trust(ledger.pinned_key, ledger.ledger_id, ledger.sqlite)
-    report = await ledger._read(lambda db: audit._verify(db, trust, outside), snapshot=True)
+    outside = verifying._outside_copy(ledger.checkpoint_file)
+    trust = verifying.Trust(ledger.pinned_key, ledger.ledger_id, ledger.sqlite)
+    report = await ledger._read(lambda db: verifying._verify(db, trust, outside), snapshot=True)
     assert report.ok, report.problems
     assert report.entries == (1 if not ledger.sqlite else 4)

@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from credits import log
-from credits.audit import verify
 from credits.ledger import Books, leaf_bytes
 from credits.replay import ROOT, replay
 from credits.store import Ledger
+from credits.verify import verify
 from tests.credits.test_tampering import ATTACKS, attack, populate
 
 ACCOUNTS = ["user:ann", "user:bob", "system:promotions"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from credits import metering
-from credits.audit import verify
 from credits.errors import (
     HoldExpired,
     HoldNotCreated,
@@ -16,6 +15,7 @@ from credits.errors import (
 )
 from credits.ledger import Balance, Kind
 from credits.store import Ledger
+from credits.verify import verify
 from tests.credits.conftest import Clock
 
 CREDIT = 1000  # units
@@ -130,11 +130,11 @@ async def test_a_turn_on_a_free_model_is_recorded_at_zero(ledger: Ledger) -> Non
     """Ivy chats with a free local Ollama model: nothing is held or charged, and the turn still
     shows in her usage, at zero. A turn that delivered nothing is released, as any other."""
     await ledger.grant("ivy", 5 * CREDIT, "welcome:ivy", code="welcome")
-    async with metering.turn(ledger, "ivy", 60, {"model": "ollama", "kind": "chat"}) as meter:
-        await meter.hold(0)
+    free = metering.Work("chat", 0, {"model": "ollama"})
+    async with metering.running(await metering.hold(ledger, "ivy", free, 60)) as meter:
         meter.use(0, {"tokens_in": 12, "tokens_out": 30})
-    async with metering.turn(ledger, "ivy", 60, {"model": "ollama", "kind": "chat"}) as failed:
-        await failed.hold(0)
+    async with metering.running(await metering.hold(ledger, "ivy", free, 60)) as failed:
+        pass
     await metering.finish_settling()
     assert await ledger.balance("ivy") == Balance(available=5000, held=0, posted=5000)
     [charge] = await ledger.charges("ivy")
@@ -149,11 +149,12 @@ async def test_work_runs_only_on_a_hold_its_own_reserve_created(ledger: Ledger) 
     """Should a hold already exist under a piece of work's id (a replay), its reserve says it did
     not create it, and the work is refused: it could otherwise run on someone's settled hold."""
     await ledger.grant("jon", 5 * CREDIT, "welcome:jon", code="welcome")
-    meter = metering.Meter(ledger, "jon", 60, {"model": "m"})
-    first = await ledger.reserve("jon", CREDIT, meter.transfer_id, 60, metadata={"model": "m"})
+    meter = metering.Meter(ledger, "jon", metering.Work("chat", CREDIT, {"model": "m"}), 60)
+    metadata = {"model": "m", "kind": "chat"}
+    first = await ledger.reserve("jon", CREDIT, meter.transfer_id, 60, metadata=metadata)
     assert first.created
     with pytest.raises(HoldNotCreated):
-        await meter.hold(CREDIT)
+        await meter.hold()
     assert not meter.holding
     assert await ledger.balance("jon") == Balance(available=4000, held=1000, posted=5000)
 

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from credits.audit import verify
 from credits.store import Ledger
+from credits.verify import verify
 
 
 async def populate(ledger: Ledger) -> None:

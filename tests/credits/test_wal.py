@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from credits.audit import verify
 from credits.sqlite import Writer
 from credits.store import Ledger
+from credits.verify import verify
 
 
 def wal_size(path: Path) -> int:

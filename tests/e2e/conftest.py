@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from credits.audit import verify
-from credits.configured import ledger_from_settings
 from credits.store import Ledger
+from credits.verify import verify
 from settings import ROOT, Settings
+from storage.ledger import ledger_from_settings
 from tests.e2e.client import ChatSession, login
 from tests.e2e.process import app_environment, running_app
 from tests.fakes.openai_server import FakeOpenAI

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from credits.audit import check_receipt
 from credits.ledger import UNITS_PER_CREDIT
+from credits.receipts import check_receipt
 from credits.store import Ledger
 from tests.e2e.client import ChatSession, messages
 from tests.e2e.conftest import ADMIN, RunningApp, new_user, open_chat

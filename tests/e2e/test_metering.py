@@ -16,9 +16,10 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from agents.catalog import load_catalog
 from agents.memory import upper_bound
+from agents.prices import Pricing
 from agents.prompts import SYSTEM_PROMPT
 from credits.ledger import UNITS_PER_CREDIT
-from credits.metering import Pricing, welcome_id
+from credits.metering import welcome_id
 from credits.store import Ledger
 from settings import ROOT
 from tests.e2e.client import ChatSession, messages, steps, streamed_text

@@ -19,11 +19,12 @@ from sqlalchemy import text
 
 from auth import identities
 from auth.identities import Identity
-from credits.audit import check_receipt, receipt, verify
-from credits.configured import ledger_from_settings
+from credits.receipts import check_receipt, receipt
 from credits.store import Ledger
+from credits.verify import verify
 from settings import ROOT, Settings
 from storage.engine import create_engine
+from storage.ledger import ledger_from_settings
 from storage.move import MARKER
 from tests.conftest import _fresh_postgres
 from tests.e2e.client import ChatSession, login, messages

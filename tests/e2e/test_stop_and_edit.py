@@ -21,11 +21,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from credits.audit import verify
-from credits.configured import ledger_from_settings
 from credits.ledger import Kind
 from credits.store import Ledger
+from credits.verify import verify
 from settings import Settings
+from storage.ledger import ledger_from_settings
 from tests.credits.test_cancellation import held_soon
 from tests.e2e.client import ChatSession, login, messages, streamed_text
 from tests.e2e.conftest import RunningApp, new_user, open_chat

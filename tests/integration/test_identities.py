@@ -9,9 +9,10 @@ import asyncio
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import grants
 from auth import identities, passwords
-from auth.identities import Identity, IdentityRefused, identity_of, sign_in
+from auth.errors import IdentityRefused
+from auth.identities import Identity, identity_of, sign_in
+from auth.roles import is_admin
 
 GITHUB_BOB = {
     "id": 4242,
@@ -45,8 +46,8 @@ async def test_a_look_alike_stays_another_person(engine: AsyncEngine) -> None:
     await passwords.create(engine, "bob", "a-long-enough-password", role="admin")
     account = await sign_in(engine, identity_of("github", GITHUB_BOB))
     assert account == "github:4242" != "bob"
-    assert not await grants.is_admin(engine, account, "admin", [])
-    assert await grants.is_admin(engine, "bob", "admin", [])
+    assert not await is_admin(engine, account, "admin", [])
+    assert await is_admin(engine, "bob", "admin", [])
     with pytest.raises(ValueError, match="may not contain ':'"):
         await passwords.create(engine, "github:4242", "a-long-enough-password")
 
@@ -64,11 +65,11 @@ async def test_admin_emails_count_only_while_verified(engine: AsyncEngine) -> No
     admins = ["Boss@Example.com"]
     verified = Identity("generic", "boss", "boss@example.com", "Boss")
     account = await sign_in(engine, verified)
-    assert await grants.is_admin(engine, account, "admin", admins)
-    assert not await grants.is_admin(engine, account, "admin", [])  # removed from ADMIN_EMAILS
+    assert await is_admin(engine, account, "admin", admins)
+    assert not await is_admin(engine, account, "admin", [])  # removed from ADMIN_EMAILS
     await sign_in(engine, Identity("generic", "boss", None, "Boss"))  # no longer verified
-    assert not await grants.is_admin(engine, account, "admin", admins)
+    assert not await is_admin(engine, account, "admin", admins)
     impostor = await sign_in(
         engine, identity_of("generic", {"sub": "x", "email": "boss@example.com"})
     )
-    assert not await grants.is_admin(engine, impostor, "admin", admins)
+    assert not await is_admin(engine, impostor, "admin", admins)

@@ -11,12 +11,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import grants
 from agents.catalog import AUTO, load_catalog
 from auth import passwords
+from auth.roles import is_admin
 from credits.store import Ledger
-from picker import preferred, remember
 from settings import ROOT
+from ui.admin import find_user
+from ui.picker import preferred, remember
 
 CATALOG = load_catalog(
     ROOT / "models.toml", {"VLLM_BASE_URL": "http://127.0.0.1:9/v1"}.get, "smollm2-135m"
@@ -56,17 +57,17 @@ async def test_a_choice_not_offered_is_refused_and_a_vanished_one_falls_back(
 
 async def test_admin_means_signed_in_as_one_and_still_one(engine: AsyncEngine) -> None:
     await passwords.create(engine, "root@example.com", "pw-long-enough", role="admin")
-    assert await grants.is_admin(engine, "root@example.com", "admin", [])
+    assert await is_admin(engine, "root@example.com", "admin", [])
     # An OAuth identity with the same name signs in with the role "user": not an admin.
-    assert not await grants.is_admin(engine, "root@example.com", "user", [])
-    assert not await grants.is_admin(engine, "stranger@example.com", "admin", [])
+    assert not await is_admin(engine, "root@example.com", "user", [])
+    assert not await is_admin(engine, "stranger@example.com", "admin", [])
     async with engine.begin() as conn:  # demoted while signed in
         await conn.execute(
             update(passwords.logins)
             .where(passwords.logins.c.identifier == "root@example.com")
             .values(role="user")
         )
-    assert not await grants.is_admin(engine, "root@example.com", "admin", [])
+    assert not await is_admin(engine, "root@example.com", "admin", [])
 
 
 async def test_a_grant_names_someone_who_signed_in_or_has_a_login(
@@ -74,7 +75,7 @@ async def test_a_grant_names_someone_who_signed_in_or_has_a_login(
 ) -> None:
     await ledger.open_account("OAuthPerson")  # OAuth identifiers keep their case
     await passwords.create(engine, "pat@example.com", "pw-long-enough")
-    assert await grants.find_user(ledger, engine, "OAuthPerson") == "OAuthPerson"
-    assert await grants.find_user(ledger, engine, "PAT@example.com") == "pat@example.com"
-    assert await grants.find_user(ledger, engine, "nobody") is None
-    assert await grants.find_user(ledger, engine, "x" * 400) is None
+    assert await find_user(ledger, engine, "OAuthPerson") == "OAuthPerson"
+    assert await find_user(ledger, engine, "PAT@example.com") == "pat@example.com"
+    assert await find_user(ledger, engine, "nobody") is None
+    assert await find_user(ledger, engine, "x" * 400) is None

@@ -15,7 +15,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth import flows
-from auth.providers import Oidc, SignInRefused
+from auth.errors import SignInRefused
+from auth.providers import Oidc
 from tests.fakes.oidc_server import FakeOidc
 
 

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from chat import MessageRejected, TokenRelay, check_message
+from ui.answer import TokenRelay
+from ui.turn import MessageRejected, check_message
 
 
 def test_empty_and_whitespace_messages_are_rejected_silently() -> None:
@@ -54,8 +55,8 @@ async def test_zero_interval_sends_every_token() -> None:
 def test_the_failure_message_says_whether_anything_was_shown() -> None:
     from agents.catalog import load_catalog
     from agents.errors import ModelUnreachable
-    from chat import failure_text
     from settings import ROOT
+    from ui.errors import model_failed as failure_text
 
     model = load_catalog(ROOT / "models.toml", lambda _: None, "smollm2-135m").get("smollm2-135m")
     error = ModelUnreachable("The model server could not be reached.")

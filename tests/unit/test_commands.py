@@ -6,8 +6,8 @@ import pytest
 
 from credits.errors import InvalidRequest
 from credits.ledger import parse_credits
-from grants import Order, Refused, parse
-from wallet import crossed_low
+from ui.admin import Order, Refused, parse
+from ui.wallet import crossed_low
 
 
 @pytest.mark.parametrize(

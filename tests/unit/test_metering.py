@@ -6,10 +6,11 @@ import re
 from decimal import Decimal
 
 from agents.catalog import load_catalog
+from agents.prices import Pricing
 from credits.ledger import TRANSFER_ID
-from credits.metering import Pricing, welcome_id, work_id
-from picker import choices, price_label
+from credits.metering import welcome_id, work_id
 from settings import ROOT
+from ui.picker import choices, price_label
 
 PRICING = Pricing(credit_usd=Decimal("0.024"))
 

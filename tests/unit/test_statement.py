@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from credits.ledger import Kind, Transfer
-from statement import chart, describe, signed, spending, table, window
+from ui.statement import chart, describe, signed, spending, table, window
 
 DAY1 = int(datetime(2026, 11, 20, 23, 59, tzinfo=UTC).timestamp() * 1e6)
 DAY2 = int(datetime(2026, 11, 21, 0, 1, tzinfo=UTC).timestamp() * 1e6)

@@ -16,10 +16,13 @@ from datetime import UTC, datetime, timedelta
 import chainlit as cl
 from plotly import graph_objects as go
 
-from credits.audit import check_receipt, receipt
 from credits.errors import NotYetCheckpointed, UnknownTransfer
 from credits.ledger import Kind, Transfer, credits, show_credits, user_account
+from credits.receipts import check_receipt, receipt
 from credits.store import Ledger, day_of
+from ui.command import Command
+from ui.deployment import Deployment, person
+from ui.wallet import AUTHOR
 
 DAYS = 30  # the window of the chart and table
 LAST = 10  # transfers listed, each with a receipt button
@@ -203,3 +206,19 @@ async def prove(ledger: Ledger, user: str, transfer_id: str, author: str) -> cl.
         "so it can be checked again anywhere (`python -m credits check-receipt FILE`)."
     )
     return cl.Message(content=f"{verdict}\n\n{note}", elements=[attached], author=author)
+
+
+async def receipt_action(d: Deployment, action: cl.Action) -> None:
+    """A receipt button of the /usage message."""
+    wanted = str(action.payload.get("transfer", ""))
+    await (await prove(d.ledger, person(), wanted, AUTHOR)).send()
+
+
+async def _usage(d: Deployment, verb: str, text: str, message: cl.Message) -> None:
+    labels = {m.id: m.label for m in d.catalog.models.values()}
+    await (await statement(d.ledger, person(), labels, AUTHOR)).send()
+
+
+COMMANDS = (
+    Command("usage", "chart-column", "Your spending, last transfers and their receipts", _usage),
+)

@@ -18,6 +18,7 @@ from agents.catalog import Model
 from credits.ledger import Balance, show_credits
 from credits.metering import welcome_id
 from credits.store import Ledger
+from ui.deployment import Deployment, person
 
 BADGE = "CreditBadge"
 AUTHOR = "Credits"  # notices by this author are shown, not kept with the thread
@@ -25,7 +26,8 @@ AUTHOR = "Credits"  # notices by this author are shown, not kept with the thread
 
 @dataclass(frozen=True)
 class Shortfall:
-    """Why a turn could not start: what the user has, what it could cost, what would fit."""
+    """Why work could not start: what the person has, what it could cost, on which model, and a
+    cheaper model that would fit (if any)."""
 
     available: int
     needed: int
@@ -41,6 +43,50 @@ async def pay_welcome_bonus(ledger: Ledger, user: str, units: int) -> bool:
         return False
     await ledger.grant(user, units, transfer, code="welcome", metadata={"kind": "welcome"})
     return True
+
+
+async def greet(d: Deployment) -> None:
+    """A new chat's first message: the welcome bonus (paid here, once per person) or the balance,
+    with the badge."""
+    user = person()
+    welcomed = await pay_welcome_bonus(d.ledger, user, d.welcome_units)
+    balance = await d.ledger.balance(user)
+    text = welcome_text(d.welcome_units, balance) if welcomed else balance_text(balance)
+    greeting = await cl.Message(content=text, author=AUTHOR).send()
+    await show_balance(d, cl.context.session.thread_id, greeting.id, balance)
+
+
+async def show_balance(
+    d: Deployment, thread_id: str, for_id: str | None, balance: Balance | None = None
+) -> Balance:
+    """Send this chat's badge (with the message `for_id`), or update it if it is already shown."""
+    balance = balance or await d.ledger.balance(person())
+    props = badge_props(balance, d.settings.credit_usd, d.low_units)
+    badge = cl.user_session.get("badge")
+    if badge is not None:
+        await refresh_badge(badge, props)
+        return balance
+    badge = new_badge(thread_id, props)
+    cl.user_session.set("badge", badge)
+    await badge.send(for_id=for_id or "", persist=False)
+    return balance
+
+
+async def after_charge(d: Deployment, charged: int) -> None:
+    """Once a piece of work is settled: the low-balance warning if this charge crossed it, then
+    the badge (last, so that its update means all about this charge has been said)."""
+    balance = await d.ledger.balance(person())
+    before, after = balance.available + charged, balance.available
+    if crossed_low(before, after, d.low_units):
+        await cl.context.emitter.send_toast(low_toast(after), "warning")
+        await cl.Message(content=low_text(after, d.low_units), author=AUTHOR).send()
+    await show_balance(d, cl.context.session.thread_id, None, balance)
+
+
+async def tell_shortfall(short: Shortfall) -> None:
+    await cl.Message(
+        content=shortfall_text(short), actions=shortfall_actions(short), author=AUTHOR
+    ).send()
 
 
 def welcome_text(bonus_units: int, balance: Balance) -> str:
@@ -102,7 +148,7 @@ def shortfall_actions(short: Shortfall) -> list[cl.Action]:
         return []
     return [
         cl.Action(
-            name="use_model",
+            name="use_model",  # ui/picker.py
             payload={"model": short.cheaper.id},
             label=f"Use {short.cheaper.label}",
             tooltip="Switch this chat to a cheaper model",

@@ -14,10 +14,39 @@ from chainlit.input_widget import InputWidget, Select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.catalog import AUTO, Catalog, Model
-from credits.metering import Pricing
+from agents.prices import Pricing
 from storage import preferences
+from ui.deployment import Deployment, person
+from ui.wallet import AUTHOR
 
 WIDGET = "model"
+USE_MODEL_ACTION = "use_model"
+
+
+async def show(d: Deployment) -> None:
+    """The model picker, at the person's saved choice."""
+    selected = await preferred(d.engine, d.catalog, person())
+    await settings_widget(d.catalog, d.pricing, selected).send()
+
+
+async def settings_update(d: Deployment, chosen: dict[str, object]) -> None:
+    """Keep the person's model choice for their next chats; an invalid one is put back."""
+    if WIDGET not in chosen:
+        return
+    if await remember(d.engine, d.catalog, person(), chosen[WIDGET]) is None:
+        await show(d)
+
+
+async def use_model(d: Deployment, action: cl.Action) -> None:
+    """The "Use <cheaper model>" button of a shortfall message."""
+    kept = await remember(d.engine, d.catalog, person(), action.payload.get("model"))
+    if kept is None:
+        return
+    await show(d)
+    await cl.Message(
+        content=f"Switched to {d.catalog.choose(kept).label}: send your message again.",
+        author=AUTHOR,
+    ).send()
 
 
 def price_label(model: Model, pricing: Pricing) -> str:

@@ -10,6 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth import identities, passwords
 from auth.providers import Provider
+from ui.command import Command
+from ui.deployment import Deployment, person
+from ui.wallet import AUTHOR
 
 UNLINK_ACTION = "unlink_signin"
 
@@ -78,3 +81,25 @@ async def password_text(engine: AsyncEngine, account: str) -> str:
     if await passwords.role_of(engine, account) is None:
         return "You sign in through a provider: there is no password to change here."
     return "Change your password on [this page](/auth/password): your other sessions will end."
+
+
+async def unlink_action(d: Deployment, action: cl.Action) -> None:
+    """A Remove button of the /signins message."""
+    said = await unlink(
+        d.engine, person(), action.payload.get("provider"), action.payload.get("subject")
+    )
+    await cl.Message(content=said, author=AUTHOR).send()
+
+
+async def _signins(d: Deployment, verb: str, text: str, message: cl.Message) -> None:
+    await (await overview(d.engine, person(), d.sign_in_providers, AUTHOR)).send()
+
+
+async def _password(d: Deployment, verb: str, text: str, message: cl.Message) -> None:
+    await cl.Message(content=await password_text(d.engine, person()), author=AUTHOR).send()
+
+
+COMMANDS = (
+    Command("signins", "key-round", "How you sign in, and linking another provider", _signins),
+    Command("password", "lock", "Change your password", _password),
+)

@@ -1,4 +1,4 @@
-"""Proving the ledger was not altered: `verify`, receipts, and the audit report.
+"""Proving the ledger was not altered: `verify`.
 
 `verify` rebuilds everything from the transfers and trusts nothing else: each log entry against its
 stored hash, the log's order, the balances (a fold over the entries) against the accounts' counters,
@@ -8,8 +8,8 @@ kept outside the database. It names the first entry or checkpoint that does not 
 Checkpoints count only under the pinned public key (recorded outside the database at the ledger's
 first start, or given by the operator): a history rewritten and re-signed with another key fails,
 naming the key. Each checkpoint names its ledger in its origin, so lines of the outside file that
-belong to another ledger are reported as such, not as tampering. Receipts only read: they prove an
-entry against the latest checkpoint that covers it.
+belong to another ledger are reported as such, not as tampering. The reading of a consistent
+snapshot (`Snapshot`) is shared with the audit report (credits/report.py).
 """
 
 from __future__ import annotations
@@ -17,17 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from credits import log, replay, sequencer
-from credits.errors import NotYetCheckpointed, UnknownTransfer
-from credits.ledger import Books, Counters, leaf_bytes
+from credits import log, replay
+from credits.ledger import Books, Counters
 from credits.ops import Db
 from credits.store import Ledger
 
@@ -68,7 +64,7 @@ QUEUED = (
 
 
 @dataclass
-class _Snapshot:
+class Snapshot:
     """Everything but the entries, read in the same transaction as them."""
 
     names: dict[int, str]
@@ -78,7 +74,7 @@ class _Snapshot:
     frontier: list[bytes]
 
 
-def _snapshot(db: Db) -> _Snapshot:
+def snapshot(db: Db) -> Snapshot:
     names: dict[int, str] = {}
     counters: dict[str, Counters] = {}
     for r in db.all(
@@ -97,7 +93,7 @@ def _snapshot(db: Db) -> _Snapshot:
     head = db.one("SELECT size, frontier FROM ledger_log_head WHERE id = 1")
     assert head is not None
     frontier = [bytes.fromhex(h) for h in json.loads(head[1])]
-    return _Snapshot(names, counters, cps, head[0], frontier)
+    return Snapshot(names, counters, cps, head[0], frontier)
 
 
 # Below this many entries the log is replayed in one piece: a helper process would cost more than
@@ -165,7 +161,7 @@ def _verify(
     split_from: int = SPLIT_FROM,
 ) -> Report:
     """All the checks, over one consistent snapshot of the database."""
-    snap = _snapshot(db)
+    snap = snapshot(db)
     report = Report(accounts=len(snap.counters), checkpoints=len(snap.checkpoints))
     last = db.one("SELECT max(seq) FROM ledger_log")
     assert last is not None
@@ -205,15 +201,13 @@ def _roots(prefix: list[bytes], size: int, walk: replay.Walk) -> dict[int, bytes
     return {n: log.frontier_root(log.join_frontier(prefix, size, at)) for n, at in walk.at.items()}
 
 
-def _replay_whole(db: Db, snap: _Snapshot) -> _Replayed:
+def _replay_whole(db: Db, snap: Snapshot) -> _Replayed:
     wanted = {cp.size for cp in snap.checkpoints}
     walk = replay.replay(db.rows(replay.entries_sql(1)), snap.names, 1, wanted)
     return _Replayed(walk.books, walk.size, walk.nodes, _roots([], 0, walk), walk.problem)
 
 
-def _replay_halves(
-    db: Db, snap: _Snapshot, address: tuple[str, str], last: int
-) -> _Replayed | None:
+def _replay_halves(db: Db, snap: Snapshot, address: tuple[str, str], last: int) -> _Replayed | None:
     """Entries 1..last in two halves at once, joined; None when either half (or their join) does
     not hold, for a replay in one piece to name the first bad entry."""
     # The helper's half is shorter by about what this process replays while the helper starts.
@@ -278,7 +272,7 @@ def _check_unlogged(db: Db, size: int, trust: Trust, report: Report) -> None:
     report.problems.append(f"transfer {what} is missing from the log")
 
 
-def _check_balances(db: Db, snap: _Snapshot, books: Books, report: Report) -> None:
+def _check_balances(db: Db, snap: Snapshot, books: Books, report: Report) -> None:
     """Conservation, and every account's counters against the fold of its transfers.
 
     Transfers committed but not yet appended to the log (PostgreSQL's sequencer runs after the
@@ -306,7 +300,7 @@ def _check_balances(db: Db, snap: _Snapshot, books: Books, report: Report) -> No
             break
 
 
-def _check_checkpoints(snap: _Snapshot, walk: _Replayed, trust: Trust, report: Report) -> None:
+def _check_checkpoints(snap: Snapshot, walk: _Replayed, trust: Trust, report: Report) -> None:
     """Every signed checkpoint: its key, its ledger, its signature, and its root against the tree
     rebuilt at its size."""
     pinned = log.key_id(trust.public)
@@ -338,7 +332,7 @@ def _check_checkpoints(snap: _Snapshot, walk: _Replayed, trust: Trust, report: R
             return
 
 
-def _check_head(snap: _Snapshot, walk: _Replayed, report: Report) -> None:
+def _check_head(snap: Snapshot, walk: _Replayed, report: Report) -> None:
     """The stored head (size and frontier, from which new entries extend the tree) is derived."""
     if snap.head_size != walk.size or snap.frontier != walk.frontier:
         report.problems.append(
@@ -347,7 +341,7 @@ def _check_head(snap: _Snapshot, walk: _Replayed, report: Report) -> None:
 
 
 def _check_outside_copy(
-    outside: tuple[str, list[str]], snap: _Snapshot, trust: Trust, report: Report
+    outside: tuple[str, list[str]], snap: Snapshot, trust: Trust, report: Report
 ) -> None:
     """Every checkpoint of this ledger written to the file must still be in the database,
     unchanged; every line must be a checkpoint signed by the pinned key. Lines of another ledger
@@ -393,102 +387,3 @@ def _check_outside_copy(
             f"{name} also holds checkpoints of another ledger ({origin}), left from an earlier "
             "install; they were not checked against this one"
         )
-
-
-# Receipts ---------------------------------------------------------------------------------------
-
-
-async def receipt(ledger: Ledger, transfer_id: str) -> dict[str, Any]:
-    """Proof that a transfer is in the log: its entry, an inclusion proof and the latest signed
-    checkpoint. Only reads: `NotYetCheckpointed` when no checkpoint covers the entry yet (the
-    ledger signs one every `checkpoint_every_s` seconds while the log grows)."""
-
-    def read(db: Db) -> tuple[Sequence[Any] | None, list[bytes], log.Checkpoint | None]:
-        def leaves(start: int, end: int) -> list[bytes]:
-            rows = db.all(
-                "SELECT leaf_hash FROM ledger_log WHERE seq > :a AND seq <= :b ORDER BY seq",
-                {"a": start, "b": end},
-            )
-            return [bytes(r[0]) for r in rows]
-
-        row = db.one(
-            "SELECT l.seq, t.transfer_id, t.kind, t.code, t.amount, d.name, c.name, "
-            "h.transfer_id, t.expires_us, t.ts_us, t.metadata FROM ledger_transfers t "
-            "JOIN ledger_log l ON l.transfer_pk = t.pk "
-            "JOIN ledger_accounts d ON d.id = t.debit_id "
-            "JOIN ledger_accounts c ON c.id = t.credit_id "
-            "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk WHERE t.transfer_id = :id",
-            {"id": transfer_id},
-        )
-        cp = sequencer.latest_checkpoint(db)
-        if row is None or cp is None or row[0] > cp.size:
-            return row, [], cp
-        forest = log.Forest(cp.size, leaves, ledger.log_chunks)
-        return row, forest.inclusion_proof(row[0] - 1), cp
-
-    row, proof, cp = await ledger._read(read, snapshot=True)
-    if row is None:
-        raise UnknownTransfer(f"There is no transfer {transfer_id!r} in the log.")
-    if cp is None or row[0] > cp.size:
-        raise NotYetCheckpointed(
-            f"Transfer {transfer_id!r} is in the log, but no signed checkpoint covers it yet; "
-            "one is signed within a minute or so. Try again then."
-        )
-    return {
-        "entry": leaf_bytes(*row).decode(),
-        "index": row[0] - 1,
-        "proof": [h.hex() for h in proof],
-        "checkpoint": json.loads(cp.to_json()),
-        "public_key": log.public_key_b64(ledger.public_key),
-    }
-
-
-def check_receipt(data: dict[str, Any], public: Ed25519PublicKey) -> bool:
-    """True when the receipt's entry is in the tree its checkpoint signs, under `public`."""
-    cp = log.Checkpoint.from_json(json.dumps(data["checkpoint"]))
-    if not log.signature_ok(cp, public):
-        return False
-    leaf = log.leaf_hash(data["entry"].encode())
-    proof = [bytes.fromhex(h) for h in data["proof"]]
-    return log.verify_inclusion(leaf, int(data["index"]), cp.size, proof, cp.root)
-
-
-# The audit report -------------------------------------------------------------------------------
-
-
-async def audit(ledger: Ledger) -> dict[str, Any]:
-    """Totals per account kind and code, holds outstanding, checkpoints."""
-    await ledger.sequence()
-
-    def read(db: Db) -> tuple[_Snapshot, list[Sequence[Any]]]:
-        return _snapshot(db), db.all(
-            "SELECT t.transfer_id, t.kind, t.code, t.amount, h.transfer_id FROM ledger_log l "
-            "JOIN ledger_transfers t ON t.pk = l.transfer_pk "
-            "LEFT JOIN ledger_transfers h ON h.pk = t.hold_pk ORDER BY l.seq"
-        )
-
-    snap, entries = await ledger._read(read, snapshot=True)
-    by_code: dict[str, dict[str, int]] = defaultdict(lambda: {"count": 0, "units": 0})
-    open_holds: dict[str, int] = {}
-    for tid, kind, code, amount, hold in entries:
-        by_code[f"{kind}:{code}"]["count"] += 1
-        by_code[f"{kind}:{code}"]["units"] += amount
-        if kind == "pending":
-            open_holds[tid] = amount
-        elif hold is not None:
-            open_holds.pop(hold, None)
-    kinds: dict[str, dict[str, int]] = defaultdict(lambda: {"accounts": 0, "balance": 0, "held": 0})
-    for name, c in snap.counters.items():
-        k = kinds["user" if name.startswith("user:") else name]
-        k["accounts"] += 1
-        k["balance"] += c.balance
-        k["held"] += c.held
-    latest = snap.checkpoints[-1] if snap.checkpoints else None
-    return {
-        "entries": len(entries),
-        "accounts": dict(kinds),
-        "transfers_by_kind_and_code": dict(by_code),
-        "holds_outstanding": {"count": len(open_holds), "units": sum(open_holds.values())},
-        "checkpoints": len(snap.checkpoints),
-        "latest_checkpoint": json.loads(latest.to_json()) if latest else None,
-    }

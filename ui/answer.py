@@ -1,4 +1,4 @@
-"""One chat turn in the UI: check the message, run the graph, stream the answer, show a step.
+"""One answer streamed into the chat: tokens as they come, then the step under it with its cost.
 
 Tokens are coalesced into one UI event per `flush_ms` (60 ms by default: the eye cannot tell 100
 updates a second from 16, and each one costs the event loop time that local decoding also needs).
@@ -19,12 +19,9 @@ from agents.catalog import Model
 from agents.errors import AgentError
 from agents.state import TurnContext, Usage
 from credits.ledger import show_credits
+from ui import errors
 
 log = logging.getLogger("chat")
-
-
-class MessageRejected(Exception):
-    """The user's message cannot be sent to a model (empty or too long)."""
 
 
 @dataclass
@@ -81,19 +78,6 @@ class TokenRelay:
         self.last = now if now is not None else time.monotonic()
 
 
-def check_message(content: str, limit: int) -> str:
-    """The message to send, or `MessageRejected` saying why not."""
-    text = content.strip()
-    if not text:
-        raise MessageRejected("")
-    if len(content) > limit:
-        raise MessageRejected(
-            f"Your message is {len(content):,} characters long; the limit is {limit:,}. "
-            "Nothing was sent to the model: shorten it and send it again."
-        )
-    return text
-
-
 async def answer(
     graph: conversation.Conversation,
     context: TurnContext,
@@ -123,7 +107,7 @@ async def answer(
             await relay.push(item)
     except AgentError as error:
         log.warning("Turn failed on %s: %s", model.id, error)
-        await cl.ErrorMessage(content=failure_text(model, error, reply.delivered)).send()
+        await cl.ErrorMessage(content=errors.model_failed(model, error, reply.delivered)).send()
     finally:
         reply.total_ms = (time.monotonic() - started) * 1000
         await relay.flush()
@@ -145,12 +129,4 @@ def describe(model: Model, reply: Reply, charge: Charge) -> str:
         f"**{model.label}** · {cost} · "
         f"{charge.tokens_in:,} tokens in · {charge.tokens_out:,} tokens out{counted} · "
         f"{reply.total_ms / 1000:.2f} s{first}"
-    )
-
-
-def failure_text(model: Model, error: AgentError, partial: bool) -> str:
-    what = "The answer above stopped part-way." if partial else "Your message was not answered."
-    return (
-        f"{model.label} could not answer: {error} {what} "
-        "Try again in a moment, or choose another model in the settings."
     )

@@ -1,0 +1,62 @@
+"""What the chat side runs on, built once by `app.build` and handed to every handler.
+
+A plain record of this deployment's parts: its settings, the database, the ledger, the model
+catalogue and runner, the conversation graph (made at startup, once its checkpointer is open), and
+who is signed in. Nothing here opens or starts anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import chainlit as cl
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agents import graph as conversation
+from agents.catalog import Catalog
+from agents.local import LocalRunner
+from agents.prices import Pricing
+from auth.providers import Provider
+from auth.sessions import Standings
+from credits.ledger import UNITS_PER_CREDIT
+from credits.store import Ledger
+from settings import Settings
+
+
+@dataclass
+class Deployment:
+    settings: Settings
+    engine: AsyncEngine
+    ledger: Ledger
+    catalog: Catalog
+    runner: LocalRunner
+    pricing: Pricing
+    standings: Standings
+    sign_in_providers: dict[str, Provider]
+    auth_secret: str = field(repr=False)
+    graphs: dict[str, conversation.Conversation] = field(default_factory=dict)
+
+    @property
+    def conversation(self) -> conversation.Conversation:
+        return self.graphs["conversation"]
+
+    @property
+    def welcome_units(self) -> int:
+        return self.settings.welcome_bonus_credits * UNITS_PER_CREDIT
+
+    @property
+    def low_units(self) -> int:
+        return self.settings.low_balance_credits * UNITS_PER_CREDIT
+
+
+def person() -> str:
+    """The signed-in person of this chat."""
+    user = cl.context.session.user
+    assert user is not None, "every chat has a signed-in user"
+    return user.identifier
+
+
+def session_role() -> object:
+    """The role this chat's session was given at sign-in (checked again for every admin act)."""
+    user = cl.context.session.user
+    return user.metadata.get("role") if user is not None else None

@@ -1,0 +1,59 @@
+"""The commands a person may type after `/`: the composer's menu, and carrying one out.
+
+Each module of the chat side declares its own `COMMANDS`; a new one is a line in `ALL`. Commands
+for administrators are offered to them only, and carried out only after our records say, again,
+that the person is one (a demotion counts at once).
+"""
+
+from __future__ import annotations
+
+import chainlit as cl
+from chainlit.types import CommandDict
+
+from auth.roles import is_admin
+from ui import admin, signins, statement
+from ui.command import Command
+from ui.deployment import Deployment, person, session_role
+from ui.errors import Refused
+
+ALL: tuple[Command, ...] = (*statement.COMMANDS, *signins.COMMANDS, *admin.COMMANDS)
+BY_NAME = {c.name: c for c in ALL}
+
+
+async def offer(d: Deployment) -> None:
+    """Show this person the commands they may use."""
+    admin = await is_administrator(d)
+    await cl.context.emitter.set_commands(
+        [
+            CommandDict(
+                id=c.name,
+                icon=c.icon,
+                description=c.description,
+                button=False,
+                persistent=False,
+                selected=False,
+            )
+            for c in ALL
+            if admin or not c.admin
+        ]
+    )
+
+
+def find(message: cl.Message) -> tuple[Command, str] | None:
+    """(command, its text) when the message is one, picked from the menu or typed."""
+    if message.command in BY_NAME:
+        return BY_NAME[message.command], message.content
+    head, _, rest = message.content.strip().partition(" ")
+    if head.startswith("/") and head[1:] in BY_NAME:
+        return BY_NAME[head[1:]], rest
+    return None
+
+
+async def carry_out(d: Deployment, command: Command, text: str, message: cl.Message) -> None:
+    if command.admin and not await is_administrator(d):
+        raise Refused(f"Only administrators can use /{command.name}.")
+    await command.run(d, command.name, text, message)
+
+
+async def is_administrator(d: Deployment) -> bool:
+    return await is_admin(d.engine, person(), session_role(), d.settings.admin_email_list)
