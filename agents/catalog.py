@@ -53,12 +53,32 @@ class Model:
         return capability in self.capabilities
 
 
+@dataclass(frozen=True)
+class WorkPrice:
+    """The price of a kind of work that is not priced by its model's tokens (a summary, a tool
+    call): per million tokens read and written, and per call, in US dollars; absent is zero."""
+
+    kind: str
+    label: str
+    input_usd_per_mtok: Decimal = Decimal(0)
+    output_usd_per_mtok: Decimal = Decimal(0)
+    call_usd: Decimal = Decimal(0)
+
+
 @dataclass
 class Catalog:
     models: dict[str, Model]
     providers: dict[str, Provider]
     default_id: str
     down: dict[str, str] = field(default_factory=dict)  # provider id -> why, found at run time
+    work: dict[str, WorkPrice] = field(default_factory=dict)  # kind -> its price ([work.<kind>])
+
+    def price_of(self, kind: str) -> WorkPrice:
+        """The price of `kind` of work; `ModelNotAvailable` when the catalogue has none (the work
+        is not offered)."""
+        if kind not in self.work:
+            raise ModelNotAvailable(f"This service does not price {kind!r} work in its catalogue.")
+        return self.work[kind]
 
     def mark_down(self, provider_id: str, reason: str) -> None:
         """Disable a provider found unusable at run time. If it served the default model, the
@@ -117,7 +137,8 @@ def load_catalog(path: Path, lookup: Callable[[str], str | None], default_id: st
         models[model.id] = model
     if default_id not in models:
         raise CatalogError(f"DEFAULT_MODEL {default_id!r} is not in {path}.")
-    return Catalog(models=models, providers=providers, default_id=default_id)
+    work = {kind: _work(kind, spec) for kind, spec in raw.get("work", {}).items()}
+    return Catalog(models=models, providers=providers, default_id=default_id, work=work)
 
 
 def _provider(pid: str, spec: dict[str, Any], lookup: Callable[[str], str | None]) -> Provider:
@@ -161,20 +182,32 @@ def _model(spec: dict[str, Any], providers: dict[str, Provider]) -> Model:
         provider=provider,
         capabilities=capabilities,
         context_length=context_length,
-        input_usd_per_mtok=_price(mid, spec, "input_usd_per_mtok"),
-        output_usd_per_mtok=_price(mid, spec, "output_usd_per_mtok"),
-        image_usd=_price(mid, spec, "image_usd") if "image_usd" in spec else None,
+        input_usd_per_mtok=_price(f"Model {mid!r}", spec, "input_usd_per_mtok"),
+        output_usd_per_mtok=_price(f"Model {mid!r}", spec, "output_usd_per_mtok"),
+        image_usd=_price(f"Model {mid!r}", spec, "image_usd") if "image_usd" in spec else None,
     )
 
 
-def _price(mid: str, spec: dict[str, Any], key: str) -> Decimal:
+def _work(kind: str, spec: dict[str, Any]) -> WorkPrice:
+    rates = ("input_usd_per_mtok", "output_usd_per_mtok", "call_usd")
+    unknown = set(spec) - {"label", *rates}
+    if unknown:
+        raise CatalogError(f"Work {kind!r}: unknown keys {sorted(unknown)}; prices are {rates}.")
+    prices = {key: _price(f"Work {kind!r}", spec, key) for key in rates if key in spec}
+    if not prices:
+        raise CatalogError(f"Work {kind!r} names no price: give one of {rates}.")
+    return WorkPrice(kind, str(spec.get("label", kind)), **prices)
+
+
+def _price(owner: str, spec: dict[str, Any], key: str) -> Decimal:
+    """`spec[key]` as a price; `owner` names what has it in errors ("Model 'x'")."""
     raw = spec.get(key)
     if isinstance(raw, float) or raw is None:
-        raise CatalogError(f'Model {mid!r}: {key} must be a quoted decimal string, like "0.20".')
+        raise CatalogError(f'{owner}: {key} must be a quoted decimal string, like "0.20".')
     try:
         price = Decimal(str(raw))
     except InvalidOperation as exc:
-        raise CatalogError(f"Model {mid!r}: {key} is not a number: {raw!r}.") from exc
+        raise CatalogError(f"{owner}: {key} is not a number: {raw!r}.") from exc
     if not price.is_finite() or price < 0:
-        raise CatalogError(f"Model {mid!r}: {key} must be zero or more.")
+        raise CatalogError(f"{owner}: {key} must be zero or more.")
     return price

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
-from agents.catalog import Model
+from agents.catalog import Model, WorkPrice
 from credits.ledger import UNITS_PER_CREDIT
 
 
@@ -43,6 +43,14 @@ class Pricing:
         return self.units(
             model.input_usd_per_mtok, model.output_usd_per_mtok, tokens_in, tokens_out
         )
+
+    def work(
+        self, price: WorkPrice, tokens_in: int = 0, tokens_out: int = 0, calls: int = 0
+    ) -> int:
+        """What `calls` calls of a kind of work reading `tokens_in` and writing `tokens_out`
+        cost, in units."""
+        tokens = price.input_usd_per_mtok * tokens_in + price.output_usd_per_mtok * tokens_out
+        return self.of_usd(tokens / 1_000_000 + price.call_usd * calls)
 
     def credits_per_1k(self, usd_per_mtok: Decimal) -> Decimal:
         """Credits per 1,000 tokens at a provider price in dollars per million tokens."""

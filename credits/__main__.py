@@ -11,6 +11,10 @@ grant USER CREDITS --reason TEXT [--id ID]
 receipt TRANSFER_ID         an inclusion proof of a transfer against a signed checkpoint (signs
                             one first if none covers it yet; receipts in the chat only read)
 check-receipt FILE          check a saved receipt against this ledger's pinned public key
+
+This entry point is the deployment's tool, not part of the library: it alone opens the ledger as
+this deployment keeps it (storage/ledger.py, from the app's settings). Nothing the app imports
+from `credits` reads a setting (tests/unit/test_layout.py).
 """
 
 from __future__ import annotations

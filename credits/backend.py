@@ -12,6 +12,9 @@ moment (a Stop press cancels the chat turn waiting on its hold): an operation, o
 to its end whatever happens to its caller, and its result goes to an `if_abandoned` hook. The SQLite
 writer thread is watched by a supervisor task, which restarts it if it dies (its queue carries
 over); `problem()` says what is wrong, for the health check.
+
+Its size is the two backends' plumbing side by side (SQLite writer, PostgreSQL pool and batchers):
+what differs between them is kept in one place.
 """
 
 from __future__ import annotations

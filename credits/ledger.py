@@ -17,6 +17,9 @@ payload gives the first result again, with a different payload it is a conflict.
 
 A failed operation (say, insufficient credits) records nothing, so its id stays free: retrying the same
 id later, after a top-up, may succeed.
+
+Its size is the whole model without I/O (accounts, transfers, validation, the fold, the request
+builders): kept whole so that it can be read as the ledger's specification.
 """
 
 from __future__ import annotations

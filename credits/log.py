@@ -7,6 +7,9 @@ the root is always at hand. A checkpoint signs (origin, size, root, time) with E
 database as a file line and a log line, so rewriting history in the database shows.
 
 Proofs follow RFC 9162 section 2.1.3 (inclusion) and 2.1.4 (consistency), with their verification.
+
+Its size is RFC 9162's: the tree, both proofs and their checks, and the signed checkpoint format,
+which are read together when checking one against another.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ and the same for both databases: the SQLite writer thread runs it on the raw `sq
 Overdrawing is prevented by a conditional update (`... WHERE available >= amount RETURNING`) on the
 user's row, and by the CHECK constraint behind it. Operations touch user rows only; the sequencer
 keeps the system accounts' counters as it appends entries to the log.
+
+Its size (over 500 lines) is deliberate: every statement the ledger's operations run is here, so the
+rules they enforce together (and the query plans tests/credits/test_query_plans.py pins) read in
+one place.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Every rule lives in the database: overdrawing is stopped by a conditional update
 row and a CHECK constraint, ids are unique, and nothing here is state another process needs. Holds
 written for callers that were cancelled meanwhile are released at once rather than after their
 timeout.
+
+Its size is one method per operation and read, each with its batched PostgreSQL path beside the
+general one, so that what a caller may rely on is read in one place.
 """
 
 from __future__ import annotations

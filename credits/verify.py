@@ -10,6 +10,8 @@ first start, or given by the operator): a history rewritten and re-signed with a
 naming the key. Each checkpoint names its ledger in its origin, so lines of the outside file that
 belong to another ledger are reported as such, not as tampering. The reading of a consistent
 snapshot (`Snapshot`) is shared with the audit report (credits/report.py).
+
+Its size is one verification: each check a function, run over one snapshot in order.
 """
 
 from __future__ import annotations

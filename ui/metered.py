@@ -5,7 +5,8 @@ prices it (`Work.most`, the most it can cost), says what runs it, and prices wha
 `meter.use` as it ends; `credits.metering` holds, settles or releases (see its docstring for every
 way a piece of work can end). This module adds what the person meets: the shortfall message when
 they cannot cover the work (nothing was held or sent), and after the settle the low-balance warning
-and the badge (after a shortfall too: it shows the balance as it is now). With METERING=false the work runs unmetered (`meter` is None).
+and the badge (after a shortfall too: it shows the balance as it is now). With METERING=false the
+work runs unmetered (`meter` is None).
 """
 
 from __future__ import annotations

@@ -96,3 +96,44 @@ def test_unreadable_catalogue(tmp_path: Path) -> None:
     path.write_text("this is [not toml")
     with pytest.raises(CatalogError, match="Cannot read"):
         load_catalog(path, no_env, "m")
+
+
+def test_work_priced_in_the_catalogue_and_what_it_costs(tmp_path: Path) -> None:
+    """A kind of work priced by its own entry ([work.<kind>]); one not priced is not offered."""
+    from decimal import Decimal
+
+    from agents.prices import Pricing
+
+    entry = "[[models]]\n" + MODEL + 'input_usd_per_mtok = "1"\noutput_usd_per_mtok = "1"\n'
+    work = '[work.lookup]\nlabel = "Lookup"\ncall_usd = "0.0012"\ninput_usd_per_mtok = "2"\n'
+    path = tmp_path / "models.toml"
+    path.write_text(BASE + entry + work)
+    price = load_catalog(path, no_env, "m").price_of("lookup")
+    assert (price.label, price.call_usd, price.output_usd_per_mtok) == (
+        "Lookup",
+        Decimal("0.0012"),
+        Decimal(0),
+    )
+    pricing = Pricing(credit_usd=Decimal("0.024"))
+    # 3 calls ($0.0036) reading 1,200 tokens ($0.0024): $0.006 = 0.25 credits = 250 units.
+    assert pricing.work(price, tokens_in=1200, calls=3) == 250
+    assert pricing.work(price, tokens_in=1) == 1  # a part of a unit is a whole unit
+    with pytest.raises(ModelNotAvailable, match="does not price 'images'"):
+        load_catalog(path, no_env, "m").price_of("images")
+
+
+@pytest.mark.parametrize(
+    ("work", "message"),
+    [
+        ('[work.x]\nlabel = "X"\n', "names no price"),
+        ("[work.x]\ncall_usd = 0.5\n", "quoted decimal"),
+        ('[work.x]\ncalls_usd = "0.5"\n', "unknown keys"),
+        ('[work.x]\ninput_usd_per_mtok = "-2"\n', "Work 'x': input_usd_per_mtok must be zero"),
+    ],
+)
+def test_malformed_work_prices_say_what_is_wrong(tmp_path: Path, work: str, message: str) -> None:
+    entry = "[[models]]\n" + MODEL + 'input_usd_per_mtok = "1"\noutput_usd_per_mtok = "1"\n'
+    path = tmp_path / "models.toml"
+    path.write_text(BASE + entry + work)
+    with pytest.raises(CatalogError, match=message):
+        load_catalog(path, no_env, "m")
