@@ -11,12 +11,17 @@ import chainlit as cl
 from chainlit.types import CommandDict
 
 from auth.roles import is_admin
-from ui import admin, signins, statement
+from ui import admin, signins, statement, summary
 from ui.command import Command
 from ui.deployment import Deployment, person, session_role
 from ui.errors import Refused
 
-ALL: tuple[Command, ...] = (*statement.COMMANDS, *signins.COMMANDS, *admin.COMMANDS)
+ALL: tuple[Command, ...] = (
+    *statement.COMMANDS,
+    *summary.COMMANDS,
+    *signins.COMMANDS,
+    *admin.COMMANDS,
+)
 BY_NAME = {c.name: c for c in ALL}
 
 
