@@ -10,6 +10,9 @@ amount from a debit account to a credit account:
     void     release the hold
     expire   the hold passed its timeout; released, and it can no longer be posted
 
+Long work (a task's budget) renews its hold: one transaction posts (or voids) the old hold and
+makes the next, so a budget extended or paid in parts is a chain of ordinary holds.
+
 A user account's available credits, credits_posted - debits_posted - debits_pending, never go below
 zero; system accounts (where credits come from and go to) may. Debits equal credits over the whole
 ledger, always. Transfers are immutable and keyed by a caller-supplied id: the same id with the same
@@ -390,6 +393,22 @@ class Books:
 
 
 # One builder for each kind of request that more than one path makes -----------------------------
+
+
+def hold_request(
+    transfer_id: str,
+    amount: int,
+    accounts: tuple[str, str, str],
+    timeout_s: int,
+    metadata: Mapping[str, Any],
+) -> Request:
+    """A hold of `amount` under `transfer_id`, whose code, debit and credit accounts are
+    `accounts`, until it is resolved or `timeout_s` passes."""
+    code, debit, credit = accounts
+    return Request(
+        transfer_id, Kind.PENDING, code, amount, debit, credit, timeout_s=timeout_s,
+        metadata=canonical_metadata(metadata),
+    )  # fmt: skip
 
 
 def resolution(

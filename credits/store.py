@@ -42,6 +42,7 @@ from credits.ledger import (
     check_timeout,
     check_transfer_id,
     expiry,
+    hold_request,
     resolution,
     user_account,
 )
@@ -113,15 +114,64 @@ class Ledger(Backend):
 
         Says whether this call created the hold. A caller cancelled while the hold is written
         does not leave it behind: once written, it is released at once."""
-        req = Request(
-            check_transfer_id(transfer_id), Kind.PENDING, check_code(code),
-            check_amount(amount, allow_zero=True),
-            user_account(user), System.USAGE_REVENUE.value, timeout_s=check_timeout(timeout_s),
-            metadata=canonical_metadata(metadata),
+        req = hold_request(
+            check_transfer_id(transfer_id), check_amount(amount, allow_zero=True),
+            (check_code(code), user_account(user), System.USAGE_REVENUE.value),
+            check_timeout(timeout_s), metadata or {},
         )  # fmt: skip
         if self._pg is not None:  # a batch, then maybe the general path: all of it outlives us
             return await outlive_caller(self._reserve(req), self._release_abandoned)
         return await self._reserve(req)
+
+    async def renew(
+        self,
+        hold_id: str,
+        used: int,
+        next_id: str,
+        amount: int,
+        timeout_s: int,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> tuple[Transfer, Reservation]:
+        """Charge `used` of the hold `hold_id` (release it when `used` is 0) and hold `amount`
+        under `next_id`, for `timeout_s` more, in one transaction: a long piece of work (a task's
+        budget) pays for what it has used so far and goes on holding what comes next, more,
+        less, or for longer. The new hold has the old one's code and metadata, with `metadata`.
+
+        All or nothing: when the new hold cannot be covered (`InsufficientCredits`) or the old one
+        is gone, nothing is written and the old hold stays as it was. The same call again gives
+        the same transfers (the reservation says it was not created). A caller cancelled once it
+        is written leaves no new hold behind: it is released at once."""
+        check_transfer_id(hold_id)
+        check_amount(used, allow_zero=True)
+        extra = dict(metadata or {})
+        canonical_metadata(extra)  # refuse bad metadata before queueing
+        check_transfer_id(next_id)
+        check_amount(amount, allow_zero=True)
+        check_timeout(timeout_s)
+        now = self.clock()
+
+        def op(c: Db) -> tuple[Transfer, Transfer, bool]:
+            hold = ops.find_hold(c, hold_id)
+            if hold is None:
+                raise UnknownHold(f"There is no hold {hold_id!r}.")
+            held = (hold.code, hold.debit.name, hold.credit.name)
+            meta = json.loads(hold.metadata)
+            kind = Kind.POST if used else Kind.VOID
+            closing = resolution(hold_id, kind, used, held, meta, {"renewed": next_id})
+            try:
+                closed = ops.record(c, closing, now)
+            except IdempotencyConflict:  # resolved otherwise: by another renewal, a settle...
+                again = ops.find_hold(c, hold_id)
+                raise ops.resolved_error(hold_id, again.resolved_as if again else None) from None
+            # Released first: the new hold may use the credits the old one held.
+            new = hold_request(next_id, amount, held, timeout_s, {**meta, **extra})
+            return (closed, *ops.record_new(c, new, now))
+
+        def abandoned(result: tuple[Transfer, Transfer, bool]) -> None:
+            self._release_abandoned(Reservation(result[1], result[2]))
+
+        closed, new, created = await self._write(op, abandoned)
+        return closed, Reservation(new, created)
 
     async def _reserve(self, req: Request) -> Reservation:
         now = self.clock()

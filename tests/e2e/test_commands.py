@@ -184,7 +184,12 @@ async def test_someone_who_is_not_an_admin_cannot_grant(app: RunningApp, ledger:
     user, password = await new_user(app)
     chat = await open_chat(app, user, password)
     commands = [d for n, d in chat.events if n == "set_commands"][-1]
-    assert {c["id"] for c in commands} == {"usage", "summary", "signins", "password"}  # not the admin's
+    assert {c["id"] for c in commands} == {
+        "usage",
+        "summary",
+        "signins",
+        "password",
+    }  # not the admin's
     for attempt in (
         chat.send(f"{user} 500 for me", command="grant"),
         chat.send(f"/grant {user} 500 for me"),
