@@ -13,7 +13,7 @@ import logging
 from contextlib import AsyncExitStack
 from typing import Any
 
-from settings import Settings, get_settings, write_private
+from settings import Settings, get_settings
 
 settings = get_settings()
 settings.export_for_chainlit()  # before Chainlit reads its environment
@@ -124,15 +124,16 @@ async def start() -> None:
         print(f"\n{'=' * 64}\n  {behind}\n{'=' * 64}\n", flush=True)
     await upgrade_async(settings.db_url)
     admin_password = settings.admin_password.get_secret_value() if settings.admin_password else None
-    if generated := await passwords.ensure_admin(d.engine, settings.admin_email, admin_password):
-        announce_admin_password(generated)
+    await passwords.ensure_first_admin(
+        d.engine, settings.admin_email, admin_password, settings.data_dir
+    )
     checkpointer = await resources.enter_async_context(
         open_checkpointer(settings.db_url, settings.data_dir)
     )
     d.graphs["conversation"] = conversation.build(checkpointer)
     await d.ledger.start()
     if any(m.provider.kind == "local" for m in d.catalog.models.values()):
-        await start_local_model()
+        await local_check.start_checked(d.runner, d.catalog, settings.local_model_check)
     # Everything made so far lives as long as the process: take it out of the garbage collector's
     # view, or each full collection walks it all and stalls every session (bench/ledger.py).
     gc.collect()
@@ -150,41 +151,12 @@ async def stop() -> None:
     await d.engine.dispose()
 
 
-async def start_local_model() -> None:
-    """Load the embedded model, once a child process has shown that it runs on this machine;
-    otherwise go on without it (see agents/local_check.py)."""
-    runner = d.runner
-    local = next(m.provider.id for m in d.catalog.models.values() if m.provider.kind == "local")
-    if settings.local_model_check:
-        verdict = await local_check.check(runner.path, runner.n_ctx, runner.n_threads)
-        if not verdict.ok:
-            reason = f"the local model cannot run on this machine: {verdict.reason}"
-            d.catalog.mark_down(local, reason)
-            log.error("%s. %s", reason[0].upper() + reason[1:], local_check.ADVICE)
-            return
-        log.info("Local model checked in a child process (%s)", verdict.system_info)
-    await runner.start()
-
-
 async def session_counts(sid: str) -> bool:
     """Whether an open socket.io session's token still counts (not signed out, not disabled)."""
     session = WebsocketSession.get(sid)
     if session is None or not session.token:
         return True
     return await d.standings.admits(session.token, d.auth_secret)
-
-
-def announce_admin_password(password: str) -> None:
-    """Show the generated password (first, so that it is seen whatever happens next) and keep it
-    in the data directory, over a file left by an earlier database (its administrator is not in
-    this one)."""
-    path = settings.data_dir / "initial-admin-password"
-    banner = (
-        f"\n{'=' * 64}\n  First run: created administrator {settings.admin_email}\n"
-        f"  Password: {password}\n  (also saved to {path}; change it after logging in)\n{'=' * 64}\n"
-    )
-    print(banner, flush=True)
-    write_private(path, password, replace=True)
 
 
 @cl.data_layer

@@ -19,7 +19,11 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the child process that runs this module needs neither
+    from agents.catalog import Catalog
+    from agents.local import LocalRunner
 
 log = logging.getLogger(__name__)
 TOKENS = 4
@@ -57,6 +61,21 @@ async def check(path: Path, n_ctx: int, n_threads: int, timeout_s: float = 120.0
             False, f"loading it and decoding {TOKENS} tokens took over {timeout_s:.0f} s"
         )
     return judge(child.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+async def start_checked(runner: LocalRunner, catalog: Catalog, check_first: bool = True) -> None:
+    """Load the embedded model in this process once a child has shown that it runs on this
+    machine; otherwise mark the local provider down with the reason and go on without it."""
+    local = next(m.provider.id for m in catalog.models.values() if m.provider.kind == "local")
+    if check_first:
+        verdict = await check(runner.path, runner.n_ctx, runner.n_threads)
+        if not verdict.ok:
+            reason = f"the local model cannot run on this machine: {verdict.reason}"
+            catalog.mark_down(local, reason)
+            log.error("%s. %s", reason[0].upper() + reason[1:], ADVICE)
+            return
+        log.info("Local model checked in a child process (%s)", verdict.system_info)
+    await runner.start()
 
 
 def judge(returncode: int | None, out: str, err: str) -> Verdict:

@@ -7,6 +7,7 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from argon2 import PasswordHasher
@@ -14,6 +15,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from settings import write_private
 
 Role = Literal["admin", "user"]
 
@@ -118,6 +121,24 @@ async def ensure_admin(engine: AsyncEngine, email: str, password: str | None) ->
     generated = None if password else secrets.token_urlsafe(12)
     created = await create(engine, email, password or generated or "", role="admin")
     return generated if created else None
+
+
+async def ensure_first_admin(
+    engine: AsyncEngine, email: str, password: str | None, data_dir: Path
+) -> None:
+    """At first start, the administrator `email`. With no configured password one is generated,
+    shown first (so that it is seen whatever happens next) and kept in the data directory, over a
+    file left by an earlier database (its administrator is not in this one)."""
+    generated = await ensure_admin(engine, email, password)
+    if generated is None:
+        return
+    path = data_dir / "initial-admin-password"
+    print(
+        f"\n{'=' * 64}\n  First run: created administrator {email}\n  Password: {generated}\n"
+        f"  (also saved to {path}; change it after logging in)\n{'=' * 64}\n",
+        flush=True,
+    )
+    write_private(path, generated, replace=True)
 
 
 async def role_of(engine: AsyncEngine, identifier: str) -> Role | None:
