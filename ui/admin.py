@@ -91,7 +91,7 @@ async def find_user(ledger: Ledger, engine: AsyncEngine, typed: str) -> str | No
     return normal if await passwords.role_of(engine, normal) is not None else None
 
 
-async def carry_out(ledger: Ledger, engine: AsyncEngine, order: Order, admin: str, ref: str) -> str:
+async def record(ledger: Ledger, engine: AsyncEngine, order: Order, admin: str, ref: str) -> str:
     """Record `order` for `admin`; `ref` (the message id) makes a repeated delivery a no-op."""
     user = await find_user(ledger, engine, order.user)
     if user is None:
@@ -122,7 +122,7 @@ async def carry_out(ledger: Ledger, engine: AsyncEngine, order: Order, admin: st
     )
 
 
-async def carry_out_access(
+async def set_access(
     verb: str, text: str, standings: Standings, ledger: Ledger, engine: AsyncEngine, admin: str
 ) -> str:
     """Carry out `/<verb> <text>` for `admin`; what to tell them, or `Refused`."""
@@ -170,14 +170,14 @@ async def invite(email: str, engine: AsyncEngine, admin: str) -> str:
 
 
 async def _credits(d: Deployment, verb: str, text: str, message: cl.Message) -> None:
-    done = await carry_out(d.ledger, d.engine, parse(verb, text), person(), message.id)
+    done = await record(d.ledger, d.engine, parse(verb, text), person(), message.id)
     await cl.Message(content=done, author=wallet.AUTHOR).send()
     if d.settings.metering:  # the administrator may have granted to themself
         await wallet.show_balance(d, cl.context.session.thread_id, None)
 
 
 async def _access(d: Deployment, verb: str, text: str, message: cl.Message) -> None:
-    done = await carry_out_access(verb, text, d.standings, d.ledger, d.engine, person())
+    done = await set_access(verb, text, d.standings, d.ledger, d.engine, person())
     await cl.Message(content=done, author=wallet.AUTHOR).send()
 
 
