@@ -47,9 +47,10 @@ from storage.ledger import ledger_from_settings  # noqa: E402
 from storage.migrate import upgrade_async  # noqa: E402
 from storage.move import left_behind  # noqa: E402
 from storage.session_files import use_own_folder  # noqa: E402
-from ui import menu, picker, signins, statement, turn, wallet  # noqa: E402
-from ui.deployment import Deployment  # noqa: E402
+from ui import channels, menu, picker, signins, statement, turn, wallet  # noqa: E402
+from ui.deployment import Deployment, person  # noqa: E402
 from ui.errors import told  # noqa: E402
+from ui.live import Live  # noqa: E402
 
 log = logging.getLogger("app")
 
@@ -65,10 +66,14 @@ def build(settings: Settings) -> Deployment:
         n_ctx=local.context_length if local else 4096,
         n_threads=settings.local_model_threads,
     )
+    live = Live(
+        channels.chosen(settings.redis_url, settings.db_url),
+        lambda news: wallet.refresh(d, news.toast),
+    )
     d = Deployment(
         settings, engine, ledger_from_settings(settings), catalog, runner,
         Pricing(settings.credit_usd, settings.price_markup), Standings(engine),
-        providers.configured(settings), settings.auth_secret(),
+        providers.configured(settings), settings.auth_secret(), live,
     )  # fmt: skip
     secret = d.auth_secret
     errors.install(fastapi_app)
@@ -132,6 +137,7 @@ async def start() -> None:
     )
     d.graphs["conversation"] = conversation.build(checkpointer)
     await d.ledger.start()
+    d.live.start()
     if any(m.provider.kind == "local" for m in d.catalog.models.values()):
         await local_check.start_checked(d.runner, d.catalog, settings.local_model_check)
     # Everything made so far lives as long as the process: take it out of the garbage collector's
@@ -145,6 +151,7 @@ async def start() -> None:
 async def stop() -> None:
     await resources.aclose()
     await metering.finish_settling()
+    await d.live.close()
     await remote.close_pools()
     await d.ledger.close()
     d.runner.close()
@@ -186,6 +193,7 @@ async def password_login(username: str, password: str) -> cl.User | None:
 @cl.on_chat_start
 async def chat_start() -> None:
     async with told():
+        d.live.join(person(), cl.context.session.id)
         await picker.show(d)
         await menu.offer(d)
         if settings.metering:
@@ -195,11 +203,17 @@ async def chat_start() -> None:
 @cl.on_chat_resume
 async def chat_resume(thread: ThreadDict) -> None:
     async with told():
+        d.live.join(person(), cl.context.session.id)
         await picker.show(d)
         await menu.offer(d)
         if settings.metering:
             steps = thread.get("steps") or []
             await wallet.show_balance(d, thread["id"], steps[-1]["id"] if steps else None)
+
+
+@cl.on_chat_end
+async def chat_end() -> None:
+    d.live.leave(cl.context.session.id)
 
 
 @cl.on_settings_update

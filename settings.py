@@ -110,8 +110,9 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         None,
-        description="redis://host:port/db: sign-in attempts are counted there, across replicas. "
-        "Default: in this process's memory.",
+        description="redis://host:port/db: sign-in attempts are counted there, across replicas, "
+        "and updates to a person's open chats travel over its pub/sub. Default: this process's "
+        "memory (updates over PostgreSQL LISTEN/NOTIFY when the database is PostgreSQL).",
     )
     chainlit_url: str | None = Field(
         None, description="Public URL of the app, used to build OAuth redirect URLs."

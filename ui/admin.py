@@ -91,8 +91,11 @@ async def find_user(ledger: Ledger, engine: AsyncEngine, typed: str) -> str | No
     return normal if await passwords.role_of(engine, normal) is not None else None
 
 
-async def record(ledger: Ledger, engine: AsyncEngine, order: Order, admin: str, ref: str) -> str:
-    """Record `order` for `admin`; `ref` (the message id) makes a repeated delivery a no-op."""
+async def record(
+    ledger: Ledger, engine: AsyncEngine, order: Order, admin: str, ref: str
+) -> tuple[str, str]:
+    """Record `order` for `admin`; `ref` (the message id) makes a repeated delivery a no-op.
+    Whose balance it changed, and what to tell the administrator."""
     user = await find_user(ledger, engine, order.user)
     if user is None:
         raise Refused(
@@ -115,7 +118,7 @@ async def record(ledger: Ledger, engine: AsyncEngine, order: Order, admin: str, 
     balance = await ledger.balance(user)
     verb = "Granted" if order.verb == "grant" else "Adjusted by"
     sign = "+" if order.units > 0 and order.verb == "adjust" else ""
-    return (
+    return user, (
         f"{verb} **{sign}{show_credits(order.units)} credits** for {user} ({order.reason}). "
         f"Their balance is now **{show_credits(balance.available)} credits**. "
         f"Recorded as `{done.transfer_id}` by {admin}."
@@ -170,10 +173,14 @@ async def invite(email: str, engine: AsyncEngine, admin: str) -> str:
 
 
 async def _credits(d: Deployment, verb: str, text: str, message: cl.Message) -> None:
-    done = await record(d.ledger, d.engine, parse(verb, text), person(), message.id)
+    order = parse(verb, text)
+    user, done = await record(d.ledger, d.engine, order, person(), message.id)
     await cl.Message(content=done, author=wallet.AUTHOR).send()
     if d.settings.metering:  # the administrator may have granted to themself
         await wallet.show_balance(d, cl.context.session.thread_id, None)
+    change = "granted you" if verb == "grant" else "adjusted your balance by"
+    sign = "+" if order.units > 0 and verb == "adjust" else ""
+    await d.live.tell(user, f"An administrator {change} {sign}{show_credits(order.units)} credits.")
 
 
 async def _access(d: Deployment, verb: str, text: str, message: cl.Message) -> None:

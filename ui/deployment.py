@@ -1,8 +1,9 @@
 """What the chat side runs on, built once by `app.build` and handed to every handler.
 
 A plain record of this deployment's parts: its settings, the database, the ledger, the model
-catalogue and runner, the conversation graph (made at startup, once its checkpointer is open), and
-who is signed in. Nothing here opens or starts anything.
+catalogue and runner, the conversation graph (made at startup, once its checkpointer is open), who
+is signed in, and the channel that reaches a person's open chats on every replica. Nothing here
+opens or starts anything.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from auth.sessions import Standings
 from credits.ledger import UNITS_PER_CREDIT
 from credits.store import Ledger
 from settings import Settings
+from ui.live import Live
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Deployment:
     standings: Standings
     sign_in_providers: dict[str, Provider]
     auth_secret: str = field(repr=False)
+    live: Live
     graphs: dict[str, conversation.Conversation] = field(default_factory=dict)
 
     @property

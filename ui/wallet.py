@@ -83,6 +83,15 @@ async def after_charge(d: Deployment, charged: int) -> None:
     await show_balance(d, cl.context.session.thread_id, None, balance)
 
 
+async def refresh(d: Deployment, toast: str) -> None:
+    """In one of the person's open chats, told from outside it (ui/live.py): the toast, and the
+    badge's new figures (where it is shown)."""
+    if toast:
+        await cl.context.emitter.send_toast(toast, "info")
+    if cl.user_session.get("badge") is not None:
+        await show_balance(d, cl.context.session.thread_id, None)
+
+
 async def tell_shortfall(short: Shortfall) -> None:
     await cl.Message(
         content=shortfall_text(short), actions=shortfall_actions(short), author=AUTHOR

@@ -1,0 +1,131 @@
+"""Updates to a person's open chats from outside them: an administrator's grant today; payments,
+reconciliation and tasks next.
+
+Each replica keeps which of its open chat sessions belong to whom. `Live.tell(person)` reaches every
+replica through a channel: Redis pub/sub when REDIS_URL is set, PostgreSQL LISTEN/NOTIFY when the
+database is PostgreSQL, this process alone otherwise (one process on SQLite). Each replica then
+refreshes the badge of that person's sessions it holds, and shows the toast if there is one.
+
+The listener is supervised: when its connection drops or it fails, that is logged and it listens
+again after a pause (1 s, doubling up to 30 s). What is told while a replica is not listening is
+missed there; the badge is a view of the ledger and is refreshed again at the person's next answer.
+Telling never fails the caller: a grant is done whether or not anyone could be told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+
+from chainlit.context import init_ws_context
+from chainlit.session import WebsocketSession
+
+from ui.channels import Channel
+
+log = logging.getLogger("live")
+MAX_PAUSE_S = 30.0
+
+
+@dataclass(frozen=True)
+class News:
+    """Something that changed a person's balance, told to every replica."""
+
+    person: str
+    toast: str = ""
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, text: str) -> News | None:
+        try:
+            found = json.loads(text)
+            return cls(str(found["person"]), str(found.get("toast", "")))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+Refresh = Callable[[News], Awaitable[None]]  # runs in the context of one of the person's sessions
+
+
+class Live:
+    """This replica's open sessions by person, and the channel that tells every replica."""
+
+    def __init__(self, channel: Channel, refresh: Refresh, first_pause_s: float = 1.0) -> None:
+        self.channel = channel
+        self.refresh = refresh
+        self.first_pause_s = first_pause_s
+        self.sessions: dict[str, set[str]] = defaultdict(set)
+        self.listening = False
+        self._listener: asyncio.Task[None] | None = None
+        self._refreshing: set[asyncio.Task[None]] = set()
+
+    def join(self, person: str, session_id: str) -> None:
+        """`session_id` is one of `person`'s open chats on this replica."""
+        self.sessions[person].add(session_id)
+
+    def leave(self, session_id: str) -> None:
+        for person, ids in list(self.sessions.items()):
+            ids.discard(session_id)
+            if not ids:
+                del self.sessions[person]
+
+    async def tell(self, person: str, toast: str = "") -> None:
+        """Tell every replica that `person`'s balance changed."""
+        try:
+            await self.channel.publish(News(person, toast).encode())
+        except Exception:
+            log.exception("Could not tell the replicas about %s", person)
+
+    def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen_forever(), name="live-listener")
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        await asyncio.gather(*self._refreshing, return_exceptions=True)
+        await self.channel.close()
+
+    async def _listen_forever(self) -> None:
+        pause = self.first_pause_s
+        while True:  # supervised: whatever ends the listening, it starts again
+            try:
+                await self.channel.listen(self._deliver, self._heard)
+                log.warning("The live-update channel closed; listening again in %.0f s", pause)
+            except Exception:
+                log.exception("The live-update listener failed; listening again in %.0f s", pause)
+            if self.listening:  # it had been working: try again soon
+                pause = self.first_pause_s
+            self.listening = False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE_S)
+
+    def _heard(self) -> None:
+        """The channel is listening."""
+        self.listening = True
+
+    async def _deliver(self, text: str) -> None:
+        news = News.decode(text)
+        if news is None:
+            log.warning("Ignored a malformed live update: %.200r", text)
+            return
+        for session_id in list(self.sessions.get(news.person, ())):
+            session = WebsocketSession.get_by_id(session_id)
+            if session is None:  # closed without saying so
+                self.leave(session_id)
+                continue
+            task = asyncio.create_task(self._refresh(session, news))
+            self._refreshing.add(task)
+            task.add_done_callback(self._refreshing.discard)
+
+    async def _refresh(self, session: WebsocketSession, news: News) -> None:
+        init_ws_context(session)  # this task speaks to that session
+        try:
+            await self.refresh(news)
+        except Exception:  # the person may have just left
+            log.exception("Could not refresh a session of %s", news.person)
