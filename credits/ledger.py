@@ -57,6 +57,7 @@ class System(StrEnum):
 
     PROMOTIONS = "system:promotions"
     STRIPE_CLEARING = "system:stripe_clearing"
+    PAYPAL_CLEARING = "system:paypal_clearing"
     CRYPTO_CLEARING = "system:crypto_clearing"
     USAGE_REVENUE = "system:usage_revenue"
     ADJUSTMENTS = "system:adjustments"

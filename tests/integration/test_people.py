@@ -3,11 +3,6 @@ right now, and whom an admin's /grant names."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,17 +17,6 @@ from ui.picker import preferred, remember
 CATALOG = load_catalog(
     ROOT / "models.toml", {"VLLM_BASE_URL": "http://127.0.0.1:9/v1"}.get, "smollm2-135m"
 )
-
-
-@pytest.fixture
-async def ledger(database_url: str, tmp_path: Path) -> AsyncIterator[Ledger]:
-    url = database_url
-    if url.startswith("sqlite"):
-        url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
-    book = Ledger(url, tmp_path, Ed25519PrivateKey.generate())
-    await book.start(background=False)
-    yield book
-    await book.close()
 
 
 async def test_a_model_choice_is_kept_per_person_and_the_last_one_wins(engine: AsyncEngine) -> None:
