@@ -40,8 +40,9 @@ class ChatSession:
     )
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def connect(self, origin: str | None = None) -> None:
-        """Open the socket.io connection (as a page of `origin` would, when given)."""
+    async def connect(self, origin: str | None = None, restoring: bool = False) -> None:
+        """Open the socket.io connection (as a page of `origin` would, when given). `restoring`:
+        the tab reconnects to its session, for which Chainlit starts no chat."""
 
         @self.sio.on("*")
         async def record(event: str, data: Any = None) -> None:
@@ -68,7 +69,7 @@ class ChatSession:
             wait_timeout=10,
         )
         await self.sio.emit("connection_successful")
-        if self.thread_id is None:  # a new chat: wait until the app's on_chat_start has run
+        if self.thread_id is None and not restoring:  # a new chat: wait for on_chat_start
             await self.wait_for_run("on_chat_start")
 
     async def wait_for_run(self, name: str, after: int = 0, timeout: float = 120) -> None:

@@ -87,3 +87,19 @@ async def test_a_grant_on_one_replica_reaches_a_chat_on_another(
         await admin.close()
         await chat.wait_until(badge_shows(WELCOME + 7 * UNITS_PER_CREDIT), seen, timeout=10)
         await chat.close()
+
+
+async def test_a_tab_that_reconnects_still_hears(app: RunningApp) -> None:
+    """The socket drops and the browser reconnects to the same session (Chainlit keeps it for a
+    while, and starts no new chat): the grant made after that still reaches the badge."""
+    user, password = await new_user(app)
+    tab = await open_chat(app, user, password)
+    await tab.close()
+    again = ChatSession(app.base_url, tab.cookies, session_id=tab.session_id)
+    await again.connect(restoring=True)
+    await again.wait_for("task_end")  # Chainlit has taken the reconnection
+    admin = await open_chat(app, *ADMIN)
+    await admin.send(f"/grant {user} 3 after a reconnect")
+    await admin.close()
+    await again.wait_until(badge_shows(WELCOME + 3 * UNITS_PER_CREDIT), timeout=10)
+    await again.close()
