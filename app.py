@@ -213,7 +213,7 @@ async def chat_resume(thread: ThreadDict) -> None:
 
 @cl.on_chat_end
 async def chat_end() -> None:
-    d.live.leave(cl.context.session.id)
+    d.live.leave_when_gone(cl.context.session.id, chainlit_config.project.session_timeout + 5)
 
 
 @cl.on_settings_update

@@ -63,6 +63,7 @@ class Live:
         self.listening = False
         self._listener: asyncio.Task[None] | None = None
         self._refreshing: set[asyncio.Task[None]] = set()
+        self._leaving: set[asyncio.Task[None]] = set()
 
     def join(self, person: str, session_id: str) -> None:
         """`session_id` is one of `person`'s open chats on this replica."""
@@ -73,6 +74,19 @@ class Live:
             ids.discard(session_id)
             if not ids:
                 del self.sessions[person]
+
+    def leave_when_gone(self, session_id: str, after_s: float) -> None:
+        """The socket of `session_id` closed: Chainlit keeps the session `after_s` for the browser
+        to reconnect (under the same id, without a new chat start); forget it only if it did not."""
+
+        async def later() -> None:
+            await asyncio.sleep(after_s)
+            if WebsocketSession.get_by_id(session_id) is None:
+                self.leave(session_id)
+
+        task = asyncio.create_task(later())
+        self._leaving.add(task)
+        task.add_done_callback(self._leaving.discard)
 
     async def tell(self, person: str, toast: str = "") -> None:
         """Tell every replica that `person`'s balance changed."""
@@ -85,9 +99,10 @@ class Live:
         self._listener = asyncio.create_task(self._listen_forever(), name="live-listener")
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+        stopping = [*self._leaving, *([self._listener] if self._listener else [])]
+        for task in stopping:
+            task.cancel()
+        await asyncio.gather(*stopping, return_exceptions=True)
         await asyncio.gather(*self._refreshing, return_exceptions=True)
         await self.channel.close()
 
