@@ -77,7 +77,7 @@ def build(settings: Settings) -> Deployment:
     )  # fmt: skip
     secret = d.auth_secret
     errors.install(fastapi_app)
-    mount(fastapi_app, health.router(engine, catalog, HealthCheck(runner), d.ledger))
+    mount(fastapi_app, health.router(engine, catalog, HealthCheck(runner), d.ledger, live.health))
     throttle = Throttle(
         settings.redis_url, settings.login_attempts_per_address, settings.login_attempts_per_account
     )

@@ -1,9 +1,11 @@
 """`GET /healthz`: is the database answering, does the ledger take writes, and is the default model's
-provider ready?"""
+provider ready? It also says whether updates from outside a chat are being heard (ui/live.py): a
+replica that is not listening still serves, so that does not make it unready."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -18,7 +20,13 @@ from credits.store import Ledger
 LEDGER_TTL_S = 2.0
 
 
-def router(engine: AsyncEngine, catalog: Catalog, check: HealthCheck, ledger: Ledger) -> APIRouter:
+def router(
+    engine: AsyncEngine,
+    catalog: Catalog,
+    check: HealthCheck,
+    ledger: Ledger,
+    live: Callable[[], Health] = lambda: Health(True, "not used"),
+) -> APIRouter:
     routes = APIRouter()
     asked: list[tuple[float, str | None]] = []  # when the ledger was last asked, and its answer
 
@@ -42,6 +50,7 @@ def router(engine: AsyncEngine, catalog: Catalog, check: HealthCheck, ledger: Le
             "ledger": {"ok": problem is None, "detail": problem or "takes writes"},
             "default_model": catalog.default_id,
             "providers": {pid: {"ok": h.ok, "detail": h.detail} for pid, h in providers.items()},
+            "live_updates": {"ok": (heard := live()).ok, "detail": heard.detail},
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -19,6 +19,8 @@ Heard = Callable[[], None]  # called once the channel is listening
 
 
 class Channel(Protocol):
+    kind: str  # what carries the news, for the health check
+
     async def publish(self, text: str) -> None: ...
 
     async def listen(self, deliver: Deliver, heard: Heard) -> None: ...
@@ -28,6 +30,8 @@ class Channel(Protocol):
 
 class InProcess:
     """One process: what is published is delivered here, at once."""
+
+    kind = "this process"
 
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
@@ -47,6 +51,8 @@ class InProcess:
 
 class Postgres:
     """PostgreSQL LISTEN/NOTIFY: one listening connection, a small pool to notify from."""
+
+    kind = "PostgreSQL LISTEN/NOTIFY"
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
@@ -87,6 +93,8 @@ class Postgres:
 
 class Redis:
     """Redis pub/sub (REDIS_URL)."""
+
+    kind = "Redis pub/sub"
 
     def __init__(self, url: str) -> None:
         self.client = aioredis.from_url(url)

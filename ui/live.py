@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from chainlit.context import init_ws_context
 from chainlit.session import WebsocketSession
 
+from agents.providers import Health
 from ui.channels import Channel
 
 log = logging.getLogger("live")
@@ -94,6 +95,12 @@ class Live:
             await self.channel.publish(News(person, toast).encode())
         except Exception:
             log.exception("Could not tell the replicas about %s", person)
+
+    def health(self) -> Health:
+        """Whether this replica hears what the others tell, and through what."""
+        if self.listening:
+            return Health(True, self.channel.kind)
+        return Health(False, f"not listening to {self.channel.kind}: trying again")
 
     def start(self) -> None:
         self._listener = asyncio.create_task(self._listen_forever(), name="live-listener")

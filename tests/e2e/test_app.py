@@ -34,6 +34,7 @@ def test_health_reports_database_and_local_model(app: RunningApp) -> None:
     assert body["status"] == "ok"
     assert body["database"] == {"ok": True, "detail": "sqlite"}
     assert body["providers"]["local"] == {"ok": True, "detail": "loaded"}
+    assert body["live_updates"] == {"ok": True, "detail": "this process"}
 
 
 async def test_wrong_password_and_unknown_user_get_the_same_refusal(app: RunningApp) -> None:

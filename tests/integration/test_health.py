@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import tempfile
 from pathlib import Path
@@ -21,10 +22,16 @@ from settings import ROOT
 from storage.engine import create_engine
 from tests.credits.test_cancellation import die
 from tests.fakes.openai_server import FakeOpenAI
+from ui.channels import InProcess
+from ui.live import Live, News
 
 
 async def get_health(
-    database_url: str, env: dict[str, str], default: str, kill_writer: bool = False
+    database_url: str,
+    env: dict[str, str],
+    default: str,
+    kill_writer: bool = False,
+    live: Live | None = None,
 ) -> httpx.Response:
     catalog = load_catalog(ROOT / "models.toml", env.get, default)
     runner = LocalRunner(ROOT / "unused.gguf", 512, 1)  # never loaded here
@@ -38,7 +45,8 @@ async def get_health(
         assert ledger._writer is not None
         ledger._writer.thread.join(timeout=5)
     app = FastAPI()
-    app.include_router(health.router(engine, catalog, HealthCheck(runner), ledger))
+    checks = (engine, catalog, HealthCheck(runner), ledger)
+    app.include_router(health.router(*checks, live.health) if live else health.router(*checks))
     try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
@@ -77,6 +85,31 @@ async def test_ready_when_the_database_and_the_default_provider_answer(tmp_path)
     }
     assert body["providers"]["local"] == {"ok": False, "detail": "not loaded"}
     assert body["ledger"] == {"ok": True, "detail": "takes writes"}
+
+
+async def test_live_updates_not_heard_are_reported_without_making_it_unready(
+    tmp_path: Path,
+) -> None:
+    """A replica whose listener is down (its channel's server restarting) still serves chats:
+    /healthz says so without changing whether it is ready; once it listens, it says through
+    what."""
+
+    async def nothing(news: News) -> None:
+        return None
+
+    live = Live(InProcess(), nothing)
+    url = f"sqlite+aiosqlite:///{tmp_path}/h.db"
+    down = await get_health(url, {}, "smollm2-135m", live=live)
+    assert down.json()["live_updates"] == {
+        "ok": False,
+        "detail": "not listening to this process: trying again",
+    }
+    live.start()
+    await asyncio.sleep(0)  # the listener's first step
+    up = await get_health(url, {}, "smollm2-135m", live=live)
+    await live.close()
+    assert up.json()["live_updates"] == {"ok": True, "detail": "this process"}
+    assert down.status_code == up.status_code
 
 
 async def test_unready_when_the_default_provider_is_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
