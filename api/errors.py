@@ -1,6 +1,7 @@
 """The one place errors become what an HTTP client reads.
 
-Our routes raise the packages' own errors (`AuthError`, `CreditsError`, `AgentError`) and this
+Our routes raise the packages' own errors (`AuthError`, `CreditsError`, `AgentError`,
+`PaymentError`) and this
 turns them into answers: a page that says why for the sign-in pages a browser is sent to, JSON with
 a `detail` elsewhere. Anything else is a fault of ours: logged with a reference the client is given,
 and never shown (it could hold a query, a path or a secret).
@@ -18,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from agents.errors import AgentError, ModelNotAvailable
 from auth.errors import AuthError
 from credits import errors as credit
+from payments.errors import NotFulfillable, PaymentError, UnknownOrder
 
 log = logging.getLogger("api")
 
@@ -42,6 +44,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AuthError, _auth)
     app.add_exception_handler(credit.CreditsError, _credits)
     app.add_exception_handler(AgentError, _agents)
+    app.add_exception_handler(PaymentError, _payments)
 
 
 async def _auth(request: Request, error: Exception) -> Response:
@@ -60,6 +63,17 @@ async def _credits(request: Request, error: Exception) -> Response:
 
 async def _agents(request: Request, error: Exception) -> Response:
     status = 400 if isinstance(error, ModelNotAvailable) else 502
+    return JSONResponse({"detail": str(error)}, status_code=status)
+
+
+async def _payments(request: Request, error: Exception) -> Response:
+    status = (
+        404
+        if isinstance(error, UnknownOrder)
+        else 409
+        if isinstance(error, NotFulfillable)
+        else 400
+    )
     return JSONResponse({"detail": str(error)}, status_code=status)
 
 

@@ -19,6 +19,7 @@ from agents.catalog import Model
 from agents.errors import AgentError
 from credits.errors import CreditsError, HoldNotCreated, InsufficientCredits, WriterStopped
 from credits.ledger import show_credits
+from payments.errors import PaymentError
 
 log = logging.getLogger("ui")
 
@@ -33,7 +34,7 @@ async def told(doing: str = "") -> AsyncIterator[None]:
     for (`/grant`), for refusals."""
     try:
         yield
-    except (Refused, CreditsError, AgentError) as error:
+    except (Refused, CreditsError, AgentError, PaymentError) as error:
         if text := text_for(error, doing):
             await cl.ErrorMessage(content=text).send()
     except Exception as error:
@@ -57,6 +58,8 @@ def text_for(error: Exception, doing: str = "") -> str:
         return "The credits ledger is not available right now. Nothing was charged: try again."
     if isinstance(error, CreditsError):
         return f"{error} Nothing was charged."
+    if isinstance(error, PaymentError):
+        return str(error)
     return f"{error} Choose another model in the settings."
 
 

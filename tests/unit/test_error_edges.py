@@ -20,6 +20,7 @@ from credits.errors import (
     IntegrityError,
     WriterStopped,
 )
+from payments.errors import NotFulfillable, UnknownOrder
 from ui import errors as chat_errors
 
 RAISED: dict[str, Exception] = {
@@ -33,6 +34,8 @@ RAISED: dict[str, Exception] = {
     "no-provider": NoSuchProvider("There is no sign-in provider 'acme' here."),
     "provider": ProviderFailed("Acme's discovery document could not be read."),
     "anonymous": NotSignedIn("Sign in first."),
+    "no-order": UnknownOrder("There is no order 'ord_x'."),
+    "failed-order": NotFulfillable("Order ord_y is failed: it cannot be paid for."),
 }
 
 
@@ -57,6 +60,8 @@ async def client() -> httpx.AsyncClient:
         ("stopped", 503, "writer stopped. Nothing was charged."),
         ("no-model", 400, "There is no model called 'gpt-9'."),
         ("model-failed", 502, "The model server answered 500."),
+        ("no-order", 404, "There is no order 'ord_x'."),
+        ("failed-order", 409, "it cannot be paid for."),
     ],
 )
 async def test_http_clients_read_json_that_says_why(
@@ -105,6 +110,7 @@ async def test_a_fault_of_ours_is_logged_under_a_reference_and_not_shown(
         (HoldNotCreated("Hold 'turn:1' exists already."), "", "was not run again"),
         (RAISED["stopped"], "", "not available right now. Nothing was charged"),
         (RAISED["no-model"], "", "There is no model called 'gpt-9'. Choose another model"),
+        (RAISED["no-order"], "", "There is no order 'ord_x'."),
     ],
 )  # fmt: skip
 def test_chat_text_for_each_error(error: Exception, doing: str, said: str) -> None:
