@@ -15,8 +15,10 @@ TIMEOUT = 60_000
 
 
 async def send(page: Page, text: str) -> None:
-    # The settings button appears once the socket is up and on_chat_start/resume has run.
+    # The settings button appears once the socket is up and on_chat_start/resume has run; the
+    # badge comes last (after the welcome notice): only then are the answers so far all shown.
     await expect(page.locator("#chat-settings-open-modal")).to_be_visible(timeout=TIMEOUT)
+    await expect(page.locator("#credit-badge")).to_be_visible(timeout=TIMEOUT)
     before = await page.locator('[data-step-type="assistant_message"]').count()
     box = page.locator("#chat-input")
     for _ in range(3):  # keys typed while the page re-renders (chat start's last messages) are
@@ -68,6 +70,8 @@ async def test_log_in_chat_reload_reopen_and_continue(browser: Browser, app: Run
     await expect(page.locator('[data-step-type="assistant_message"]').first).to_have_text(
         first_answer.strip(), timeout=TIMEOUT
     )
+    # The balance shows in the reopened thread too (not only in the chat it was first sent to).
+    await expect(page.locator("#credit-badge")).to_contain_text("credits", timeout=TIMEOUT)
 
     await send(page, "And another one?")
     await expect(page.locator('[data-step-type="user_message"]')).to_have_count(2)
