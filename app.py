@@ -123,6 +123,7 @@ resources = AsyncExitStack()
 @cl.on_app_startup
 async def start() -> None:
     use_own_folder(settings.data_dir)
+    wallet.send_badges_after_resume(chainlit_sio.handlers["/"], d)
     guard_events(chainlit_sio.handlers["/"], session_counts, chainlit_sio.disconnect)
     if settings.is_postgres and (behind := left_behind(settings.data_dir)):
         log.warning(behind)
@@ -207,8 +208,7 @@ async def chat_resume(thread: ThreadDict) -> None:
         await picker.show(d)
         await menu.offer(d)
         if settings.metering:
-            steps = thread.get("steps") or []
-            await wallet.show_balance(d, thread["id"], steps[-1]["id"] if steps else None)
+            wallet.show_after_resume(thread["id"], wallet.badge_host(thread))
 
 
 @cl.on_chat_end

@@ -57,10 +57,12 @@ class Postgres:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
 
     async def publish(self, text: str) -> None:
-        if self._pool is None:
-            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=2)
+        async with self._opening:  # one pool, however many publish at first
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=2)
         await self._pool.execute("SELECT pg_notify($1, $2)", NAME, text)
 
     async def listen(self, deliver: Deliver, heard: Heard) -> None:

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import chainlit as cl
+from chainlit.context import init_ws_context
+from chainlit.session import WebsocketSession
+from chainlit.user_session import user_sessions
 
 from agents.catalog import Model
 from credits.ledger import Balance, show_credits
@@ -63,13 +68,49 @@ async def show_balance(
     balance = balance or await d.ledger.balance(person())
     props = badge_props(balance, d.settings.credit_usd, d.low_units)
     badge = cl.user_session.get("badge")
-    if badge is not None:
+    if badge is not None and badge.id == badge_id(thread_id):
         await refresh_badge(badge, props)
         return balance
+    # None yet, or the one of another chat this session showed before (a thread opened from the
+    # sidebar keeps the session): this chat's page does not have it.
     badge = new_badge(thread_id, props)
     cl.user_session.set("badge", badge)
     await badge.send(for_id=for_id or "", persist=False)
     return balance
+
+
+def show_after_resume(thread_id: str, for_id: str | None) -> None:
+    """A reopened thread's badge, to be sent once Chainlit has sent the thread itself: it does so
+    after `on_chat_resume`, and the page then drops the elements it had (the badge is not kept
+    with the thread), so a badge sent from `on_chat_resume` never shows."""
+    cl.user_session.set("badge", None)
+    cl.user_session.set("badge_due", (thread_id, for_id))
+
+
+def badge_host(thread: Mapping[str, Any]) -> str | None:
+    """The message of a reopened thread the badge is sent with (it is pinned to the top of the
+    page wherever it is sent): the person's last message, not a step (folded away, it would hide
+    the badge) nor an answer (whose text it would join)."""
+    steps = thread.get("steps") or []
+    mine = [s["id"] for s in steps if s["type"] == "user_message"]
+    return mine[-1] if mine else None
+
+
+def send_badges_after_resume(handlers: dict[str, Any], d: Deployment) -> None:
+    """Wrap Chainlit's `connection_successful` socket handler (which resumes a thread): once it
+    has run, send the badge `show_after_resume` left due, in that session."""
+    resume = handlers["connection_successful"]
+
+    async def resumed(sid: str, *args: Any) -> Any:
+        done = await resume(sid, *args)
+        session = WebsocketSession.get(sid)
+        if session is not None and (due := user_sessions.get(session.id, {}).get("badge_due")):
+            init_ws_context(session)
+            cl.user_session.set("badge_due", None)
+            await show_balance(d, *due)
+        return done
+
+    handlers["connection_successful"] = resumed
 
 
 async def after_charge(d: Deployment, charged: int) -> None:
@@ -124,8 +165,12 @@ def badge_props(balance: Balance, credit_usd: Decimal, low_units: int) -> dict[s
 def new_badge(thread_id: str, props: dict[str, object]) -> cl.CustomElement:
     """The badge of one chat (one id per thread, so a resumed chat updates the same one)."""
     badge = cl.CustomElement(name=BADGE, props=props, display="inline")
-    badge.id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"credit-badge:{thread_id}"))
+    badge.id = badge_id(thread_id)
     return badge
+
+
+def badge_id(thread_id: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"credit-badge:{thread_id}"))
 
 
 async def refresh_badge(badge: cl.CustomElement, props: dict[str, object]) -> None:
