@@ -8,6 +8,7 @@ browser over the socket at once. It is live state, not history: it is not persis
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from credits.metering import welcome_id
 from credits.store import Ledger
 from ui.deployment import Deployment, person
 
+log = logging.getLogger("wallet")
 BADGE = "CreditBadge"
 AUTHOR = "Credits"  # notices by this author are shown, not kept with the thread
 
@@ -107,7 +109,10 @@ def send_badges_after_resume(handlers: dict[str, Any], d: Deployment) -> None:
         if session is not None and (due := user_sessions.get(session.id, {}).get("badge_due")):
             init_ws_context(session)
             cl.user_session.set("badge_due", None)
-            await show_balance(d, *due)
+            try:
+                await show_balance(d, *due)
+            except Exception:  # the thread is open; only its badge is missing
+                log.exception("Could not show the badge of a reopened thread")
         return done
 
     handlers["connection_successful"] = resumed
