@@ -116,14 +116,18 @@ class Live:
     async def _listen_forever(self) -> None:
         pause = self.first_pause_s
         while True:  # supervised: whatever ends the listening, it starts again
+            failure: BaseException | None = None
             try:
                 await self.channel.listen(self._deliver, self._heard)
-                log.warning("The live-update channel closed; listening again in %.0f s", pause)
-            except Exception:
-                log.exception("The live-update listener failed; listening again in %.0f s", pause)
+            except Exception as error:
+                failure = error
             if self.listening:  # it had been working: try again soon
                 pause = self.first_pause_s
             self.listening = False
+            log.warning(
+                "The live-update channel %s; listening again in %.1f s",
+                "failed" if failure else "closed", pause, exc_info=failure,
+            )  # fmt: skip
             await asyncio.sleep(pause)
             pause = min(pause * 2, MAX_PAUSE_S)
 

@@ -85,7 +85,7 @@ def show_after_resume(thread_id: str, for_id: str | None) -> None:
     """A reopened thread's badge, to be sent once Chainlit has sent the thread itself: it does so
     after `on_chat_resume`, and the page then drops the elements it had (the badge is not kept
     with the thread), so a badge sent from `on_chat_resume` never shows."""
-    cl.user_session.set("badge", None)
+    cl.user_session.set("badge", None)  # even this thread's own: the page no longer has it
     cl.user_session.set("badge_due", (thread_id, for_id))
 
 
