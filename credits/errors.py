@@ -4,6 +4,7 @@ CreditsError
 ├── InvalidRequest          malformed input: amount, id, code, metadata
 ├── UnknownAccount          no such account
 ├── InsufficientCredits     the balance cannot cover the amount
+│   └── OwesCredits         nothing may be spent: a refund or dispute left credits owed
 ├── IdempotencyConflict     the id was used before with a different payload
 ├── UnknownHold             no hold with that id
 ├── HoldResolved            the hold was already settled, released or expired
@@ -38,6 +39,15 @@ class InsufficientCredits(CreditsError):
         super().__init__(message)
         self.available = available
         self.needed = needed
+
+
+class OwesCredits(InsufficientCredits):
+    """The account owes credits (a refund or dispute took back more than it held): nothing can be
+    spent until a top-up or grant has covered what is owed."""
+
+    def __init__(self, message: str, owed: int, needed: int = 0) -> None:
+        super().__init__(message, available=0, needed=needed)
+        self.owed = owed
 
 
 class IdempotencyConflict(CreditsError):

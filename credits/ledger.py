@@ -18,6 +18,12 @@ zero; system accounts (where credits come from and go to) may. Debits equal cred
 ledger, always. Transfers are immutable and keyed by a caller-supplied id: the same id with the same
 payload gives the first result again, with a different payload it is a conflict.
 
+Refunds and lost disputes take credits back (`claw_back`): what the account has available is
+posted back, and what it no longer has (already spent) is recorded as owed on the account, in the
+claw-back's metadata and in an `owed` counter. Nothing may be held (spent) while anything is owed;
+every credit that arrives afterwards (a grant, a purchase, an adjustment) covers what is owed first,
+by a transfer of its own. So a user account still never goes below zero.
+
 A failed operation (say, insufficient credits) records nothing, so its id stays free: retrying the same
 id later, after a top-up, may succeed.
 
@@ -61,6 +67,7 @@ class System(StrEnum):
     CRYPTO_CLEARING = "system:crypto_clearing"
     USAGE_REVENUE = "system:usage_revenue"
     ADJUSTMENTS = "system:adjustments"
+    CLAWBACKS = "system:clawbacks"  # credits taken back by refunds and lost disputes
 
 
 class Kind(StrEnum):
@@ -106,10 +113,11 @@ class Balance:
     available: int
     held: int
     posted: int
+    owed: int = 0  # taken back by a refund or dispute beyond what was there; blocks spending
 
     @classmethod
-    def of(cls, counters: Counters) -> Balance:
-        return cls(available=counters.available, held=counters.held, posted=counters.balance)
+    def of(cls, counters: Counters, owed: int = 0) -> Balance:
+        return cls(counters.available, counters.held, counters.balance, owed)
 
 
 @dataclass(frozen=True)

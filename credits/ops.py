@@ -16,10 +16,11 @@ one place.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection, TextClause, text
@@ -30,11 +31,20 @@ from credits.errors import (
     HoldResolved,
     IdempotencyConflict,
     InsufficientCredits,
+    OwesCredits,
     SettleExceedsHold,
     UnknownAccount,
     UnknownHold,
 )
-from credits.ledger import AccountKind, Counters, Kind, Request, Transfer
+from credits.ledger import (
+    AccountKind,
+    Counters,
+    Kind,
+    Request,
+    System,
+    Transfer,
+    canonical_metadata,
+)
 
 Params = Mapping[str, Any]
 
@@ -342,10 +352,17 @@ def _move(db: Db, req: Request, now_us: int) -> tuple[Transfer, bool]:
             done = db.one(
                 f"UPDATE ledger_accounts SET debits_{side} = debits_{side} + :amount "
                 "WHERE id = :id AND credits_posted - debits_posted - debits_pending >= :amount "
-                "RETURNING id",
+                + ("AND owed = 0 " if pending else "")  # a hold is spending: not while owing
+                + "RETURNING id",
                 {"amount": req.amount, "id": account.id},
             )
             if done is None:
+                if pending and (debt := owed(db, account.id)):
+                    raise OwesCredits(
+                        f"{account.name} owes {debt} units; nothing can be spent until covered.",
+                        owed=debt,
+                        needed=req.amount,
+                    )
                 now = require_account(db, account.name).counters.available
                 raise InsufficientCredits(
                     f"{account.name} has {now} units available, {req.amount} needed.",
@@ -368,6 +385,75 @@ def _move(db: Db, req: Request, now_us: int) -> tuple[Transfer, bool]:
         req.transfer_id, req.kind, req.code, req.amount, req.debit, req.credit, now_us,
         None, expires, req.metadata, None, pk,
     ), True  # fmt: skip
+
+
+def owed(db: Db, account_id: int) -> int:
+    """What the account owes (taken back beyond what it had)."""
+    row = db.one("SELECT owed FROM ledger_accounts WHERE id = :id", {"id": account_id})
+    return int(row[0]) if row else 0
+
+
+def claw_back(db: Db, req: Request, now_us: int) -> tuple[Transfer, bool]:
+    """Take back `req.amount` from the user `req.debit`: what is available now is posted under
+    `req.transfer_id` (the amount in its metadata as `asked`, the rest as `owed`), the rest is
+    added to what the account owes. A repeat of the same request returns the first result."""
+    if (first := _claw_back_made(db, req)) is not None:
+        return first, False
+    # Lock the row first (PostgreSQL), so that what is taken is what is available now.
+    db.run("UPDATE ledger_accounts SET owed = owed WHERE name = :name", {"name": req.debit})
+    account = require_account(db, req.debit)
+    take = min(req.amount, max(account.counters.available, 0))
+    metadata = json.loads(req.metadata) | {"asked": req.amount, "owed": req.amount - take}
+    try:
+        done, created = _move(
+            db, replace(req, amount=take, metadata=canonical_metadata(metadata)), now_us
+        )
+    except IdempotencyConflict:  # made meanwhile (PostgreSQL), from what was available then
+        created = False
+    if not created:
+        first = _claw_back_made(db, req)
+        assert first is not None
+        return first, False
+    if req.amount > take:
+        db.run(
+            "UPDATE ledger_accounts SET owed = owed + :owed WHERE id = :id",
+            {"owed": req.amount - take, "id": account.id},
+        )
+    return done, created
+
+
+def _claw_back_made(db: Db, req: Request) -> Transfer | None:
+    """The claw-back made before under this id, if it was this request."""
+    first = get_transfer(db, req.transfer_id)
+    if first is None:
+        return None
+    said = {k: v for k, v in first.meta.items() if k not in ("asked", "owed")}
+    same = (first.code, first.debit, first.credit) == (req.code, req.debit, req.credit)
+    if not same or said != json.loads(req.metadata) or first.meta.get("asked") != req.amount:
+        raise IdempotencyConflict(
+            f"Transfer id {req.transfer_id!r} was already used for a different request."
+        )
+    return first
+
+
+def cover_owed(db: Db, account: str, after: Transfer, now_us: int) -> Transfer | None:
+    """Credits just arrived on `account` (by `after`): what it owes is covered from them first,
+    by a transfer of its own (`owed:<pk of after>`). None when nothing was owed or available."""
+    found = require_account(db, account)
+    debt = owed(db, found.id)
+    cover = min(debt, max(found.counters.available, 0))
+    if cover == 0:
+        return None
+    req = Request(
+        f"owed:{after.pk}", Kind.POSTED, "owed", cover, account, System.CLAWBACKS.value,
+        metadata=canonical_metadata({"covers": after.transfer_id, "owed_before": debt}),
+    )  # fmt: skip
+    done = record(db, req, now_us)
+    db.run(
+        "UPDATE ledger_accounts SET owed = owed - :cover WHERE id = :id",
+        {"cover": cover, "id": found.id},
+    )
+    return done
 
 
 def _account(row: Sequence[Any] | None) -> Account | None:

@@ -41,7 +41,9 @@ accounts = Table(
     Column("credits_pending", BigInteger, nullable=False, server_default="0"),
     Column("credits_posted", BigInteger, nullable=False, server_default="0"),
     Column("created_us", BigInteger, nullable=False),
+    Column("owed", BigInteger, nullable=False, server_default="0"),  # added by ledger_0003
     CheckConstraint("kind IN ('user', 'system')", name="ck_account_kind"),
+    CheckConstraint("owed >= 0", name="ck_account_owed_nonnegative"),
     CheckConstraint(
         "debits_pending >= 0 AND debits_posted >= 0 AND credits_pending >= 0 "
         "AND credits_posted >= 0",

@@ -87,7 +87,8 @@ class Ledger(Backend):
         metadata: Mapping[str, Any] | None = None,
         source: System = System.PROMOTIONS,
     ) -> Transfer:
-        """Give `user` credits from a system account (the welcome bonus is `welcome:<user>`)."""
+        """Give `user` credits from a system account (the welcome bonus is `welcome:<user>`).
+        What the user owes is covered from them first."""
         req = Request(
             check_transfer_id(transfer_id), Kind.POSTED, check_code(code), check_amount(amount),
             source.value, user_account(user), metadata=canonical_metadata(metadata),
@@ -96,9 +97,30 @@ class Ledger(Backend):
 
         def op(c: Db) -> Transfer:
             ops.open_account(c, req.credit, AccountKind.USER, now)
-            return ops.record(c, req, now)
+            done, created = ops.record_new(c, req, now)
+            if created:
+                ops.cover_owed(c, req.credit, done, now)
+            return done
 
         return await self._write(op)
+
+    async def claw_back(
+        self,
+        user: str,
+        amount: int,
+        transfer_id: str,
+        code: str,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Transfer:
+        """Take back `amount` of what `user` was given (a refund, a lost dispute): what they have
+        available is posted to `System.CLAWBACKS` now, the rest is owed (see credits/ledger.py).
+        The transfer's metadata says `asked` and `owed`; a repeat returns the first result."""
+        req = Request(
+            check_transfer_id(transfer_id), Kind.POSTED, check_code(code), check_amount(amount),
+            user_account(user), System.CLAWBACKS.value, metadata=canonical_metadata(metadata),
+        )  # fmt: skip
+        now = self.clock()
+        return await self._write(lambda c: ops.claw_back(c, req, now)[0])
 
     async def reserve(
         self,
@@ -331,7 +353,10 @@ class Ledger(Backend):
 
         def op(c: Db) -> Transfer:
             ops.require_account(c, account)
-            return ops.record(c, req, now)
+            done, created = ops.record_new(c, req, now)
+            if created and delta > 0:
+                ops.cover_owed(c, account, done, now)
+            return done
 
         return await self._write(op)
 
@@ -394,10 +419,14 @@ class Ledger(Backend):
 
     async def balance(self, user: str) -> Balance:
         name = user_account(user)
-        account = await self._read(lambda c: ops.find_account(c, name))
-        if account is None:
-            return Balance(0, 0, 0)
-        return Balance.of(account.counters)
+
+        def read(c: Db) -> Balance | None:
+            account = ops.find_account(c, name)
+            return (
+                None if account is None else Balance.of(account.counters, ops.owed(c, account.id))
+            )
+
+        return await self._read(read) or Balance(0, 0, 0)
 
     async def transfer(self, transfer_id: str) -> Transfer | None:
         return await self._read(lambda c: ops.get_transfer(c, transfer_id))

@@ -25,7 +25,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from credits import log, replay
-from credits.ledger import Books, Counters
+from credits.ledger import Books, Counters, System
 from credits.ops import Db
 from credits.store import Ledger
 
@@ -71,6 +71,7 @@ class Snapshot:
 
     names: dict[int, str]
     counters: dict[str, Counters]
+    owed: dict[str, int]
     checkpoints: list[log.Checkpoint]
     head_size: int
     frontier: list[bytes]
@@ -79,12 +80,14 @@ class Snapshot:
 def snapshot(db: Db) -> Snapshot:
     names: dict[int, str] = {}
     counters: dict[str, Counters] = {}
+    owed: dict[str, int] = {}
     for r in db.all(
-        "SELECT id, name, debits_pending, debits_posted, credits_pending, credits_posted "
+        "SELECT id, name, debits_pending, debits_posted, credits_pending, credits_posted, owed "
         "FROM ledger_accounts"
     ):
         names[r[0]] = r[1]
         counters[r[1]] = Counters(r[2], r[3], r[4], r[5])
+        owed[r[1]] = r[6]
     cps = [
         log.Checkpoint(r[0], bytes(r[1]), r[2], r[3], bytes(r[4]), r[5])
         for r in db.all(
@@ -95,7 +98,7 @@ def snapshot(db: Db) -> Snapshot:
     head = db.one("SELECT size, frontier FROM ledger_log_head WHERE id = 1")
     assert head is not None
     frontier = [bytes.fromhex(h) for h in json.loads(head[1])]
-    return Snapshot(names, counters, cps, head[0], frontier)
+    return Snapshot(names, counters, owed, cps, head[0], frontier)
 
 
 # Below this many entries the log is replayed in one piece: a helper process would cost more than
@@ -184,6 +187,7 @@ def _verify(
         _check_outside_copy(outside, snap, trust, report)
         _check_head(snap, whole, report)
     _check_balances(db, snap, whole.books, report)
+    _check_owed(db, snap, report)
     return report
 
 
@@ -298,6 +302,26 @@ def _check_balances(db: Db, snap: Snapshot, books: Books, report: Report) -> Non
         if counters != rebuilt:
             report.problems.append(
                 f"account {name}: counters {counters} differ from the transfers' {rebuilt}"
+            )
+            break
+
+
+def _check_owed(db: Db, snap: Snapshot, report: Report) -> None:
+    """What each account owes against its claw-backs (their `owed`) less its covers (code owed)."""
+    rebuilt: dict[str, int] = {}
+    for debit, code, amount, metadata in db.rows(
+        "SELECT d.name, t.code, t.amount, t.metadata FROM ledger_transfers t "
+        "JOIN ledger_accounts d ON d.id = t.debit_id JOIN ledger_accounts c ON c.id = t.credit_id "
+        "WHERE c.name = :clawbacks",
+        {"clawbacks": System.CLAWBACKS.value},
+    ):
+        change = -amount if code == "owed" else int(json.loads(metadata).get("owed", 0))
+        rebuilt[debit] = rebuilt.get(debit, 0) + change
+    for name, owed in snap.owed.items():
+        if owed != rebuilt.get(name, 0):
+            report.problems.append(
+                f"account {name}: owes {owed} units, its claw-backs and covers say "
+                f"{rebuilt.get(name, 0)}"
             )
             break
 
