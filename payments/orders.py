@@ -1,34 +1,39 @@
 """Orders: one row per checkout, moved through its states only by conditional updates.
 
     created -> pending (the checkout started at the provider) -> paid
-            -> expired / failed            (paid may still follow expired: the provider decides)
+            -> expired / failed            (paid may still follow: the provider decides)
     paid -> partially_refunded -> refunded
          -> disputed -> dispute_won / dispute_lost
 
 An order keeps what was sold (pack, currency, amount in minor units, credits in ledger units) as
-it was when the checkout started, so a repriced pack never changes an order. `fulfil` grants the
-order's credits under its own transfer id, `<provider>:<checkout ref>`, then moves it to paid: the
-webhook, the return page and reconciliation may all call it at once, any number of times, and a
-process killed between the grant and the move is completed by the next call (the grant is a repeat,
-the move happens once). Only the call that moved the order to paid is told it did.
+it was when the checkout started, so a repriced pack never changes an order. What the provider
+says of it afterwards (payment, receipt, refunds, disputes) is applied by `payments/fulfilment.py`,
+the only writer of those columns.
 """
 
 from __future__ import annotations
 
-import logging
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, Text, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    MetaData,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from credits.ledger import System
 from credits.metering import transfer_id
-from credits.store import Ledger
 from payments.errors import NotFulfillable, UnknownOrder
 
-log = logging.getLogger("payments")
 metadata = MetaData()
 orders = Table(
     "orders",
@@ -45,6 +50,21 @@ orders = Table(
     Column("transfer_id", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("provider_status", Text),  # added by 0007: open, processing, paid, expired, failed
+    Column("payment_ref", Text),
+    Column("receipt_url", Text),
+    Column("refunded_minor", BigInteger, nullable=False, server_default="0"),
+    Column("dispute", Text),  # open, won, lost (the latest dispute)
+    Column("problem", Text),  # why it was not credited, when the provider disagreed with it
+)
+events = Table(
+    "payment_events",
+    metadata,
+    Column("provider", Text, primary_key=True),
+    Column("event_id", Text, primary_key=True),
+    Column("type", Text, nullable=False),
+    Column("order_id", Text),
+    Column("received_at", DateTime(timezone=True), nullable=False),
 )
 
 PROVIDERS = ("stripe", "paypal", "crypto")
@@ -56,18 +76,18 @@ SOURCE = {
 # Each state, and the states an order may reach it from.
 MOVES: dict[str, tuple[str, ...]] = {
     "pending": ("created",),
-    "paid": ("created", "pending", "expired"),
+    "paid": ("created", "pending", "expired", "failed"),
     "expired": ("created", "pending"),
     "failed": ("created", "pending"),
-    "partially_refunded": ("paid", "partially_refunded", "dispute_won"),
-    "refunded": ("paid", "partially_refunded", "dispute_won"),
-    "disputed": ("paid", "partially_refunded", "dispute_won"),
-    "dispute_won": ("disputed",),
-    "dispute_lost": ("disputed",),
 }
 PAID = frozenset(
     {"paid", "partially_refunded", "refunded", "disputed", "dispute_won", "dispute_lost"}
 )
+FIELDS = (
+    "id", "account", "provider", "pack", "currency", "amount_minor", "units", "state",
+    "provider_ref", "transfer_id", "created_at", "provider_status", "payment_ref", "receipt_url",
+    "refunded_minor", "dispute", "problem",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,6 +103,12 @@ class Order:
     provider_ref: str | None
     transfer_id: str | None
     created_at: datetime
+    provider_status: str | None = None
+    payment_ref: str | None = None
+    receipt_url: str | None = None
+    refunded_minor: int = 0
+    dispute: str | None = None
+    problem: str | None = None
 
     @property
     def grant_id(self) -> str:
@@ -90,6 +116,10 @@ class Order:
         if self.provider_ref is None:
             raise NotFulfillable(f"Order {self.id} has no checkout at {self.provider} yet.")
         return transfer_id(self.provider, self.provider_ref)
+
+    @property
+    def paid(self) -> bool:
+        return self.state in PAID
 
 
 async def create(
@@ -112,13 +142,15 @@ async def create(
         "created", None, None, now,
     )  # fmt: skip
     async with engine.begin() as conn:
-        await conn.execute(insert(orders).values(**asdict(order), updated_at=now))
+        await conn.execute(
+            insert(orders).values({f: getattr(order, f) for f in FIELDS} | {"updated_at": now})
+        )
     return order
 
 
 async def get(engine: AsyncEngine, order_id: str, account: str | None = None) -> Order:
     """The order `order_id` (of `account`, when given: another person's is not found)."""
-    query = select(*[c for c in orders.c if c.name != "updated_at"]).where(orders.c.id == order_id)
+    query = select(*[orders.c[f] for f in FIELDS]).where(orders.c.id == order_id)
     if account is not None:
         query = query.where(orders.c.account == account)
     async with engine.connect() as conn:
@@ -128,39 +160,45 @@ async def get(engine: AsyncEngine, order_id: str, account: str | None = None) ->
     return Order(*row)
 
 
+async def of_account(engine: AsyncEngine, account: str, limit: int = 50) -> list[Order]:
+    """The person's orders that reached their provider, newest first."""
+    query = (
+        select(*[orders.c[f] for f in FIELDS])
+        .where((orders.c.account == account) & (orders.c.state != "created"))
+        .order_by(orders.c.created_at.desc(), orders.c.id)
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        return [Order(*row) for row in await conn.execute(query)]
+
+
+async def since(engine: AsyncEngine, moment: datetime) -> list[Order]:
+    """Every order changed since `moment` (reconciliation, reports)."""
+    query = select(*[orders.c[f] for f in FIELDS]).where(orders.c.updated_at >= moment)
+    async with engine.connect() as conn:
+        return [Order(*row) for row in await conn.execute(query.order_by(orders.c.created_at))]
+
+
+async def find(engine: AsyncEngine, provider: str, ref: str) -> Order | None:
+    """The order whose checkout at `provider` is `ref`."""
+    query = select(*[orders.c[f] for f in FIELDS]).where(
+        (orders.c.provider == provider) & (orders.c.provider_ref == ref)
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).one_or_none()
+    return None if row is None else Order(*row)
+
+
 async def started(engine: AsyncEngine, order_id: str, provider_ref: str) -> bool:
     """The checkout of a created order started at its provider as `provider_ref`: pending now.
     False if it had moved on (a second start of the same order changes nothing)."""
-    return await _move(engine, order_id, "pending", provider_ref=provider_ref)
+    return await move(engine, order_id, "pending", provider_ref=provider_ref)
 
 
-async def move(engine: AsyncEngine, order_id: str, to: str) -> bool:
+async def move(engine: AsyncEngine, order_id: str, to: str, **also: object) -> bool:
     """Move the order to `to` if its state allows it now; whether it moved."""
-    return await _move(engine, order_id, to)
-
-
-async def fulfil(engine: AsyncEngine, ledger: Ledger, order_id: str) -> bool:
-    """Grant the order's credits (once, under its own transfer id) and move it to paid. True only
-    for the call that moved it; `NotFulfillable` when it has no checkout or has failed."""
-    order = await get(engine, order_id)
-    if order.state in PAID:
-        return False
-    if order.state not in MOVES["paid"]:
-        raise NotFulfillable(f"Order {order.id} is {order.state}: it cannot be paid for.")
-    grant = order.grant_id
-    await ledger.grant(
-        order.account, order.units, grant, code="purchase",
-        metadata={"order": order.id, "pack": order.pack}, source=SOURCE[order.provider],
-    )  # fmt: skip
-    moved = await _move(engine, order.id, "paid", transfer_id=grant)
-    if not moved and (now := await get(engine, order.id)).state not in PAID:
-        log.error("Order %s was granted %s but is %s", order.id, grant, now.state)
-    return moved
-
-
-async def _move(engine: AsyncEngine, order_id: str, to: str, **also: str) -> bool:
     if to not in MOVES:
-        raise ValueError(f"No order moves to {to!r}.")
+        raise ValueError(f"No order moves to {to!r} this way.")
     values = {"state": to, "updated_at": datetime.now(UTC), **also}
     async with engine.begin() as conn:
         done = await conn.execute(

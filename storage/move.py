@@ -36,7 +36,7 @@ from storage.migrate import upgrade
 MARKER = "moved-to-postgres.json"
 APP_TABLES = (
     "users", "threads", "steps", "elements", "feedbacks", "logins", "preferences", "identities",
-    "account_standing", "invitations", "orders",
+    "account_standing", "invitations", "orders", "payment_events",
 )  # fmt: skip
 LEDGER_TABLES = (
     "ledger_meta", "ledger_accounts", "ledger_transfers", "ledger_log", "ledger_checkpoints",

@@ -1,0 +1,232 @@
+"""Applying what a provider says of a checkout to its order and to the ledger, exactly once.
+
+The webhook, the return page and reconciliation all call `apply` with the provider's
+authoritative `Payment`, at any time, in any order, any number of times, at once:
+
+- One caller at a time per order: the first statement of `apply`'s transaction writes the order's
+  row, which locks it (PostgreSQL) or the database (SQLite) until the transaction ends.
+- Every ledger effect has an id of its own, fixed by the provider's facts alone: the purchase
+  `<provider>:<checkout>`, each refund `refund:<provider>:<refund id>` (its share of the credits
+  worked out from the refunds before it, which never change), each dispute
+  `dispute:<provider>:<dispute id>` and, if won, `dispute-won:<provider>:<dispute id>`. A process
+  killed after the ledger wrote but before the order did is completed by the next call, and the
+  ledger recognises the repeats.
+- The order's row, and the event that caused the call, are written in one transaction at the end:
+  an event already recorded is not applied again.
+
+A checkout whose amount, currency or order id at the provider is not the order's is never
+credited: the order records the problem and it is logged for an administrator.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from credits.ledger import System
+from credits.store import Ledger
+from payments import orders
+from payments.errors import UnknownOrder
+from payments.orders import FIELDS, MOVES, Order
+from payments.provider import Notice, Payment
+
+log = logging.getLogger("payments")
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one `apply` did, for the person to be told."""
+
+    order: Order  # as it is now
+    was: str  # its state before
+    granted: int = 0  # units credited by this call
+    taken: int = 0  # units taken back by this call (refunds, disputes), owed included
+    returned: int = 0  # units given back (a dispute won)
+    repeat: bool = False  # the event had been applied before: nothing was done
+
+    @property
+    def news(self) -> bool:
+        """Whether the person has something to be told."""
+        moved = self.order.state != self.was or self.order.provider_status == "processing"
+        return not self.repeat and (moved or bool(self.granted or self.taken or self.returned))
+
+
+async def apply(
+    engine: AsyncEngine,
+    ledger: Ledger,
+    order_id: str,
+    payment: Payment,
+    event: Notice | None = None,
+) -> Change:
+    """Bring order `order_id` and the ledger in line with `payment` (see the module's text)."""
+    async with engine.begin() as conn:
+        locked = await conn.execute(
+            update(orders.orders)
+            .where(orders.orders.c.id == order_id)
+            .values(updated_at=orders.orders.c.updated_at)
+        )
+        if locked.rowcount != 1:
+            raise UnknownOrder(f"There is no order {order_id!r}.")
+        row = (
+            await conn.execute(
+                select(*[orders.orders.c[f] for f in FIELDS]).where(orders.orders.c.id == order_id)
+            )
+        ).one()
+        order = Order(*row)
+        if event is not None and await _seen(conn, order.provider, event.event_id):
+            return Change(order, order.state, repeat=True)
+        change = await _settle(ledger, order, payment)
+        now = change.order
+        await conn.execute(
+            update(orders.orders)
+            .where(orders.orders.c.id == order_id)
+            .values(
+                state=now.state, provider_status=now.provider_status, payment_ref=now.payment_ref,
+                receipt_url=now.receipt_url, refunded_minor=now.refunded_minor,
+                dispute=now.dispute, transfer_id=now.transfer_id, problem=now.problem,
+                updated_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+        if event is not None:
+            await conn.execute(
+                insert(orders.events).values(
+                    provider=order.provider, event_id=event.event_id, type=event.type,
+                    order_id=order.id, received_at=datetime.now(UTC),
+                )
+            )  # fmt: skip
+    return change
+
+
+async def record_event(engine: AsyncEngine, provider: str, event: Notice) -> bool:
+    """Record an event about nothing we sold; False if it was recorded before."""
+    async with engine.begin() as conn:
+        if await _seen(conn, provider, event.event_id):
+            return False
+        await conn.execute(
+            insert(orders.events).values(
+                provider=provider, event_id=event.event_id, type=event.type, order_id=None,
+                received_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+    return True
+
+
+async def _seen(conn: AsyncConnection, provider: str, event_id: str) -> bool:
+    found = await conn.execute(
+        text("SELECT 1 FROM payment_events WHERE provider = :p AND event_id = :e"),
+        {"p": provider, "e": event_id},
+    )
+    return found.first() is not None
+
+
+async def _settle(ledger: Ledger, order: Order, payment: Payment) -> Change:
+    """The ledger effects `payment` calls for on `order`, and the order as it is then."""
+    problem = _mismatch(order, payment)
+    if problem:
+        log.error("payments: order %s not credited: %s", order.id, problem)
+        state = "failed" if order.state in MOVES["failed"] else order.state
+        return Change(replace(order, state=state, problem=problem), order.state)
+    now = replace(
+        order,
+        provider_status=payment.status,
+        payment_ref=payment.payment_ref or order.payment_ref,
+        receipt_url=payment.receipt_url or order.receipt_url,
+    )
+    if payment.status != "paid":
+        state = {"expired": "expired", "failed": "failed"}.get(payment.status, "pending")
+        if state != order.state and order.state not in MOVES[state]:
+            state = order.state  # a paid, expired or failed order stays so
+        return Change(replace(now, state=state), order.state)
+
+    granted = 0
+    if not order.paid:
+        grant = order.grant_id
+        await ledger.grant(
+            order.account, order.units, grant, code="purchase",
+            metadata={"order": order.id, "pack": order.pack},
+            source=orders.SOURCE[order.provider],
+        )  # fmt: skip
+        granted = order.units
+        now = replace(now, transfer_id=grant)
+    taken = await _take_back_refunds(ledger, order, payment)
+    dispute_taken, returned = await _follow_disputes(ledger, order, payment)
+    refunded = max(order.refunded_minor, payment.refunded_minor)
+    latest = payment.disputes[-1].status if payment.disputes else order.dispute
+    now = replace(
+        now, refunded_minor=refunded, dispute=latest, state=_paid_state(now, refunded, latest)
+    )
+    return Change(now, order.state, granted, taken + dispute_taken, returned)
+
+
+def _mismatch(order: Order, payment: Payment) -> str | None:
+    if payment.order_id is not None and payment.order_id != order.id:
+        return f"the provider's checkout {payment.ref} belongs to order {payment.order_id}"
+    if order.provider_ref is not None and payment.ref != order.provider_ref:
+        return f"checkout {payment.ref} is not this order's ({order.provider_ref})"
+    if payment.status in ("paid", "processing") and (
+        payment.currency != order.currency or payment.amount_minor != order.amount_minor
+    ):
+        return (
+            f"charged {payment.amount_minor} {payment.currency}, the order is for "
+            f"{order.amount_minor} {order.currency}"
+        )
+    return None
+
+
+def _share(order: Order, minor: int) -> int:
+    """The units `minor` of the order's price bought (a full refund is all of them)."""
+    return order.units * min(minor, order.amount_minor) // order.amount_minor
+
+
+async def _take_back_refunds(ledger: Ledger, order: Order, payment: Payment) -> int:
+    taken, before = 0, 0
+    for refund in payment.refunds:
+        after = before + refund.amount_minor
+        if after > order.refunded_minor:  # not applied yet (or applied by a call that died)
+            amount = _share(order, after) - _share(order, before)
+            if amount:
+                await ledger.claw_back(
+                    order.account, amount, f"refund:{order.provider}:{refund.id}", "refund",
+                    {"order": order.id, "refund": refund.id},
+                )  # fmt: skip
+                taken += amount
+        before = after
+    return taken
+
+
+async def _follow_disputes(ledger: Ledger, order: Order, payment: Payment) -> tuple[int, int]:
+    """Each dispute takes back its share when it opens, and gives it back if won. Returns what
+    was taken and given back that the order did not know of yet."""
+    for case in payment.disputes:
+        amount = _share(order, case.amount_minor)
+        if not amount:
+            continue
+        await ledger.claw_back(
+            order.account, amount, f"dispute:{order.provider}:{case.id}", "dispute",
+            {"order": order.id, "dispute": case.id},
+        )  # fmt: skip
+        if case.status == "won":
+            await ledger.grant(
+                order.account, amount, f"dispute-won:{order.provider}:{case.id}",
+                code="dispute_won", metadata={"order": order.id, "dispute": case.id},
+                source=System.CLAWBACKS,
+            )  # fmt: skip
+    if not payment.disputes:
+        return 0, 0
+    latest = payment.disputes[-1]
+    share = _share(order, latest.amount_minor)
+    taken = share if order.dispute is None else 0
+    returned = share if latest.status == "won" and order.dispute != "won" else 0
+    return taken, returned
+
+
+def _paid_state(order: Order, refunded_minor: int, dispute: str | None) -> str:
+    if refunded_minor >= order.amount_minor:
+        return "refunded"
+    if dispute is not None:
+        return {"open": "disputed", "won": "dispute_won", "lost": "dispute_lost"}[dispute]
+    return "partially_refunded" if refunded_minor else "paid"
