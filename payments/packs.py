@@ -68,7 +68,7 @@ def to_major(minor: int, currency: str) -> str:
 
 def to_minor(major: str, currency: str) -> int:
     """`"20.00", "usd"` -> `2000`; more decimals than the currency has is an error."""
-    exponent = EXPONENTS[currency]
+    exponent = EXPONENTS.get(currency, 2)
     try:
         value = Decimal(major)
     except InvalidOperation:
