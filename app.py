@@ -8,6 +8,7 @@ two into the chat side (`ui/`), inside `errors.told()`, the one place errors bec
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from contextlib import AsyncExitStack
@@ -36,18 +37,21 @@ from agents.local import LocalRunner, bundled_model_path  # noqa: E402
 from agents.prices import Pricing  # noqa: E402
 from agents.providers import HealthCheck  # noqa: E402
 from api import edge, errors, health, mount, password, signin  # noqa: E402
+from api import payments as payment_routes  # noqa: E402
 from auth import passwords, providers, signup  # noqa: E402
 from auth.roles import is_admin  # noqa: E402
 from auth.sessions import SessionCheck, Standings, guard_events  # noqa: E402
 from auth.throttle import Throttle, ThrottledLogin  # noqa: E402
 from credits import metering  # noqa: E402
+from payments import configured as payments_configured  # noqa: E402
+from payments import purchases  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.history import ChatHistory  # noqa: E402
 from storage.ledger import ledger_from_settings  # noqa: E402
 from storage.migrate import upgrade_async  # noqa: E402
 from storage.move import left_behind  # noqa: E402
 from storage.session_files import use_own_folder  # noqa: E402
-from ui import channels, menu, picker, signins, statement, turn, wallet  # noqa: E402
+from ui import buy, channels, menu, picker, signins, statement, turn, wallet  # noqa: E402
 from ui.deployment import Deployment, person  # noqa: E402
 from ui.errors import told  # noqa: E402
 from ui.live import Live  # noqa: E402
@@ -68,12 +72,13 @@ def build(settings: Settings) -> Deployment:
     )
     live = Live(
         channels.chosen(settings.redis_url, settings.db_url),
-        lambda news: wallet.refresh(d, news.toast),
+        lambda news: wallet.refresh(d, news),
     )
     d = Deployment(
         settings, engine, ledger_from_settings(settings), catalog, runner,
         Pricing(settings.credit_usd, settings.price_markup), Standings(engine),
         providers.configured(settings), settings.auth_secret(), live,
+        payments_configured.packs(settings), payments_configured.providers(settings),
     )  # fmt: skip
     secret = d.auth_secret
     errors.install(fastapi_app)
@@ -83,6 +88,13 @@ def build(settings: Settings) -> Deployment:
     )
     fastapi_app.add_middleware(ThrottledLogin, throttle=throttle)
     mount(fastapi_app, password.router(engine, d.standings, throttle, secret))
+    mount(
+        fastapi_app,
+        payment_routes.router(
+            engine, d.ledger, d.providers, d.standings, secret,
+            lambda change: buy.tell(d.live, change),
+        ),
+    )  # fmt: skip
     policy = signup.Policy.of(
         settings.signup, settings.signup_emails, settings.signup_email_domains,
         settings.signup_github_org,
@@ -139,6 +151,15 @@ async def start() -> None:
     d.graphs["conversation"] = conversation.build(checkpointer)
     await d.ledger.start()
     d.live.start()
+    if d.providers and settings.reconcile_every_s:
+        reconciler = asyncio.create_task(
+            purchases.reconcile_forever(
+                d.engine, d.ledger, d.providers, settings.reconcile_every_s,
+                settings.reconcile_days, lambda change: buy.tell(d.live, change),
+            ),
+            name="reconciler",
+        )  # fmt: skip
+        resources.callback(reconciler.cancel)
     if any(m.provider.kind == "local" for m in d.catalog.models.values()):
         await local_check.start_checked(d.runner, d.catalog, settings.local_model_check)
     # Everything made so far lives as long as the process: take it out of the garbage collector's
@@ -238,6 +259,18 @@ async def show_receipt(action: cl.Action) -> None:
 async def unlink_signin(action: cl.Action) -> None:
     async with told():
         await signins.unlink_action(d, action)
+
+
+@cl.action_callback(wallet.BUY_ACTION)
+async def offer_packs(action: cl.Action) -> None:
+    async with told():
+        await buy.offer(d)
+
+
+@cl.action_callback(buy.PACK_ACTION)
+async def buy_pack(action: cl.Action) -> None:
+    async with told("Buying credits"):
+        await buy.buy_pack(d, action)
 
 
 @cl.on_message

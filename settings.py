@@ -115,7 +115,49 @@ class Settings(BaseSettings):
         "memory (updates over PostgreSQL LISTEN/NOTIFY when the database is PostgreSQL).",
     )
     chainlit_url: str | None = Field(
-        None, description="Public URL of the app, used to build OAuth redirect URLs."
+        None,
+        description="Public URL of the app, used to build OAuth redirect URLs and the pages "
+        "payment providers send people back to.",
+    )
+
+    # Payments
+    packs_file: Path = Field(ROOT / "packs.toml", description="Credit packs on sale.")
+    stripe_secret_key: SecretStr | None = Field(
+        None,
+        description="Stripe secret key (sk_live_... or sk_test_...): Stripe is offered when set.",
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        None, description="Signing secret of the Stripe webhook endpoint (whsec_...)."
+    )
+    stripe_api_base: str | None = Field(
+        None, description="Stripe's API root; default Stripe's own. Tests point it at a fake."
+    )
+    stripe_automatic_tax: bool = Field(
+        False, description="Have Stripe Tax add tax at checkout (configure Stripe Tax first)."
+    )
+    paypal_client_id: str | None = Field(None, description="PayPal REST app client id.")
+    paypal_client_secret: SecretStr | None = Field(None, description="PayPal REST app secret.")
+    paypal_webhook_id: str | None = Field(
+        None, description="Id of the PayPal webhook that posts to /api/payments/paypal/webhook."
+    )
+    paypal_environment: Literal["sandbox", "live"] = Field(
+        "sandbox", description="PayPal's sandbox or live API."
+    )
+    paypal_api_base: str | None = Field(
+        None, description="PayPal's API root; default the environment's. Tests point it at a fake."
+    )
+    paypal_webhook_verify: Literal["local", "api"] = Field(
+        "local",
+        description="How PayPal webhooks are verified: `local` (PayPal's certificate, fetched from "
+        "https://*.paypal.com) or `api` (PayPal's verify-webhook-signature call).",
+    )
+    reconcile_every_s: float = Field(
+        600.0, ge=0,
+        description="Seconds between reconciliations with the payment providers (0: never; "
+        "`python -m payments reconcile` runs one by hand).",
+    )  # fmt: skip
+    reconcile_days: float = Field(
+        3.0, gt=0, description="How far back reconciliation looks (providers retry for 3 days)."
     )
 
     # Models

@@ -19,7 +19,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from agents.errors import AgentError, ModelNotAvailable
 from auth.errors import AuthError
 from credits import errors as credit
-from payments.errors import NotFulfillable, PaymentError, UnknownOrder
+from payments.errors import (
+    ForgedNotice,
+    Mismatch,
+    NotFulfillable,
+    NotRefundable,
+    PaymentError,
+    ProviderDown,
+    UnknownOrder,
+    UnknownPack,
+)
 
 log = logging.getLogger("api")
 
@@ -66,14 +75,19 @@ async def _agents(request: Request, error: Exception) -> Response:
     return JSONResponse({"detail": str(error)}, status_code=status)
 
 
+PAYMENT_STATUS: dict[type[PaymentError], int] = {
+    UnknownOrder: 404,
+    UnknownPack: 404,
+    NotFulfillable: 409,
+    NotRefundable: 409,
+    ForgedNotice: 400,
+    Mismatch: 409,
+    ProviderDown: 503,
+}
+
+
 async def _payments(request: Request, error: Exception) -> Response:
-    status = (
-        404
-        if isinstance(error, UnknownOrder)
-        else 409
-        if isinstance(error, NotFulfillable)
-        else 400
-    )
+    status = next((s for kind, s in PAYMENT_STATUS.items() if isinstance(error, kind)), 400)
     return JSONResponse({"detail": str(error)}, status_code=status)
 
 

@@ -428,6 +428,14 @@ class Ledger(Backend):
 
         return await self._read(read) or Balance(0, 0, 0)
 
+    async def owing(self) -> dict[str, int]:
+        """Every user who owes credits, and how many units (a refund or dispute took back more
+        than they had)."""
+        rows = await self._read(
+            lambda c: c.all("SELECT name, owed FROM ledger_accounts WHERE owed > 0 ORDER BY name")
+        )
+        return {str(name).removeprefix("user:"): int(owed) for name, owed in rows}
+
     async def transfer(self, transfer_id: str) -> Transfer | None:
         return await self._read(lambda c: ops.get_transfer(c, transfer_id))
 

@@ -1,7 +1,9 @@
-"""Buying credits: orders, their fulfilment through the ledger, and (next) the providers.
+"""Buying credits: the packs on sale, the payment providers (Stripe, PayPal) behind one interface,
+orders, and their fulfilment through the ledger.
 
-An order is one row per checkout, moved through its states only by conditional updates
-(`orders.py`). Paying grants the order's credits under the order's own transfer id
-(`<provider>:<checkout ref>`), so the webhook, the return page and reconciliation may all fulfil
-it, at once and any number of times: the ledger grants once and the order moves to paid once.
+- `packs.py`: the catalogue (packs.toml). `provider.py`: the interface and its records;
+  `stripe.py`, `paypal.py`: the adapters, the only modules that import the SDKs.
+- `orders.py`: one row per checkout. `fulfilment.py`: the provider's word applied to an order
+  and the ledger, exactly once. `purchases.py`: every path that moves an order (checkout,
+  webhook, return page, refund, reconciliation). `report.py`: revenue, refunds, disputes, owed.
 """

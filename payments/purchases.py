@@ -13,8 +13,9 @@ Each ends in `fulfilment.apply`, which may run any number of times at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -35,10 +36,14 @@ FINAL = frozenset({"expired", "failed", "refunded", "dispute_lost"})
 async def start(
     engine: AsyncEngine, provider: PaymentProvider, pack: Pack, account: str, urls: ReturnUrls
 ) -> tuple[Order, Checkout]:
-    """A new order of `account` for `pack`, and where to pay for it. A provider that fails
-    leaves the order failed (nothing was charged) and raises `ProviderDown`."""
+    """A new order of `account` for `pack`, and where to pay for it (`{order}` in the return
+    URLs becomes the order's id). A provider that fails leaves the order failed (nothing was
+    charged) and raises `ProviderDown`."""
     order = await orders.create(
         engine, account, provider.name, pack.id, pack.currency, pack.price_minor, pack.units
+    )
+    urls = ReturnUrls(
+        urls.success.replace("{order}", order.id), urls.cancel.replace("{order}", order.id)
     )
     try:
         checkout = await provider.start(order, pack, urls)
@@ -162,3 +167,29 @@ async def disagreement(ledger: Ledger, order: Order) -> str | None:
     if not order.paid and granted is not None:
         return f"order {order.id} is {order.state} but {granted.transfer_id} granted credits"
     return None
+
+
+async def reconcile_forever(
+    engine: AsyncEngine,
+    ledger: Ledger,
+    providers: Mapping[str, PaymentProvider],
+    every_s: float,
+    days: float,
+    tell: Callable[[Change], Awaitable[None]],
+) -> None:
+    """Reconcile every `every_s` seconds, for as long as the app runs. A round that fails is
+    logged and the next one runs as usual; drift is logged as an error for an administrator."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            done = await reconcile(engine, ledger, providers, days)
+            for change in done.changed:
+                await tell(change)
+            for problem in done.drift:
+                log.error("payments: reconciliation found drift: %s", problem)
+            for name in done.unreachable:
+                log.warning("payments: reconciliation could not ask %s", name)
+            log.info("payments: reconciled %d checkouts, %d changed, %d drift",
+                     done.checked, len(done.changed), len(done.drift))  # fmt: skip
+        except Exception:
+            log.exception("payments: a reconciliation round failed; the next runs as usual")

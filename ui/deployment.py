@@ -2,7 +2,8 @@
 
 A plain record of this deployment's parts: its settings, the database, the ledger, the model
 catalogue and runner, the conversation graph (made at startup, once its checkpointer is open), who
-is signed in, and the channel that reaches a person's open chats on every replica. Nothing here
+is signed in, the channel that reaches a person's open chats on every replica, and the credit packs
+with the payment providers that sell them. Nothing here
 opens or starts anything.
 """
 
@@ -21,6 +22,8 @@ from auth.providers import Provider
 from auth.sessions import Standings
 from credits.ledger import UNITS_PER_CREDIT
 from credits.store import Ledger
+from payments.packs import Packs
+from payments.provider import PaymentProvider
 from settings import Settings
 from ui.live import Live
 
@@ -37,6 +40,8 @@ class Deployment:
     sign_in_providers: dict[str, Provider]
     auth_secret: str = field(repr=False)
     live: Live
+    packs: Packs
+    providers: dict[str, PaymentProvider]  # the payment providers offered, by name
     graphs: dict[str, conversation.Conversation] = field(default_factory=dict)
 
     @property

@@ -17,9 +17,15 @@ import chainlit as cl
 
 from agents.catalog import Model
 from agents.errors import AgentError
-from credits.errors import CreditsError, HoldNotCreated, InsufficientCredits, WriterStopped
+from credits.errors import (
+    CreditsError,
+    HoldNotCreated,
+    InsufficientCredits,
+    OwesCredits,
+    WriterStopped,
+)
 from credits.ledger import show_credits
-from payments.errors import PaymentError
+from payments.errors import PaymentError, ProviderDown
 
 log = logging.getLogger("ui")
 
@@ -50,6 +56,11 @@ def text_for(error: Exception, doing: str = "") -> str:
     """What the person reads for `error` (empty: nothing to say)."""
     if isinstance(error, Refused):
         return f"{doing} refused: {error} Nothing was changed." if doing else str(error)
+    if isinstance(error, OwesCredits):
+        return (
+            f"You owe {show_credits(error.owed)} credits (a refund or dispute took back credits "
+            "you had used): nothing can be spent until your next credits cover it."
+        )
     if isinstance(error, InsufficientCredits):
         return f"Not enough credits: you have {show_credits(error.available)}. Nothing was charged."
     if isinstance(error, HoldNotCreated):
@@ -58,6 +69,8 @@ def text_for(error: Exception, doing: str = "") -> str:
         return "The credits ledger is not available right now. Nothing was charged: try again."
     if isinstance(error, CreditsError):
         return f"{error} Nothing was charged."
+    if isinstance(error, ProviderDown):
+        return f"{error} Nothing was charged: try again in a minute."
     if isinstance(error, PaymentError):
         return str(error)
     return f"{error} Choose another model in the settings."

@@ -1,5 +1,5 @@
-"""Updates to a person's open chats from outside them: an administrator's grant today; payments,
-reconciliation and tasks next.
+"""Updates to a person's open chats from outside them: an administrator's grant, a payment's
+webhook or return page, a reconciliation; tasks next.
 
 Each replica keeps which of its open chat sessions belong to whom. `Live.tell(person)` reaches every
 replica through a channel: Redis pub/sub when REDIS_URL is set, PostgreSQL LISTEN/NOTIFY when the
@@ -37,6 +37,7 @@ class News:
 
     person: str
     toast: str = ""
+    message: str = ""  # said in the chat too (what a payment credited), when not empty
 
     def encode(self) -> str:
         return json.dumps(asdict(self))
@@ -45,7 +46,9 @@ class News:
     def decode(cls, text: str) -> News | None:
         try:
             found = json.loads(text)
-            return cls(str(found["person"]), str(found.get("toast", "")))
+            return cls(
+                str(found["person"]), str(found.get("toast", "")), str(found.get("message", ""))
+            )
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -89,10 +92,10 @@ class Live:
         self._leaving.add(task)
         task.add_done_callback(self._leaving.discard)
 
-    async def tell(self, person: str, toast: str = "") -> None:
+    async def tell(self, person: str, toast: str = "", message: str = "") -> None:
         """Tell every replica that `person`'s balance changed."""
         try:
-            await self.channel.publish(News(person, toast).encode())
+            await self.channel.publish(News(person, toast, message).encode())
         except Exception:
             log.exception("Could not tell the replicas about %s", person)
 

@@ -11,16 +11,18 @@ import chainlit as cl
 from chainlit.types import CommandDict
 
 from auth.roles import is_admin
-from ui import admin, signins, statement, summary
+from ui import admin, buy, sales, signins, statement, summary
 from ui.command import Command
 from ui.deployment import Deployment, person, session_role
 from ui.errors import Refused
 
 ALL: tuple[Command, ...] = (
     *statement.COMMANDS,
+    *buy.COMMANDS,
     *summary.COMMANDS,
     *signins.COMMANDS,
     *admin.COMMANDS,
+    *sales.COMMANDS,
 )
 BY_NAME = {c.name: c for c in ALL}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from credits import metering
-from credits.errors import InsufficientCredits
+from credits.errors import InsufficientCredits, OwesCredits
 from ui import wallet
 from ui.deployment import Deployment, person
 
@@ -29,6 +29,10 @@ async def run(d: Deployment, work: metering.Work, do: Do, short: Short) -> None:
         return
     try:
         meter = await metering.hold(d.ledger, person(), work, d.settings.hold_timeout_s)
+    except OwesCredits as owing:
+        await wallet.tell_owed(d, owing.owed)
+        await wallet.after_charge(d, 0)
+        return
     except InsufficientCredits as shortfall:
         await short(shortfall.available)
         await wallet.after_charge(d, 0)  # the badge, with the balance as it is now

@@ -25,10 +25,12 @@ from credits.ledger import Balance, show_credits
 from credits.metering import welcome_id
 from credits.store import Ledger
 from ui.deployment import Deployment, person
+from ui.live import News
 
 log = logging.getLogger("wallet")
 BADGE = "CreditBadge"
 AUTHOR = "Credits"  # notices by this author are shown, not kept with the thread
+BUY_ACTION = "buy_credits"  # shows the packs on sale (ui/buy.py); the badge calls it too
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Shortfall:
     needed: int
     model: Model
     cheaper: Model | None
+    selling: bool = False  # credits can be bought here
 
 
 async def pay_welcome_bonus(ledger: Ledger, user: str, units: int) -> bool:
@@ -124,16 +127,23 @@ async def after_charge(d: Deployment, charged: int) -> None:
     balance = await d.ledger.balance(person())
     before, after = balance.available + charged, balance.available
     if crossed_low(before, after, d.low_units):
+        selling = bool(d.providers)
         await cl.context.emitter.send_toast(low_toast(after), "warning")
-        await cl.Message(content=low_text(after, d.low_units), author=AUTHOR).send()
+        await cl.Message(
+            content=low_text(after, d.low_units, selling),
+            actions=[buy_action("Top up")] if selling else [],
+            author=AUTHOR,
+        ).send()
     await show_balance(d, cl.context.session.thread_id, None, balance)
 
 
-async def refresh(d: Deployment, toast: str) -> None:
-    """In one of the person's open chats, told from outside it (ui/live.py): the toast, and the
-    badge's new figures (where it is shown)."""
-    if toast:
-        await cl.context.emitter.send_toast(toast, "info")
+async def refresh(d: Deployment, news: News) -> None:
+    """In one of the person's open chats, told from outside it (ui/live.py): the toast, the
+    message, and the badge's new figures (where it is shown)."""
+    if news.toast:
+        await cl.context.emitter.send_toast(news.toast, "info")
+    if news.message:
+        await cl.Message(content=news.message, author=AUTHOR).send()
     if cl.user_session.get("badge") is not None:
         await show_balance(d, cl.context.session.thread_id, None)
 
@@ -196,23 +206,46 @@ def shortfall_text(short: Shortfall) -> str:
     if short.cheaper is not None:
         lines.append(f"{short.cheaper.label} costs less and fits your balance: switch to it below.")
     lines.append(
-        "To get more credits, ask an administrator of this service to grant you some (buying "
-        "credits is coming). A shorter conversation (start a new chat) also costs less."
+        f"To get more credits, {MORE[short.selling]}. A shorter conversation (start a new chat) "
+        "also costs less."
     )
     return "\n\n".join(lines)
 
 
+MORE = {
+    True: "buy some (the button below, or /buy) or ask an administrator",
+    False: "ask an administrator of this service to grant you some",
+}
+
+
+def buy_action(label: str = "Buy credits") -> cl.Action:
+    return cl.Action(name=BUY_ACTION, payload={}, label=label, tooltip="See the credit packs")
+
+
 def shortfall_actions(short: Shortfall) -> list[cl.Action]:
-    if short.cheaper is None:
-        return []
-    return [
-        cl.Action(
-            name="use_model",  # ui/picker.py
-            payload={"model": short.cheaper.id},
-            label=f"Use {short.cheaper.label}",
-            tooltip="Switch this chat to a cheaper model",
+    found = [buy_action()] if short.selling else []
+    if short.cheaper is not None:
+        found.append(
+            cl.Action(
+                name="use_model",  # ui/picker.py
+                payload={"model": short.cheaper.id},
+                label=f"Use {short.cheaper.label}",
+                tooltip="Switch this chat to a cheaper model",
+            )
         )
-    ]
+    return found
+
+
+async def tell_owed(d: Deployment, owed: int) -> None:
+    """Spending is stopped: a refund or dispute took back credits that had been spent."""
+    selling = bool(d.providers)
+    await cl.Message(
+        content=f"**Nothing can be spent right now: you owe {show_credits(owed)} credits.** A "
+        "refund or a payment dispute took back credits you had already used. The next credits "
+        f"you get cover this first, and then you can go on. To get credits, {MORE[selling]}.",
+        actions=[buy_action()] if selling else [],
+        author=AUTHOR,
+    ).send()
 
 
 def crossed_low(before: int, after: int, low: int) -> bool:
@@ -225,10 +258,10 @@ def low_toast(after: int) -> str:
     return f"Low balance: {show_credits(after)} credits left."
 
 
-def low_text(after: int, low: int) -> str:
+def low_text(after: int, low: int, selling: bool = False) -> str:
     return (
         f"**Your balance is low: {show_credits(after)} credits**, below {show_credits(low)}. "
         "Answers will stop when it cannot cover one; a cheaper model (in the settings) or a "
-        "shorter conversation makes it last longer. To get more credits, ask an administrator of "
-        "this service (buying credits is coming). Type /usage to see where they went."
+        f"shorter conversation makes it last longer. To get more credits, {MORE[selling]}. "
+        "Type /usage to see where they went."
     )
