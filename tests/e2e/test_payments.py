@@ -1,0 +1,260 @@
+"""Buying credits in the real app process, as a person and as the providers would: `/buy`, a
+pack's button, the provider's page (the loopback Stripe and PayPal), back to the app's return
+page; the badge of every open chat moves with a toast and a message, whichever of the return page
+and the webhook comes first. Forged webhooks over HTTP, a delayed payment, a refund made at
+Stripe and one by an administrator, `/billing`, another person's order."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from credits.ledger import UNITS_PER_CREDIT
+from credits.store import Ledger
+from credits.verify import verify
+from settings import Settings
+from storage.ledger import ledger_from_settings
+from tests.e2e.client import ChatSession, login, messages
+from tests.e2e.conftest import ADMIN
+from tests.e2e.process import running_app
+from tests.fakes.paypal_server import FakePayPal
+from tests.fakes.stripe_server import FakeStripe
+
+pytestmark = pytest.mark.e2e
+
+C = UNITS_PER_CREDIT
+WELCOME = 1000 * C
+STRIPE_SECRET = "whsec_e2e"
+
+
+@dataclass
+class Shop:
+    base_url: str
+    data_dir: Path
+    stripe: FakeStripe
+    paypal: FakePayPal
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    stripe = FakeStripe(STRIPE_SECRET).start()
+    paypal = FakePayPal("pp-client", "pp-secret", "WH-E2E").start()
+    data_dir = tmp_path_factory.mktemp("shop")
+    overrides = dict(
+        ADMIN_EMAIL=ADMIN[0], ADMIN_PASSWORD=ADMIN[1], LOG_LEVEL="INFO", CHECKPOINT_EVERY_S="1",
+        STRIPE_SECRET_KEY=stripe.api_key, STRIPE_WEBHOOK_SECRET=STRIPE_SECRET,
+        STRIPE_API_BASE=stripe.url,
+        PAYPAL_CLIENT_ID="pp-client", PAYPAL_CLIENT_SECRET="pp-secret", PAYPAL_WEBHOOK_ID="WH-E2E",
+        PAYPAL_API_BASE=paypal.url, PAYPAL_WEBHOOK_VERIFY="api", RECONCILE_EVERY_S="0",
+        LOGIN_ATTEMPTS_PER_ADDRESS="100000/minute", LOGIN_ATTEMPTS_PER_ACCOUNT="100000/minute",
+    )  # fmt: skip
+    try:
+        with running_app(data_dir, **overrides) as base_url:
+            stripe.webhook_url = f"{base_url}/api/payments/stripe/webhook"
+            paypal.webhook_url = f"{base_url}/api/payments/paypal/webhook"
+            yield Shop(base_url, data_dir, stripe, paypal)
+    finally:
+        stripe.stop()
+        paypal.stop()
+
+
+@pytest.fixture
+async def ledger(shop: Shop) -> Iterator[Ledger]:
+    book = ledger_from_settings(Settings(data_dir=shop.data_dir))
+    await book.start(background=False)
+    yield book  # type: ignore[misc]
+    report = await verify(book)
+    await book.close()
+    assert report.ok, report.problems
+
+
+async def person(shop: Shop, tabs: int = 1) -> tuple[str, httpx.Cookies, list[ChatSession]]:
+    """A new person (signed up with a password) with `tabs` chats open."""
+    import asyncio
+    import subprocess
+    import sys
+    import uuid
+
+    from settings import ROOT
+    from tests.e2e.process import app_environment
+
+    user, password = f"u{uuid.uuid4().hex[:10]}@example.com", "a-long-enough-password"
+    await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "auth", "add", user, "--password-stdin"],
+        input=password.encode(), check=True, cwd=ROOT, env=app_environment(shop.data_dir),
+    )  # fmt: skip
+    cookies = await login(shop.base_url, user, password)
+    opened = []
+    for _ in range(tabs):
+        chat = ChatSession(shop.base_url, cookies)
+        await chat.connect()
+        await chat.wait_for_badge(0)
+        opened.append(chat)
+    return user, cookies, opened
+
+
+def badge_shows(units: int) -> Callable[[list[tuple[str, Any]]], bool]:
+    return lambda events: any(
+        n == "element" and d.get("name") == "CreditBadge" and d["props"]["units"] == units
+        for n, d in events
+    )
+
+
+async def pay_link(chat: ChatSession, pack: str, provider: str) -> str:
+    """/buy, then the pack's button: the link to the provider's page."""
+    events = await chat.send("/buy")
+    [offer] = [m for m in messages(events, "assistant_message") if "Buy credits" in m["output"]]
+    actions = [a for n, a in events if n == "action"] or offer.get("actions", [])
+    [button] = [a for a in actions if a["payload"] == {"pack": pack, "provider": provider}]
+    start = len(chat.events)
+    assert await chat.call_action(button) == 200
+    await chat.wait_until(
+        lambda ev: any("Pay with" in str(d.get("output", "")) for _, d in ev), start
+    )
+    said = next(
+        d["output"] for _, d in chat.events[start:] if "Pay with" in str(d.get("output", ""))
+    )
+    found = re.search(r"\]\((http[^)]+)\)", said)
+    assert found, said
+    return found[1]
+
+
+async def test_a_person_buys_credits_with_stripe_and_every_tab_sees_them(
+    shop: Shop, ledger: Ledger
+) -> None:
+    user, cookies, tabs = await person(shop, tabs=2)
+    link = await pay_link(tabs[0], "starter", "stripe")
+    seen = [len(t.events) for t in tabs]
+    async with httpx.AsyncClient(cookies=cookies, follow_redirects=True, timeout=30) as browser:
+        page = await browser.get(link)
+        assert page.status_code == 200 and "5.00 USD" in page.text
+        session_id = link.rsplit("/", 1)[1]
+        back = await browser.post(
+            f"{shop.stripe.url}/checkout/{session_id}/pay", data={"method": "card"}
+        )
+    assert back.url.path == "/payments/stripe/return"
+    assert "Payment received: 500 credits are on your balance" in back.text
+    for tab, after in zip(tabs, seen, strict=True):
+        await tab.wait_until(badge_shows(WELCOME + 500 * C), after, timeout=10)
+        toast = await tab.wait_for("toast", after, timeout=10)
+        assert toast["message"] == "Payment received: +500 credits"
+        await tab.wait_until(
+            lambda ev: any("**500 credits** were added" in str(d.get("output", "")) for _, d in ev),
+            after, timeout=10,
+        )  # fmt: skip
+    purchases = [t for t in await ledger.history(user) if t.code == "purchase"]
+    assert [t.transfer_id for t in purchases] == [f"stripe:{session_id}"]
+    for tab in tabs:
+        await tab.close()
+
+
+async def test_a_person_buys_credits_with_paypal(shop: Shop, ledger: Ledger) -> None:
+    user, cookies, [tab] = await person(shop)
+    link = await pay_link(tab, "standard", "paypal")
+    order_id = link.rsplit("token=", 1)[1]
+    after = len(tab.events)
+    async with httpx.AsyncClient(cookies=cookies, follow_redirects=True, timeout=30) as browser:
+        assert "20.00 USD" in (await browser.get(link)).text
+        back = await browser.post(f"{shop.paypal.url}/checkoutnow/{order_id}")
+    assert "2,200 credits are on your balance" in back.text
+    await tab.wait_until(badge_shows(WELCOME + 2200 * C), after, timeout=10)
+    assert len(shop.paypal.orders[order_id].captures) == 1
+    assert (await ledger.balance(user)).available == WELCOME + 2200 * C
+    await tab.close()
+
+
+async def test_a_delayed_payment_says_processing_then_credits_when_it_clears(
+    shop: Shop, ledger: Ledger
+) -> None:
+    user, cookies, [tab] = await person(shop)
+    link = await pay_link(tab, "starter", "stripe")
+    session_id = link.rsplit("/", 1)[1]
+    after = len(tab.events)
+    async with httpx.AsyncClient(cookies=cookies, follow_redirects=True, timeout=30) as browser:
+        back = await browser.post(
+            f"{shop.stripe.url}/checkout/{session_id}/pay", data={"method": "bank"}
+        )
+    assert "Your payment is processing" in back.text
+    toast = await tab.wait_for("toast", after, timeout=10)
+    assert toast["message"] == "Payment processing"
+    assert (await ledger.balance(user)).available == WELCOME
+    after = len(tab.events)
+    shop.stripe.clear(session_id)  # the bank transfer arrives: Stripe sends the webhook
+    await tab.wait_until(badge_shows(WELCOME + 500 * C), after, timeout=10)
+    await tab.close()
+
+
+async def test_refunds_at_stripe_and_by_an_administrator_take_credits_back(
+    shop: Shop, ledger: Ledger
+) -> None:
+    user, cookies, [tab] = await person(shop)
+    link = await pay_link(tab, "large", "stripe")
+    session_id = link.rsplit("/", 1)[1]
+    async with httpx.AsyncClient(cookies=cookies, follow_redirects=True, timeout=30) as browser:
+        await browser.post(f"{shop.stripe.url}/checkout/{session_id}/pay", data={"method": "card"})
+    await tab.wait_until(badge_shows(WELCOME + 6000 * C), 0, timeout=10)
+
+    after = len(tab.events)
+    shop.stripe.refund(session_id, 1000)  # 10.00 of 50.00 refunded in Stripe's dashboard
+    await tab.wait_until(badge_shows(WELCOME + 4800 * C), after, timeout=10)
+    assert (await tab.wait_for("toast", after, timeout=10))["message"] == "1,200 credits taken back"
+
+    admin = ChatSession(shop.base_url, await login(shop.base_url, *ADMIN))
+    await admin.connect()
+    order_id = next(t.meta["order"] for t in await ledger.history(user) if t.code == "purchase")
+    after = len(tab.events)
+    said = await admin.send(f"/refund {order_id} 15.00")
+    assert any("1,800 credits were taken back" in m["output"] for m in messages(said)), [
+        str(d.get("output"))[:300] for _, d in said if isinstance(d, dict)
+    ]
+    await tab.wait_until(badge_shows(WELCOME + 3000 * C), after, timeout=10)
+    refused = await admin.send(f"/refund {order_id} 30.00")
+    assert any("has 2500 left to refund" in str(d.get("output", "")) for _, d in refused)
+    await admin.close()
+    async with httpx.AsyncClient(base_url=shop.base_url, cookies=cookies) as browser:
+        billing = (await browser.get("/billing")).text
+    assert "partly refunded" in billing and "50.00 USD" in billing
+    await tab.close()
+
+
+async def test_forged_unknown_and_foreign_requests_change_nothing(
+    shop: Shop, ledger: Ledger
+) -> None:
+    user, cookies, [tab] = await person(shop)
+    link = await pay_link(tab, "starter", "stripe")
+    session_id = link.rsplit("/", 1)[1]
+    completed = shop.stripe.pay(session_id, send=False)
+    webhook = f"{shop.base_url}/api/payments/stripe/webhook"
+    async with httpx.AsyncClient(timeout=30) as http:
+        body, headers = shop.stripe.signed(completed, secret="whsec_not_ours")
+        assert (await http.post(webhook, content=body, headers=headers)).status_code == 400
+        body, headers = shop.stripe.signed(completed, timestamp=1)
+        assert (await http.post(webhook, content=body, headers=headers)).status_code == 400
+        assert (await http.post(webhook, content=b"{}")).status_code == 400
+        nowhere = f"{shop.base_url}/api/payments/bitcoin/webhook"
+        assert (await http.post(nowhere, content=b"{}")).status_code == 404
+        other = shop.stripe.event("customer.created", {"id": "cus_1", "object": "customer"}, False)
+        body, headers = shop.stripe.signed(other)
+        assert (await http.post(webhook, content=body, headers=headers)).json() == {
+            "received": True, "applied": False,
+        }  # fmt: skip
+    assert (await ledger.balance(user)).available == WELCOME
+
+    _, mallory, [spy] = await person(shop)
+    order_id = next(iter(re.findall(r"ord_\w+", str(shop.stripe.sessions[session_id].params))))
+    async with httpx.AsyncClient(base_url=shop.base_url, cookies=mallory) as browser:
+        stolen = await browser.get("/payments/stripe/return", params={"order": order_id})
+        assert stolen.status_code == 404 and "no such order" in stolen.text
+        assert "No purchases yet" in (await browser.get("/billing")).text
+    async with httpx.AsyncClient(base_url=shop.base_url) as anonymous:
+        assert (await anonymous.get("/billing")).status_code == 302
+    assert shop.stripe.deliver(completed) == 200  # the real one, late
+    await tab.wait_until(badge_shows(WELCOME + 500 * C), 0, timeout=10)
+    for chat in (tab, spy):
+        await chat.close()
