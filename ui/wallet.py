@@ -71,7 +71,7 @@ async def show_balance(
 ) -> Balance:
     """Send this chat's badge (with the message `for_id`), or update it if it is already shown."""
     balance = balance or await d.ledger.balance(person())
-    props = badge_props(balance, d.settings.credit_usd, d.low_units)
+    props = badge_props(balance, d.settings.credit_usd, d.low_units, bool(d.providers))
     badge = cl.user_session.get("badge")
     if badge is not None and badge.id == badge_id(thread_id):
         await refresh_badge(badge, props)
@@ -167,13 +167,17 @@ def balance_text(balance: Balance) -> str:
     return f"You have **{show_credits(balance.available)} credits**. Each answer's cost shows under it."
 
 
-def badge_props(balance: Balance, credit_usd: Decimal, low_units: int) -> dict[str, object]:
+def badge_props(
+    balance: Balance, credit_usd: Decimal, low_units: int, selling: bool = False
+) -> dict[str, object]:
     return {
         "credits": show_credits(balance.available),
         "units": balance.available,
         "held": show_credits(balance.held) if balance.held else "",
-        "low": balance.available < low_units,
+        "owed": show_credits(balance.owed) if balance.owed else "",
+        "low": balance.available < low_units or balance.owed > 0,
         "credit_usd": str(credit_usd),
+        "buy": BUY_ACTION if selling else "",
     }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from tests.e2e.conftest import app  # noqa: F401  (the running app fixture)
+from tests.e2e.conftest import app, shop  # noqa: F401  (the running app fixtures)
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAS_CHROMIUM = CHROMIUM.exists()

@@ -20,6 +20,8 @@ from storage.ledger import ledger_from_settings
 from tests.e2e.client import ChatSession, login
 from tests.e2e.process import app_environment, running_app
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.paypal_server import FakePayPal
+from tests.fakes.stripe_server import FakeStripe
 
 ADMIN = ("admin@example.com", "admin-password-for-tests")
 
@@ -31,14 +33,18 @@ class RunningApp:
     fake: FakeOpenAI
 
     def add_login(self, identifier: str, password: str) -> None:
-        """Create a password login the way an operator would, with the CLI."""
-        subprocess.run(
-            [sys.executable, "-m", "auth", "add", identifier, "--password-stdin"],
-            input=password.encode(),
-            check=True,
-            cwd=ROOT,
-            env=app_environment(self.data_dir),
-        )
+        add_login(self.data_dir, identifier, password)
+
+
+def add_login(data_dir: Path, identifier: str, password: str) -> None:
+    """Create a password login the way an operator would, with the CLI."""
+    subprocess.run(
+        [sys.executable, "-m", "auth", "add", identifier, "--password-stdin"],
+        input=password.encode(),
+        check=True,
+        cwd=ROOT,
+        env=app_environment(data_dir),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +82,7 @@ async def ledger(app: RunningApp) -> AsyncIterator[Ledger]:
     assert report.ok, report.problems
 
 
-async def new_user(app: RunningApp) -> tuple[str, str]:
+async def new_user(app: RunningApp | Shop) -> tuple[str, str]:
     user, password = f"u{uuid.uuid4().hex[:10]}@example.com", "a-long-enough-password"
     await asyncio.to_thread(app.add_login, user, password)
     return user, password
@@ -86,3 +92,39 @@ async def open_chat(app: RunningApp, user: str, password: str) -> ChatSession:
     chat = ChatSession(app.base_url, await login(app.base_url, user, password))
     await chat.connect()
     return chat
+
+
+@dataclass
+class Shop:
+    """The app selling credits through the loopback Stripe and PayPal (which send it webhooks)."""
+
+    base_url: str
+    data_dir: Path
+    stripe: FakeStripe
+    paypal: FakePayPal
+
+    def add_login(self, identifier: str, password: str) -> None:
+        add_login(self.data_dir, identifier, password)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    stripe = FakeStripe("whsec_e2e").start()
+    paypal = FakePayPal("pp-client", "pp-secret", "WH-E2E").start()
+    data_dir = tmp_path_factory.mktemp("shop")
+    overrides = dict(
+        ADMIN_EMAIL=ADMIN[0], ADMIN_PASSWORD=ADMIN[1], LOG_LEVEL="INFO", CHECKPOINT_EVERY_S="1",
+        STRIPE_SECRET_KEY=stripe.api_key, STRIPE_WEBHOOK_SECRET="whsec_e2e",
+        STRIPE_API_BASE=stripe.url,
+        PAYPAL_CLIENT_ID="pp-client", PAYPAL_CLIENT_SECRET="pp-secret", PAYPAL_WEBHOOK_ID="WH-E2E",
+        PAYPAL_API_BASE=paypal.url, PAYPAL_WEBHOOK_VERIFY="api", RECONCILE_EVERY_S="0",
+        LOGIN_ATTEMPTS_PER_ADDRESS="100000/minute", LOGIN_ATTEMPTS_PER_ACCOUNT="100000/minute",
+    )  # fmt: skip
+    try:
+        with running_app(data_dir, **overrides) as base_url:
+            stripe.webhook_url = f"{base_url}/api/payments/stripe/webhook"
+            paypal.webhook_url = f"{base_url}/api/payments/paypal/webhook"
+            yield Shop(base_url, data_dir, stripe, paypal)
+    finally:
+        stripe.stop()
+        paypal.stop()

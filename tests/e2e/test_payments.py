@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,47 +19,12 @@ from credits.verify import verify
 from settings import Settings
 from storage.ledger import ledger_from_settings
 from tests.e2e.client import ChatSession, login, messages
-from tests.e2e.conftest import ADMIN
-from tests.e2e.process import running_app
-from tests.fakes.paypal_server import FakePayPal
-from tests.fakes.stripe_server import FakeStripe
+from tests.e2e.conftest import ADMIN, Shop, new_user
 
 pytestmark = pytest.mark.e2e
 
 C = UNITS_PER_CREDIT
 WELCOME = 1000 * C
-STRIPE_SECRET = "whsec_e2e"
-
-
-@dataclass
-class Shop:
-    base_url: str
-    data_dir: Path
-    stripe: FakeStripe
-    paypal: FakePayPal
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
-    stripe = FakeStripe(STRIPE_SECRET).start()
-    paypal = FakePayPal("pp-client", "pp-secret", "WH-E2E").start()
-    data_dir = tmp_path_factory.mktemp("shop")
-    overrides = dict(
-        ADMIN_EMAIL=ADMIN[0], ADMIN_PASSWORD=ADMIN[1], LOG_LEVEL="INFO", CHECKPOINT_EVERY_S="1",
-        STRIPE_SECRET_KEY=stripe.api_key, STRIPE_WEBHOOK_SECRET=STRIPE_SECRET,
-        STRIPE_API_BASE=stripe.url,
-        PAYPAL_CLIENT_ID="pp-client", PAYPAL_CLIENT_SECRET="pp-secret", PAYPAL_WEBHOOK_ID="WH-E2E",
-        PAYPAL_API_BASE=paypal.url, PAYPAL_WEBHOOK_VERIFY="api", RECONCILE_EVERY_S="0",
-        LOGIN_ATTEMPTS_PER_ADDRESS="100000/minute", LOGIN_ATTEMPTS_PER_ACCOUNT="100000/minute",
-    )  # fmt: skip
-    try:
-        with running_app(data_dir, **overrides) as base_url:
-            stripe.webhook_url = f"{base_url}/api/payments/stripe/webhook"
-            paypal.webhook_url = f"{base_url}/api/payments/paypal/webhook"
-            yield Shop(base_url, data_dir, stripe, paypal)
-    finally:
-        stripe.stop()
-        paypal.stop()
 
 
 @pytest.fixture
@@ -76,19 +39,7 @@ async def ledger(shop: Shop) -> Iterator[Ledger]:
 
 async def person(shop: Shop, tabs: int = 1) -> tuple[str, httpx.Cookies, list[ChatSession]]:
     """A new person (signed up with a password) with `tabs` chats open."""
-    import asyncio
-    import subprocess
-    import sys
-    import uuid
-
-    from settings import ROOT
-    from tests.e2e.process import app_environment
-
-    user, password = f"u{uuid.uuid4().hex[:10]}@example.com", "a-long-enough-password"
-    await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "auth", "add", user, "--password-stdin"],
-        input=password.encode(), check=True, cwd=ROOT, env=app_environment(shop.data_dir),
-    )  # fmt: skip
+    user, password = await new_user(shop)
     cookies = await login(shop.base_url, user, password)
     opened = []
     for _ in range(tabs):
@@ -226,7 +177,7 @@ async def test_refunds_at_stripe_and_by_an_administrator_take_credits_back(
 async def test_forged_unknown_and_foreign_requests_change_nothing(
     shop: Shop, ledger: Ledger
 ) -> None:
-    user, cookies, [tab] = await person(shop)
+    user, _, [tab] = await person(shop)
     link = await pay_link(tab, "starter", "stripe")
     session_id = link.rsplit("/", 1)[1]
     completed = shop.stripe.pay(session_id, send=False)
