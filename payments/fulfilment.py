@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from credits.ledger import System
@@ -103,15 +104,18 @@ async def apply(
 
 async def record_event(engine: AsyncEngine, provider: str, event: Notice) -> bool:
     """Record an event about nothing we sold; False if it was recorded before."""
-    async with engine.begin() as conn:
-        if await _seen(conn, provider, event.event_id):
-            return False
-        await conn.execute(
-            insert(orders.events).values(
-                provider=provider, event_id=event.event_id, type=event.type, order_id=None,
-                received_at=datetime.now(UTC),
-            )
-        )  # fmt: skip
+    try:
+        async with engine.begin() as conn:
+            if await _seen(conn, provider, event.event_id):
+                return False
+            await conn.execute(
+                insert(orders.events).values(
+                    provider=provider, event_id=event.event_id, type=event.type, order_id=None,
+                    received_at=datetime.now(UTC),
+                )
+            )  # fmt: skip
+    except IntegrityError:  # the same event, delivered twice at once
+        return False
     return True
 
 
