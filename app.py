@@ -45,6 +45,7 @@ from auth.throttle import Throttle, ThrottledLogin  # noqa: E402
 from credits import metering  # noqa: E402
 from payments import configured as payments_configured  # noqa: E402
 from payments import purchases  # noqa: E402
+from payments.inbox import Inbox  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.history import ChatHistory  # noqa: E402
 from storage.ledger import ledger_from_settings  # noqa: E402
@@ -74,11 +75,14 @@ def build(settings: Settings) -> Deployment:
         channels.chosen(settings.redis_url, settings.db_url),
         lambda news: wallet.refresh(d, news),
     )
+    ledger = ledger_from_settings(settings)
+    sellers = payments_configured.providers(settings)
+    inbox = Inbox(engine, ledger, sellers, lambda change: buy.tell(live, change))
     d = Deployment(
-        settings, engine, ledger_from_settings(settings), catalog, runner,
+        settings, engine, ledger, catalog, runner,
         Pricing(settings.credit_usd, settings.price_markup), Standings(engine),
         providers.configured(settings), settings.auth_secret(), live,
-        payments_configured.packs(settings), payments_configured.providers(settings),
+        payments_configured.packs(settings), sellers, inbox,
     )  # fmt: skip
     secret = d.auth_secret
     errors.install(fastapi_app)
@@ -92,7 +96,7 @@ def build(settings: Settings) -> Deployment:
         fastapi_app,
         payment_routes.router(
             engine, d.ledger, d.providers, d.standings, secret,
-            lambda change: buy.tell(d.live, change),
+            lambda change: buy.tell(d.live, change), d.inbox,
         ),
     )  # fmt: skip
     policy = signup.Policy.of(
@@ -151,6 +155,8 @@ async def start() -> None:
     d.graphs["conversation"] = conversation.build(checkpointer)
     await d.ledger.start()
     d.live.start()
+    d.inbox.start()
+    resources.push_async_callback(d.inbox.close)
     if d.providers and settings.reconcile_every_s:
         reconciler = asyncio.create_task(
             purchases.reconcile_forever(

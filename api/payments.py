@@ -1,9 +1,9 @@
 """Payments over HTTP: the providers' webhooks, the pages people come back to, their purchases.
 
-    POST /api/payments/{provider}/webhook   signature checked on the raw body; 200 once applied
-                                            (or for events about nothing we sold), 400 for a
-                                            signature that does not hold, 503 when the provider
-                                            could not be asked (it retries), 404 for no provider
+    POST /api/payments/{provider}/webhook   signature checked on the raw body: 200 once stored
+                                            (applied by payments/inbox.py), 400 for a signature
+                                            that does not hold, 503 when PayPal's certificate
+                                            could not be had (it retries), 404 for no provider
     GET  /payments/{provider}/return        the person's own order brought up to date, and said
     GET  /payments/cancel                   nothing was charged
     GET  /billing                           the person's purchases, with receipts and links
@@ -30,6 +30,7 @@ from credits.store import Ledger
 from payments import orders, purchases
 from payments.errors import ForgedNotice, ProviderDown, UnknownOrder
 from payments.fulfilment import Change
+from payments.inbox import Inbox
 from payments.packs import show_money
 from payments.provider import PaymentProvider
 
@@ -50,6 +51,7 @@ def router(
     standings: Standings,
     secret: str,
     tell: Tell,
+    inbox: Inbox,
 ) -> APIRouter:
     routes = APIRouter()
 
@@ -67,18 +69,14 @@ def router(
             return JSONResponse({"error": "notification too large"}, 413)
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            change = await purchases.on_notice(engine, ledger, provider, body, headers)
+            notice = await inbox.receive(name, body, headers)
         except ForgedNotice as refused:
             log.warning("payments: %s webhook refused: %s", name, refused)
             return JSONResponse({"error": str(refused)}, 400)
-        except ProviderDown as down:
-            log.warning("payments: %s webhook could not be applied yet: %s", name, down)
+        except ProviderDown as down:  # PayPal's certificate or its verify call
+            log.warning("payments: %s webhook could not be verified yet: %s", name, down)
             return JSONResponse({"error": "try again later"}, 503)
-        except UnknownOrder:
-            return JSONResponse({"received": True, "applied": False})
-        if change is not None and change.news:
-            await tell(change)
-        return JSONResponse({"received": True, "applied": change is not None})
+        return JSONResponse({"received": True, "event": notice.event_id})
 
     @routes.get("/payments/{name}/return", include_in_schema=False)
     async def came_back(name: str, request: Request) -> Response:

@@ -3,16 +3,17 @@
 The webhook, the return page and reconciliation all call `apply` with the provider's
 authoritative `Payment`, at any time, in any order, any number of times, at once:
 
-- One caller at a time per order: the first statement of `apply`'s transaction writes the order's
-  row, which locks it (PostgreSQL) or the database (SQLite) until the transaction ends.
 - Every ledger effect has an id of its own, fixed by the provider's facts alone: the purchase
   `<provider>:<checkout>`, each refund `refund:<provider>:<refund id>` (its share of the credits
   worked out from the refunds before it, which never change), each dispute
-  `dispute:<provider>:<dispute id>` and, if won, `dispute-won:<provider>:<dispute id>`. A process
-  killed after the ledger wrote but before the order did is completed by the next call, and the
-  ledger recognises the repeats.
-- The order's row, and the event that caused the call, are written in one transaction at the end:
-  an event already recorded is not applied again.
+  `dispute:<provider>:<dispute id>` and, if won, `dispute-won:<provider>:<dispute id>`. Whoever
+  posts one first posts it; the ledger recognises every repeat. So a process killed after the
+  ledger wrote and before the order did is completed by the next call, granting nothing twice.
+- The order's row is then written only if it is still the version that was read (optimistic:
+  nothing is locked while the ledger writes); a caller that lost the race reads again and finds
+  the effects done. Only the call that moved the order says it granted, took or gave back.
+- A notification (payments/inbox.py) is marked applied in the same transaction as the order's
+  change: one already applied is not applied again.
 
 A checkout whose amount, currency or order id at the provider is not the order's is never
 credited: the order records the problem and it is logged for an administrator.
@@ -24,15 +25,13 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, text, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from credits.ledger import System
 from credits.store import Ledger
 from payments import orders
-from payments.errors import UnknownOrder
-from payments.orders import FIELDS, MOVES, Order
+from payments.orders import MOVES, Order
 from payments.provider import Notice, Payment
 
 log = logging.getLogger("payments")
@@ -63,68 +62,65 @@ async def apply(
     payment: Payment,
     event: Notice | None = None,
 ) -> Change:
-    """Bring order `order_id` and the ledger in line with `payment` (see the module's text)."""
-    async with engine.begin() as conn:
-        locked = await conn.execute(
-            update(orders.orders)
-            .where(orders.orders.c.id == order_id)
-            .values(updated_at=orders.orders.c.updated_at)
-        )
-        if locked.rowcount != 1:
-            raise UnknownOrder(f"There is no order {order_id!r}.")
-        row = (
-            await conn.execute(
-                select(*[orders.orders.c[f] for f in FIELDS]).where(orders.orders.c.id == order_id)
-            )
-        ).one()
-        order = Order(*row)
-        if event is not None and await _seen(conn, order.provider, event.event_id):
+    """Bring order `order_id` and the ledger in line with `payment` (see the module's text);
+    `event`, a stored notification (payments/inbox.py), is marked applied with the change."""
+    while True:  # each round, one of the callers racing on this order wins
+        order = await orders.get(engine, order_id)
+        if event is not None and await _applied(engine, order.provider, event.event_id):
             return Change(order, order.state, repeat=True)
         change = await _settle(ledger, order, payment)
-        now = change.order
-        await conn.execute(
+        try:
+            if await _write(engine, order, change.order, event):
+                return change
+        except _AppliedMeanwhile:
+            return Change(await orders.get(engine, order_id), order.state, repeat=True)
+
+
+class _AppliedMeanwhile(Exception):
+    """The event was applied by another caller: this one's order change is undone."""
+
+
+async def _write(engine: AsyncEngine, seen: Order, now: Order, event: Notice | None) -> bool:
+    """The order as `now` says, if it is still as `seen` (its version); and the event applied."""
+    moment = datetime.now(UTC)
+    async with engine.begin() as conn:
+        done = await conn.execute(
             update(orders.orders)
-            .where(orders.orders.c.id == order_id)
+            .where((orders.orders.c.id == seen.id) & (orders.orders.c.version == seen.version))
             .values(
                 state=now.state, provider_status=now.provider_status, payment_ref=now.payment_ref,
                 receipt_url=now.receipt_url, refunded_minor=now.refunded_minor,
                 dispute=now.dispute, transfer_id=now.transfer_id, problem=now.problem,
-                updated_at=datetime.now(UTC),
+                updated_at=moment, version=seen.version + 1,
             )
         )  # fmt: skip
+        if done.rowcount != 1:
+            return False
         if event is not None:
-            await conn.execute(
-                insert(orders.events).values(
-                    provider=order.provider, event_id=event.event_id, type=event.type,
-                    order_id=order.id, received_at=datetime.now(UTC),
+            marked = await conn.execute(
+                update(orders.events)
+                .where(
+                    (orders.events.c.provider == seen.provider)
+                    & (orders.events.c.event_id == event.event_id)
+                    & orders.events.c.applied_at.is_(None)
                 )
-            )  # fmt: skip
-    return change
-
-
-async def record_event(engine: AsyncEngine, provider: str, event: Notice) -> bool:
-    """Record an event about nothing we sold; False if it was recorded before."""
-    try:
-        async with engine.begin() as conn:
-            if await _seen(conn, provider, event.event_id):
-                return False
-            await conn.execute(
-                insert(orders.events).values(
-                    provider=provider, event_id=event.event_id, type=event.type, order_id=None,
-                    received_at=datetime.now(UTC),
-                )
-            )  # fmt: skip
-    except IntegrityError:  # the same event, delivered twice at once
-        return False
+                .values(applied_at=moment, order_id=seen.id, claimed_until=None)
+            )
+            if marked.rowcount != 1:
+                raise _AppliedMeanwhile
     return True
 
 
-async def _seen(conn: AsyncConnection, provider: str, event_id: str) -> bool:
-    found = await conn.execute(
-        text("SELECT 1 FROM payment_events WHERE provider = :p AND event_id = :e"),
-        {"p": provider, "e": event_id},
-    )
-    return found.first() is not None
+async def _applied(engine: AsyncEngine, provider: str, event_id: str) -> bool:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text(
+                "SELECT 1 FROM payment_events WHERE provider = :p AND event_id = :e "
+                "AND applied_at IS NOT NULL"
+            ),
+            {"p": provider, "e": event_id},
+        )
+        return found.first() is not None
 
 
 async def _settle(ledger: Ledger, order: Order, payment: Payment) -> Change:

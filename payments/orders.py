@@ -21,6 +21,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Integer,
     MetaData,
     Table,
     Text,
@@ -56,6 +57,7 @@ orders = Table(
     Column("refunded_minor", BigInteger, nullable=False, server_default="0"),
     Column("dispute", Text),  # open, won, lost (the latest dispute)
     Column("problem", Text),  # why it was not credited, when the provider disagreed with it
+    Column("version", Integer, nullable=False, server_default="0"),  # bumped by every change
 )
 events = Table(
     "payment_events",
@@ -63,8 +65,14 @@ events = Table(
     Column("provider", Text, primary_key=True),
     Column("event_id", Text, primary_key=True),
     Column("type", Text, nullable=False),
-    Column("order_id", Text),
+    Column("body", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("applied_at", DateTime(timezone=True)),
+    Column("order_id", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_try_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_until", DateTime(timezone=True)),
+    Column("last_error", Text),
 )
 
 PROVIDERS = ("stripe", "paypal", "crypto")
@@ -86,7 +94,7 @@ PAID = frozenset(
 FIELDS = (
     "id", "account", "provider", "pack", "currency", "amount_minor", "units", "state",
     "provider_ref", "transfer_id", "created_at", "provider_status", "payment_ref", "receipt_url",
-    "refunded_minor", "dispute", "problem",
+    "refunded_minor", "dispute", "problem", "version",
 )  # fmt: skip
 
 
@@ -109,6 +117,7 @@ class Order:
     refunded_minor: int = 0
     dispute: str | None = None
     problem: str | None = None
+    version: int = 0
 
     @property
     def grant_id(self) -> str:
@@ -199,7 +208,7 @@ async def move(engine: AsyncEngine, order_id: str, to: str, **also: object) -> b
     """Move the order to `to` if its state allows it now; whether it moved."""
     if to not in MOVES:
         raise ValueError(f"No order moves to {to!r} this way.")
-    values = {"state": to, "updated_at": datetime.now(UTC), **also}
+    values = {"state": to, "updated_at": datetime.now(UTC), "version": orders.c.version + 1, **also}
     async with engine.begin() as conn:
         done = await conn.execute(
             update(orders)

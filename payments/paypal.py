@@ -107,7 +107,7 @@ class PayPalOrders:
         self.client = PaypalServersdkClient(config=config)
         self.base = config.get_base_uri()
         self.webhook_id = webhook_id
-        self.verify = verify
+        self.verify_by = verify
         self.tolerance_s = tolerance_s
         self._certs: dict[str, x509.Certificate] = {
             url: x509.load_pem_x509_certificate(pem) for url, pem in (certificates or {}).items()
@@ -247,30 +247,31 @@ class PayPalOrders:
 
     # Notifications ------------------------------------------------------------------------
 
-    async def notice(self, body: bytes, headers: Mapping[str, str]) -> Notice:
-        if self.verify == "api":
+    async def verify(self, body: bytes, headers: Mapping[str, str]) -> Notice:
+        if self.verify_by == "api":
             await self._verified_by_paypal(body, headers)
         else:
             await asyncio.to_thread(self._verified_here, body, headers)
         try:
             event = json.loads(body)
-            kind, resource = str(event["event_type"]), event.get("resource") or {}
-            event_id = str(event["id"])
+            return Notice(str(event["id"]), str(event["event_type"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise ForgedNotice(f"PayPal event is malformed: {exc}") from None
+
+    async def checkout_of(self, body: bytes) -> str | None:
+        event = json.loads(body)
+        kind, resource = event["event_type"], event.get("resource") or {}
         if kind in ORDER_EVENTS:
-            return Notice(event_id, kind, resource.get("id"))
+            return resource.get("id")
         if kind in CAPTURE_EVENTS:
             related = (resource.get("supplementary_data") or {}).get("related_ids") or {}
-            return Notice(event_id, kind, related.get("order_id"))
+            return related.get("order_id")
         if kind in DISPUTE_EVENTS:
             captures = [
                 t.get("seller_transaction_id") for t in resource.get("disputed_transactions", [])
             ]
-            return Notice(
-                event_id, kind, await self._order_of_capture(captures[0]) if captures else None
-            )
-        return Notice(event_id, kind, None)
+            return await self._order_of_capture(captures[0]) if captures else None
+        return None
 
     async def _order_of_capture(self, capture_id: str | None) -> str | None:
         if not capture_id:

@@ -1,6 +1,6 @@
 """What every payment provider does for us, and the plain records it answers with.
 
-A provider starts a checkout for an order, verifies a notification (webhook) and says which
+A provider starts a checkout for an order, verifies a notification (webhook), says which
 checkout it is about, tells where a checkout stands (its authoritative state: notifications are
 only triggers), refunds, and lists recent checkouts for reconciliation. The SDKs live inside the
 adapters (`payments/stripe.py`, `payments/paypal.py`); nothing else imports them.
@@ -62,12 +62,10 @@ class Payment:
 
 @dataclass(frozen=True)
 class Notice:
-    """A notification whose signature held: its event, and the checkout it is about (None when it
-    is about nothing we sold, or an event we do not act on)."""
+    """A notification whose signature held: the provider's event id and type."""
 
     event_id: str
     type: str
-    ref: str | None
 
 
 @dataclass(frozen=True)
@@ -83,9 +81,14 @@ class PaymentProvider(Protocol):
         """Open a checkout for `order` (idempotent per order: a retry opens no second one)."""
         ...
 
-    async def notice(self, body: bytes, headers: Mapping[str, str]) -> Notice:
-        """Verify a notification on its raw body (`ForgedNotice` if it does not hold) and say
-        which checkout it is about."""
+    async def verify(self, body: bytes, headers: Mapping[str, str]) -> Notice:
+        """Verify a notification on its raw body: `ForgedNotice` if it does not hold (quick: a
+        webhook is answered once its notification is verified and stored)."""
+        ...
+
+    async def checkout_of(self, body: bytes) -> str | None:
+        """The checkout a verified notification is about (None: nothing we act on). May ask
+        the provider."""
         ...
 
     async def payment(self, ref: str) -> Payment:

@@ -2,7 +2,8 @@
 
 - `start`: an order for a pack (the price from the catalogue, never from the client) and its
   checkout at the provider.
-- `on_notice`: a webhook, verified on its raw body, then the checkout's real state fetched.
+- `on_notice`: a webhook, verified on its raw body and stored, then the checkout's real state
+  fetched and applied (the app's webhook route leaves the second half to payments/inbox.py).
 - `on_return`: the person came back from the provider's page (their own order only).
 - `refund`: an administrator refunds all or part of a paid order at the provider.
 - `reconcile`: what webhooks missed, found by asking the providers; and the orders whose ledger
@@ -22,9 +23,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from credits.store import Ledger
-from payments import orders
+from payments import inbox, orders
 from payments.errors import NotRefundable, ProviderDown, UnknownOrder
-from payments.fulfilment import Change, apply, record_event
+from payments.fulfilment import Change, apply
 from payments.orders import Order
 from payments.packs import Pack
 from payments.provider import Checkout, PaymentProvider, ReturnUrls
@@ -61,18 +62,11 @@ async def on_notice(
     body: bytes,
     headers: Mapping[str, str],
 ) -> Change | None:
-    """A webhook: `ForgedNotice` if its signature does not hold; None if it is about nothing we
-    sold (recorded, and answered 2xx so that the provider stops sending it)."""
-    notice = await provider.notice(body, headers)
-    order = await orders.find(engine, provider.name, notice.ref) if notice.ref else None
-    if order is None:
-        if notice.ref is not None:
-            log.warning("payments: %s event %s is about checkout %s, not one of ours",
-                        provider.name, notice.event_id, notice.ref)  # fmt: skip
-        await record_event(engine, provider.name, notice)
-        return None
-    payment = await provider.confirm(notice.ref or "")
-    return await apply(engine, ledger, order.id, payment, notice)
+    """A webhook received and applied at once (the app answers first and applies in its
+    worker, payments/inbox.py): `ForgedNotice` if its signature does not hold; None if it was
+    applied before or is about nothing we sold."""
+    notice = await inbox.receive(engine, provider, body, headers)
+    return await inbox.process(engine, ledger, provider, notice)
 
 
 async def on_return(

@@ -7,13 +7,15 @@ idempotency key per order. Card and the delayed methods Stripe offers (`payment_
 `unpaid` until they clear) both end here.
 
 Notifications are verified with `construct_event` on the raw body, within Stripe's tolerance
-(300 s), then mapped to the checkout they are about: a session's own id, or the session of the
-PaymentIntent that a charge, refund or dispute belongs to. What happened is then read back from
-Stripe (`payment`): the session, its charge (refunded amount, receipt) and its disputes.
+(300 s); later (payments/inbox.py) they are mapped to the checkout they are about: a session's
+own id, or the session of the PaymentIntent that a charge, refund or dispute belongs to. What
+happened is then read back from Stripe (`payment`): the session, its charges (the receipt), its
+refunds and its disputes.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -89,19 +91,23 @@ class StripeCheckout:
         )
         return Checkout(session.id, session.url)
 
-    async def notice(self, body: bytes, headers: Mapping[str, str]) -> Notice:
+    async def verify(self, body: bytes, headers: Mapping[str, str]) -> Notice:
         signature = headers.get("stripe-signature")
         try:
             event = self.client.construct_event(body, signature, self.webhook_secret)
         except (stripe.SignatureVerificationError, ValueError) as exc:
             raise ForgedNotice(f"Stripe signature refused: {exc}") from None
-        thing = event.data.object
-        if event.type in SESSION_EVENTS:
-            return Notice(event.id, event.type, thing.id)
-        intent = getattr(thing, "payment_intent", None)
-        if event.type in PAYMENT_EVENTS and isinstance(intent, str):
-            return Notice(event.id, event.type, await self._session_of(intent))
-        return Notice(event.id, event.type, None)
+        return Notice(event.id, event.type)
+
+    async def checkout_of(self, body: bytes) -> str | None:
+        event = json.loads(body)
+        thing = event["data"]["object"]
+        if event["type"] in SESSION_EVENTS:
+            return str(thing["id"])
+        intent = thing.get("payment_intent")
+        if event["type"] in PAYMENT_EVENTS and isinstance(intent, str):
+            return await self._session_of(intent)
+        return None
 
     async def payment(self, ref: str) -> Payment:
         session = await self._call(self.client.v1.checkout.sessions.retrieve_async(ref))

@@ -22,6 +22,7 @@ from auth.providers import Provider
 from auth.sessions import Standings
 from credits.ledger import UNITS_PER_CREDIT
 from credits.store import Ledger
+from payments.inbox import Inbox
 from payments.packs import Packs
 from payments.provider import PaymentProvider
 from settings import Settings
@@ -42,6 +43,7 @@ class Deployment:
     live: Live
     packs: Packs
     providers: dict[str, PaymentProvider]  # the payment providers offered, by name
+    inbox: Inbox  # applies the providers' notifications
     graphs: dict[str, conversation.Conversation] = field(default_factory=dict)
 
     @property

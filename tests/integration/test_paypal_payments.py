@@ -163,7 +163,7 @@ async def test_forged_and_stale_notifications_change_nothing(
     approved = fake.approve(order.provider_ref or "", send=False)
     someone = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     attempts: list[dict] = [{"key": someone}]
-    if paypal.verify == "local":  # PayPal's own check knows nothing of time or certificate URLs
+    if paypal.verify_by == "local":  # PayPal's own check knows nothing of time or certificate URLs
         attempts += [
             {"when": now_text(-3600)},  # replayed an hour later
             {"cert_url": "https://evil.example/cert.pem"},

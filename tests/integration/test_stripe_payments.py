@@ -9,8 +9,10 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from credits.errors import OwesCredits
@@ -18,6 +20,7 @@ from credits.ledger import UNITS_PER_CREDIT, Balance
 from credits.store import Ledger
 from payments import orders, purchases
 from payments.errors import ForgedNotice, NotRefundable, ProviderDown, UnknownOrder
+from payments.inbox import Inbox
 from payments.packs import Pack
 from payments.provider import ReturnUrls
 from payments.stripe import StripeCheckout
@@ -79,7 +82,7 @@ async def test_a_card_payment_credits_the_pack_once_whichever_path_comes_first(
     late = await notify(engine, ledger, stripe, fake, completed)
     assert late is not None and late.granted == 0 and not late.news
     again = await notify(engine, ledger, stripe, fake, completed)
-    assert again is not None and again.repeat
+    assert again is None  # applied before: nothing is done again
     assert await ledger.balance("ann") == Balance(500 * C, 0, 500 * C)
     [grant] = await ledger.history("ann")
     assert (grant.transfer_id, grant.debit, grant.code) == (
@@ -324,3 +327,46 @@ async def test_reconciliation_completes_what_webhooks_missed_and_reports_no_drif
     assert (await ledger.balance("kay")).available == 500 * C
     again = await purchases.reconcile(engine, ledger, {"stripe": stripe})
     assert again.changed == [] and again.drift == []
+
+
+async def test_a_notification_stripe_cannot_confirm_yet_is_kept_and_applied_on_a_later_try(
+    engine: AsyncEngine, ledger: Ledger, stripe: StripeCheckout, fake: FakeStripe
+) -> None:
+    """The webhook is answered once stored; applying it needs Stripe, which is down: the worker
+    keeps it with the error and a later try, and applies it then (and tells the person once)."""
+    order = await bought(engine, stripe, "lee")
+    completed = fake.pay(order.provider_ref or "", send=False)
+    told: list[purchases.Change] = []
+
+    async def tell(change: purchases.Change) -> None:
+        told.append(change)
+
+    worker = Inbox(engine, ledger, {"stripe": stripe}, tell)
+    body, headers = fake.signed(completed)
+    fake.down = True
+    notice = await worker.receive("stripe", body, {k.lower(): v for k, v in headers.items()})
+    await worker.drain()
+    async with engine.connect() as conn:
+        kept = (
+            await conn.execute(
+                text(
+                    "SELECT attempts, last_error, applied_at FROM payment_events WHERE event_id = :e"
+                ),
+                {"e": notice.event_id},
+            )
+        ).one()
+    assert kept.attempts == 1 and "Stripe failed" in kept.last_error and kept.applied_at is None
+    assert await ledger.balance("lee") == Balance(0, 0, 0)
+
+    fake.down = False
+    await worker.drain()  # not due yet: nothing happens
+    assert await ledger.balance("lee") == Balance(0, 0, 0)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE payment_events SET next_try_at = :now WHERE event_id = :e"),
+            {"now": datetime.now(UTC), "e": notice.event_id},
+        )
+    await worker.drain()
+    await worker.drain()
+    assert await ledger.balance("lee") == Balance(500 * C, 0, 500 * C)
+    assert [c.granted for c in told] == [500 * C]
