@@ -36,6 +36,7 @@ bench: setup
 	$(BIN)/python bench/stream.py
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/turns.py
+	$(BIN)/python bench/payments.py
 
 # Re-resolve the pins from pyproject.toml's ranges (needs the package index).
 lock:

@@ -86,7 +86,10 @@ def build(settings: Settings) -> Deployment:
     )  # fmt: skip
     secret = d.auth_secret
     errors.install(fastapi_app)
-    mount(fastapi_app, health.router(engine, catalog, HealthCheck(runner), d.ledger, live.health))
+    mount(
+        fastapi_app,
+        health.router(engine, catalog, HealthCheck(runner), d.ledger, live.health, d.inbox.health),
+    )
     throttle = Throttle(
         settings.redis_url, settings.login_attempts_per_address, settings.login_attempts_per_account
     )

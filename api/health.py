@@ -1,6 +1,7 @@
 """`GET /healthz`: is the database answering, does the ledger take writes, and is the default model's
-provider ready? It also says whether updates from outside a chat are being heard (ui/live.py): a
-replica that is not listening still serves, so that does not make it unready."""
+provider ready? It also says whether updates from outside a chat are being heard (ui/live.py) and
+whether payment notifications are being applied (payments/inbox.py): neither makes a replica
+unready, as it still serves chats."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def router(
     check: HealthCheck,
     ledger: Ledger,
     live: Callable[[], Health] = lambda: Health(True, "not used"),
+    payments: Callable[[], Health] = lambda: Health(True, "not used"),
 ) -> APIRouter:
     routes = APIRouter()
     asked: list[tuple[float, str | None]] = []  # when the ledger was last asked, and its answer
@@ -51,6 +53,7 @@ def router(
             "default_model": catalog.default_id,
             "providers": {pid: {"ok": h.ok, "detail": h.detail} for pid, h in providers.items()},
             "live_updates": {"ok": (heard := live()).ok, "detail": heard.detail},
+            "payment_notifications": {"ok": (inbox := payments()).ok, "detail": inbox.detail},
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from agents.providers import Health
 from credits.store import Ledger
 from payments import orders
 from payments.fulfilment import Change, apply
@@ -121,6 +122,7 @@ class Inbox:
         self._last_arrival = 0.0
         self._arrivals: list[tuple[str, Notice, bytes, asyncio.Future[None]]] = []
         self._storing: asyncio.Task[None] | None = None
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
 
     async def receive(self, name: str, body: bytes, headers: Mapping[str, str]) -> Notice:
@@ -156,9 +158,27 @@ class Inbox:
         self._wake.set()
 
     def start(self) -> None:
+        self._closing = False
         self._task = asyncio.create_task(self._work_forever(), name="payment-inbox")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The worker ended without being closed: say so, and start it again."""
+        if self._closing:
+            return
+        error = None if task.cancelled() else task.exception()
+        log.error("payments: the notification worker stopped; starting it again", exc_info=error)
+        self.start()
+
+    def health(self) -> Health:
+        if not self.providers:
+            return Health(True, "no payment provider configured")
+        if self._task is None or self._task.done():
+            return Health(False, "the notification worker is not running")
+        return Health(True, "applying notifications")
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

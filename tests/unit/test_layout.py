@@ -42,3 +42,16 @@ def test_only_the_entry_point_imports_the_chat_side() -> None:
         for p in (ROOT / package).rglob("*.py")
     ]
     assert [str(p.relative_to(ROOT)) for p in below if "ui" in imported(p)] == []
+
+
+def test_the_payment_sdks_are_imported_only_by_their_adapters() -> None:
+    """Stripe's and PayPal's SDKs stay inside payments/stripe.py and payments/paypal.py."""
+    sources = [
+        p for p in ROOT.rglob("*.py")
+        if not p.is_relative_to(ROOT / ".venv") and not p.is_relative_to(ROOT / "tests")
+    ]  # fmt: skip
+    users = {
+        sdk: sorted(str(p.relative_to(ROOT)) for p in sources if sdk in imported(p))
+        for sdk in ("stripe", "paypalserversdk")
+    }
+    assert users == {"stripe": ["payments/stripe.py"], "paypalserversdk": ["payments/paypal.py"]}
