@@ -46,6 +46,7 @@ class Change:
     granted: int = 0  # units credited by this call
     taken: int = 0  # units taken back by this call (refunds, disputes), owed included
     returned: int = 0  # units given back (a dispute won)
+    covered: int = 0  # of the units granted, those that went to what the person owed
     repeat: bool = False  # the event had been applied before: nothing was done
 
     @property
@@ -142,15 +143,17 @@ async def _settle(ledger: Ledger, order: Order, payment: Payment) -> Change:
             state = order.state  # a paid, expired or failed order stays so
         return Change(replace(now, state=state), order.state)
 
-    granted = 0
+    granted = covered = 0
     if not order.paid:
         grant = order.grant_id
-        await ledger.grant(
+        given = await ledger.grant(
             order.account, order.units, grant, code="purchase",
             metadata={"order": order.id, "pack": order.pack},
             source=orders.SOURCE[order.provider],
         )  # fmt: skip
         granted = order.units
+        cover = await ledger.transfer(f"owed:{given.pk}")  # credits/ops.py cover_owed
+        covered = cover.amount if cover is not None else 0
         now = replace(now, transfer_id=grant)
     taken = await _take_back_refunds(ledger, order, payment)
     dispute_taken, returned = await _follow_disputes(ledger, order, payment)
@@ -159,7 +162,7 @@ async def _settle(ledger: Ledger, order: Order, payment: Payment) -> Change:
     now = replace(
         now, refunded_minor=refunded, dispute=latest, state=_paid_state(now, refunded, latest)
     )
-    return Change(now, order.state, granted, taken + dispute_taken, returned)
+    return Change(now, order.state, granted, taken + dispute_taken, returned, covered)
 
 
 def _mismatch(order: Order, payment: Payment) -> str | None:

@@ -141,10 +141,16 @@ def news(change: Change) -> tuple[str, str]:
     order, credits = change.order, show_credits(change.order.units)
     price = show_money(order.amount_minor, order.currency)
     if change.granted:
+        owed = (
+            f" {show_credits(change.covered)} of them covered what you owed after a refund or "
+            "a payment dispute took back credits you had used."
+            if change.covered
+            else ""
+        )
         return (
             f"Payment received: +{credits} credits",
             f"**Payment received.** {price} by {order.provider}: **{credits} credits** were added "
-            "to your balance.",
+            f"to your balance.{owed}",
         )
     if change.returned:
         back = show_credits(change.returned)
@@ -169,6 +175,8 @@ def news(change: Change) -> tuple[str, str]:
 
 
 COMMANDS = (
-    Command("buy", "credit-card", "Buy credits", lambda d, verb, text, message: offer(d)),
-    Command("billing", "receipt", "Your purchases and their receipts", billing),
+    Command(
+        "buy", "credit-card", "Buy credits", lambda d, verb, text, message: offer(d), selling=True
+    ),
+    Command("billing", "receipt", "Your purchases and their receipts", billing, selling=True),
 )

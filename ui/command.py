@@ -21,3 +21,4 @@ class Command:
     description: str
     run: Run
     admin: bool = False  # offered to and carried out for administrators only
+    selling: bool = False  # offered only where credits are sold (a payment provider configured)

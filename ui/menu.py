@@ -41,7 +41,7 @@ async def offer(d: Deployment) -> None:
                 selected=False,
             )
             for c in ALL
-            if admin or not c.admin
+            if (admin or not c.admin) and (d.providers or not c.selling)
         ]
     )
 
@@ -57,6 +57,8 @@ def find(message: cl.Message) -> tuple[Command, str] | None:
 
 
 async def carry_out(d: Deployment, command: Command, text: str, message: cl.Message) -> None:
+    if command.selling and not d.providers:
+        raise Refused("This service does not sell credits: ask an administrator to grant you some.")
     if command.admin and not await is_administrator(d):
         raise Refused(f"Only administrators can use /{command.name}.")
     await command.run(d, command.name, text, message)

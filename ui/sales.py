@@ -57,6 +57,6 @@ async def _revenue(d: Deployment, verb: str, text: str, message: cl.Message) -> 
 
 
 COMMANDS = (
-    Command("refund", "undo-2", USAGE["refund"], _refund, admin=True),
-    Command("revenue", "banknote", USAGE["revenue"], _revenue, admin=True),
+    Command("refund", "undo-2", USAGE["refund"], _refund, admin=True, selling=True),
+    Command("revenue", "banknote", USAGE["revenue"], _revenue, admin=True, selling=True),
 )

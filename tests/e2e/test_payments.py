@@ -80,6 +80,8 @@ async def test_a_person_buys_credits_with_stripe_and_every_tab_sees_them(
     shop: Shop, ledger: Ledger
 ) -> None:
     user, cookies, tabs = await person(shop, tabs=2)
+    offered = {c["id"] for c in [d for n, d in tabs[0].events if n == "set_commands"][-1]}
+    assert {"buy", "billing"} <= offered and not {"refund", "revenue"} & offered
     link = await pay_link(tabs[0], "starter", "stripe")
     seen = [len(t.events) for t in tabs]
     async with httpx.AsyncClient(cookies=cookies, follow_redirects=True, timeout=30) as browser:
