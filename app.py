@@ -168,6 +168,7 @@ async def start() -> None:
             ),
             name="reconciler",
         )  # fmt: skip
+        reconciler.add_done_callback(purchases.log_end)
         resources.callback(reconciler.cancel)
     if any(m.provider.kind == "local" for m in d.catalog.models.values()):
         await local_check.start_checked(d.runner, d.catalog, settings.local_model_check)

@@ -7,6 +7,7 @@
     GET  /payments/{provider}/return        the person's own order brought up to date, and said
     GET  /payments/cancel                   nothing was charged
     GET  /billing                           the person's purchases, with receipts and links
+    GET  /billing/receipt/{order}           the ledger receipt of one of them (JSON)
 
 Webhooks carry no session: what they say is believed only once the provider's signature holds,
 and then only as a trigger to ask the provider. The pages need the person signed in, and show
@@ -25,7 +26,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.sessions import Standings
+from credits.errors import NotYetCheckpointed, UnknownTransfer
 from credits.ledger import show_credits
+from credits.receipts import receipt
 from credits.store import Ledger
 from payments import orders, purchases
 from payments.errors import ForgedNotice, ProviderDown, UnknownOrder
@@ -116,6 +119,28 @@ def router(
         bought = await orders.of_account(engine, account)
         return page("Your purchases", "", 200, purchases_table(bought))
 
+    @routes.get("/billing/receipt/{order_id}", include_in_schema=False)
+    async def ledger_receipt(order_id: str, request: Request) -> Response:
+        """The ledger receipt of one of the person's purchases: its entry, inclusion proof and
+        signed checkpoint (`python -m credits check-receipt FILE` checks it anywhere)."""
+        account = await signed_in(request)
+        if account is None:
+            return RedirectResponse("/login", status_code=302)
+        try:
+            order = await orders.get(engine, order_id, account)
+        except UnknownOrder:
+            return JSONResponse({"detail": "You have no such order."}, 404)
+        if order.transfer_id is None:
+            return JSONResponse({"detail": "This order has not been credited."}, 404)
+        try:
+            proof = await receipt(ledger, order.transfer_id)
+        except (NotYetCheckpointed, UnknownTransfer):
+            return JSONResponse({"detail": "No signed checkpoint covers it yet: try again."}, 425)
+        return JSONResponse(
+            proof,
+            headers={"Content-Disposition": f"attachment; filename=receipt-{order.id}.json"},
+        )
+
     return routes
 
 
@@ -155,19 +180,23 @@ def purchases_table(bought: list[orders.Order]) -> str:
             if o.receipt_url
             else html.escape(o.payment_ref or "")
         )
-        ledger = html.escape(o.transfer_id or "")
+        ledger = (
+            f"<a href='/billing/receipt/{html.escape(o.id)}'>{html.escape(o.transfer_id)}</a>"
+            if o.transfer_id
+            else ""
+        )
         rows.append(
             f"<tr><td>{o.created_at:%Y-%m-%d %H:%M}</td><td>{html.escape(o.pack)}</td>"
             f"<td>{show_credits(o.units)}</td><td>{show_money(o.amount_minor, o.currency)}</td>"
             f"<td>{o.provider}</td><td class='status'>{status}</td><td>{receipt}</td>"
-            f"<td><code>{ledger}</code></td></tr>"
+            f"<td>{ledger}</td></tr>"
         )
     return (
         "<table id='purchases'><thead><tr><th>Date (UTC)</th><th>Pack</th><th>Credits</th>"
         "<th>Paid</th><th>Provider</th><th>Status</th><th>Provider's receipt</th>"
-        "<th>Ledger entry</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-        "<p>The ledger receipt of an entry (its inclusion proof in the signed log) is under "
-        "<code>/billing</code> in the chat.</p>"
+        "<th>Ledger receipt</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        "<p>A ledger receipt is the purchase's entry in the ledger's signed log with its inclusion "
+        "proof: <code>python -m credits check-receipt FILE</code> checks it anywhere.</p>"
     )
 
 

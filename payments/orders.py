@@ -14,8 +14,10 @@ the only writer of those columns.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -131,6 +133,14 @@ class Order:
         return self.state in PAID
 
 
+def _order(row: Sequence[Any]) -> Order:
+    """An order from its row (SQLite gives back its times without their zone: UTC)."""
+    order = Order(*row)
+    if order.created_at.tzinfo is None:
+        return replace(order, created_at=order.created_at.replace(tzinfo=UTC))
+    return order
+
+
 async def create(
     engine: AsyncEngine,
     account: str,
@@ -166,7 +176,7 @@ async def get(engine: AsyncEngine, order_id: str, account: str | None = None) ->
         row = (await conn.execute(query)).one_or_none()
     if row is None:
         raise UnknownOrder(f"There is no order {order_id!r}.")
-    return Order(*row)
+    return _order(row)
 
 
 async def of_account(engine: AsyncEngine, account: str, limit: int = 50) -> list[Order]:
@@ -178,14 +188,14 @@ async def of_account(engine: AsyncEngine, account: str, limit: int = 50) -> list
         .limit(limit)
     )
     async with engine.connect() as conn:
-        return [Order(*row) for row in await conn.execute(query)]
+        return [_order(row) for row in await conn.execute(query)]
 
 
 async def since(engine: AsyncEngine, moment: datetime) -> list[Order]:
     """Every order changed since `moment` (reconciliation, reports)."""
     query = select(*[orders.c[f] for f in FIELDS]).where(orders.c.updated_at >= moment)
     async with engine.connect() as conn:
-        return [Order(*row) for row in await conn.execute(query.order_by(orders.c.created_at))]
+        return [_order(row) for row in await conn.execute(query.order_by(orders.c.created_at))]
 
 
 async def find(engine: AsyncEngine, provider: str, ref: str) -> Order | None:
@@ -195,7 +205,7 @@ async def find(engine: AsyncEngine, provider: str, ref: str) -> Order | None:
     )
     async with engine.connect() as conn:
         row = (await conn.execute(query)).one_or_none()
-    return None if row is None else Order(*row)
+    return None if row is None else _order(row)
 
 
 async def started(engine: AsyncEngine, order_id: str, provider_ref: str) -> bool:

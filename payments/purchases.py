@@ -187,3 +187,10 @@ async def reconcile_forever(
                      done.checked, len(done.changed), len(done.drift))  # fmt: skip
         except Exception:
             log.exception("payments: a reconciliation round failed; the next runs as usual")
+
+
+def log_end(task: asyncio.Task[None]) -> None:
+    """`reconcile_forever` catches every failure of a round; if it ends anyway, say so (webhooks
+    still apply, and `python -m payments reconcile` still runs by hand)."""
+    if not task.cancelled():
+        log.error("payments: periodic reconciliation stopped", exc_info=task.exception())

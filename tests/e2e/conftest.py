@@ -102,6 +102,7 @@ class Shop:
     data_dir: Path
     stripe: FakeStripe
     paypal: FakePayPal
+    settings: dict[str, str]  # what the app runs with (the command line needs the same)
 
     def add_login(self, identifier: str, password: str) -> None:
         add_login(self.data_dir, identifier, password)
@@ -124,7 +125,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         with running_app(data_dir, **overrides) as base_url:
             stripe.webhook_url = f"{base_url}/api/payments/stripe/webhook"
             paypal.webhook_url = f"{base_url}/api/payments/paypal/webhook"
-            yield Shop(base_url, data_dir, stripe, paypal)
+            yield Shop(base_url, data_dir, stripe, paypal, overrides)
     finally:
         stripe.stop()
         paypal.stop()

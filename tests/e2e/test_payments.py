@@ -6,7 +6,10 @@ Stripe and one by an administrator, `/billing`, another person's order."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,12 +17,14 @@ import httpx
 import pytest
 
 from credits.ledger import UNITS_PER_CREDIT
+from credits.receipts import check_receipt
 from credits.store import Ledger
 from credits.verify import verify
-from settings import Settings
+from settings import ROOT, Settings
 from storage.ledger import ledger_from_settings
 from tests.e2e.client import ChatSession, login, messages
 from tests.e2e.conftest import ADMIN, Shop, new_user
+from tests.e2e.process import app_environment
 
 pytestmark = pytest.mark.e2e
 
@@ -210,3 +215,54 @@ async def test_forged_unknown_and_foreign_requests_change_nothing(
     await tab.wait_until(badge_shows(WELCOME + 500 * C), 0, timeout=10)
     for chat in (tab, spy):
         await chat.close()
+
+
+async def test_the_ledger_receipt_of_a_purchase_and_the_command_line(
+    shop: Shop, ledger: Ledger
+) -> None:
+    """/billing links each credited purchase to its ledger receipt, which checks against the
+    ledger's key (and is no one else's); `python -m payments` reconciles, refunds and reports."""
+    user, cookies, [tab] = await person(shop)
+    link = await pay_link(tab, "starter", "stripe")
+    session_id = link.rsplit("/", 1)[1]
+    async with httpx.AsyncClient(cookies=cookies, follow_redirects=True, timeout=30) as browser:
+        await browser.post(f"{shop.stripe.url}/checkout/{session_id}/pay", data={"method": "card"})
+    await tab.wait_until(badge_shows(WELCOME + 500 * C), 0, timeout=10)
+    await tab.close()
+    order_id = next(t.meta["order"] for t in await ledger.history(user) if t.code == "purchase")
+    async with httpx.AsyncClient(base_url=shop.base_url, cookies=cookies) as browser:
+        assert f"/billing/receipt/{order_id}" in (await browser.get("/billing")).text
+        for _ in range(50):  # a checkpoint is signed every second here
+            answer = await browser.get(f"/billing/receipt/{order_id}")
+            if answer.status_code != 425:
+                break
+            await asyncio.sleep(0.2)
+    assert answer.status_code == 200
+    assert check_receipt(answer.json(), ledger.pinned_key)
+    assert f"stripe:{session_id}" in answer.json()["entry"]
+    _, mallory, _ = await person(shop, tabs=0)
+    async with httpx.AsyncClient(base_url=shop.base_url, cookies=mallory) as browser:
+        assert (await browser.get(f"/billing/receipt/{order_id}")).status_code == 404
+
+    env = app_environment(shop.data_dir, **shop.settings)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "payments", *args], cwd=ROOT, env=env, capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+
+    reconciled = await asyncio.to_thread(cli, "reconcile")
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+    assert "DRIFT" not in reconciled.stdout and "checked" in reconciled.stdout
+    refunded = await asyncio.to_thread(cli, "refund", order_id, "--amount", "1.00")
+    assert refunded.returncode == 0, refunded.stderr
+    assert (
+        "partially_refunded" in refunded.stdout and "100.000 credits taken back" in refunded.stdout
+    )
+    assert (await ledger.balance(user)).available == WELCOME + 400 * C
+    too_much = await asyncio.to_thread(cli, "refund", order_id, "--amount", "99.00")
+    assert too_much.returncode == 2 and "left to refund" in too_much.stderr
+    report = await asyncio.to_thread(cli, "report")
+    assert report.returncode == 0 and "Revenue, last 30 days" in report.stdout
+    assert order_id in report.stdout  # among the refunds

@@ -350,11 +350,7 @@ class FakePayPal:
                     f"<form method=post action=/checkoutnow/{order.id}>"
                     "<button id=pay-paypal>Pay with PayPal</button></form>"
                 ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(page)))
-                self.end_headers()
-                self.wfile.write(page)
+                self.html(page)
 
             def _approved_on_page(self, order_id: str) -> None:
                 try:

@@ -359,11 +359,7 @@ class FakeStripe:
                     "<button name=method value=bank id=pay-bank>Pay by bank transfer</button>"
                     "</form>"
                 ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(page)))
-                self.end_headers()
-                self.wfile.write(page)
+                self.html(page)
 
             def _paid_on_page(self, session_id: str, form: dict[str, Any]) -> None:
                 try:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from credits.errors import OwesCredits
 from credits.ledger import UNITS_PER_CREDIT, Balance
 from credits.store import Ledger
-from payments import orders, purchases
+from payments import orders, purchases, report
 from payments.errors import ForgedNotice, NotRefundable, ProviderDown, UnknownOrder
 from payments.inbox import Inbox
 from payments.packs import Pack
@@ -370,3 +370,29 @@ async def test_a_notification_stripe_cannot_confirm_yet_is_kept_and_applied_on_a
     await worker.drain()
     assert await ledger.balance("lee") == Balance(500 * C, 0, 500 * C)
     assert [c.granted for c in told] == [500 * C]
+
+
+async def test_the_revenue_report_counts_paid_refunded_disputed_and_owed(
+    engine: AsyncEngine, ledger: Ledger, stripe: StripeCheckout, fake: FakeStripe
+) -> None:
+    kept, refunded, disputed = [await bought(engine, stripe, "mo") for _ in range(3)]
+    for order in (kept, refunded, disputed):
+        fake.pay(order.provider_ref or "", send=False)
+        await purchases.on_return(engine, ledger, stripe, "mo", order.id)
+    await ledger.reserve("mo", 1500 * C, "turn:mo", 60)
+    await ledger.settle("turn:mo", 1500 * C)  # all spent
+    await purchases.refund(engine, ledger, stripe, refunded.id, 200)
+    await notify(
+        engine, ledger, stripe, fake, fake.dispute(disputed.provider_ref or "", send=False)
+    )
+    found = await report.revenue(engine, ledger, days=1)
+    [(day, provider, currency)] = found.by_day
+    assert (provider, currency) == ("stripe", "usd") and day == datetime.now(UTC).strftime(
+        "%Y-%m-%d"
+    )
+    assert found.by_day[day, "stripe", "usd"] == [3, 1500, 200]
+    assert [o.id for o in found.refunded] == [refunded.id]
+    assert [o.id for o in found.disputed] == [disputed.id]
+    assert found.owed == {"mo": 700 * C}  # 200 refunded + 500 disputed, all spent
+    text = "\n".join(found.lines())
+    assert "mo: 700 credits" in text and "15.00 USD" in text
