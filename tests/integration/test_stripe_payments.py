@@ -111,6 +111,8 @@ async def test_a_delayed_payment_is_processing_until_it_clears_or_fails(
             0,
         )
     assert await ledger.balance("bo") == Balance(0, 0, 0)
+    back = await purchases.on_return(engine, ledger, stripe, "bo", cleared.id)
+    assert back.order.provider_status == "processing" and not back.news  # told once already
     ok = await notify(
         engine, ledger, stripe, fake, fake.clear(cleared.provider_ref or "", send=False)
     )
