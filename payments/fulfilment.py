@@ -43,6 +43,7 @@ class Change:
 
     order: Order  # as it is now
     was: str  # its state before
+    was_status: str | None = None  # what its provider had said before
     granted: int = 0  # units credited by this call
     taken: int = 0  # units taken back by this call (refunds, disputes), owed included
     returned: int = 0  # units given back (a dispute won)
@@ -52,7 +53,8 @@ class Change:
     @property
     def news(self) -> bool:
         """Whether the person has something to be told."""
-        moved = self.order.state != self.was or self.order.provider_status == "processing"
+        processing = self.order.provider_status == "processing" != self.was_status
+        moved = self.order.state != self.was or processing
         return not self.repeat and (moved or bool(self.granted or self.taken or self.returned))
 
 
@@ -130,7 +132,9 @@ async def _settle(ledger: Ledger, order: Order, payment: Payment) -> Change:
     if problem:
         log.error("payments: order %s not credited: %s", order.id, problem)
         state = "failed" if order.state in MOVES["failed"] else order.state
-        return Change(replace(order, state=state, problem=problem), order.state)
+        return Change(
+            replace(order, state=state, problem=problem), order.state, order.provider_status
+        )
     now = replace(
         order,
         provider_status=payment.status,
@@ -140,8 +144,8 @@ async def _settle(ledger: Ledger, order: Order, payment: Payment) -> Change:
     if payment.status != "paid":
         state = {"expired": "expired", "failed": "failed"}.get(payment.status, "pending")
         if state != order.state and order.state not in MOVES[state]:
-            state = order.state  # a paid, expired or failed order stays so
-        return Change(replace(now, state=state), order.state)
+            return Change(order, order.state, order.provider_status)  # paid, expired, failed stay
+        return Change(replace(now, state=state), order.state, order.provider_status)
 
     granted = covered = 0
     if not order.paid:
@@ -162,7 +166,9 @@ async def _settle(ledger: Ledger, order: Order, payment: Payment) -> Change:
     now = replace(
         now, refunded_minor=refunded, dispute=latest, state=_paid_state(now, refunded, latest)
     )
-    return Change(now, order.state, granted, taken + dispute_taken, returned, covered)
+    return Change(
+        now, order.state, order.provider_status, granted, taken + dispute_taken, returned, covered
+    )
 
 
 def _mismatch(order: Order, payment: Payment) -> str | None:
