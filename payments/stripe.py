@@ -9,8 +9,8 @@ idempotency key per order. Card and the delayed methods Stripe offers (`payment_
 Notifications are verified with `construct_event` on the raw body, within Stripe's tolerance
 (300 s); later (payments/inbox.py) they are mapped to the checkout they are about: a session's
 own id, or the session of the PaymentIntent that a charge, refund or dispute belongs to. What
-happened is then read back from Stripe (`payment`): the session, its charges (the receipt), its
-refunds and its disputes.
+happened is then read back from Stripe (`payment`): the session with its payment, latest charge
+(the receipt) and refunds in one call, and the disputes when there are any.
 """
 
 from __future__ import annotations
@@ -110,28 +110,39 @@ class StripeCheckout:
         return None
 
     async def payment(self, ref: str) -> Payment:
-        session = await self._call(self.client.v1.checkout.sessions.retrieve_async(ref))
-        intent_id = session.payment_intent
-        if isinstance(intent_id, stripe.PaymentIntent):
-            intent_id = intent_id.id
+        """One call in the usual case: the session with its PaymentIntent, the intent's latest
+        charge and that charge's refunds expanded; the lists only when there are more refunds
+        than came with it, or a dispute."""
+        session = await self._call(
+            self.client.v1.checkout.sessions.retrieve_async(
+                ref, {"expand": ["payment_intent.latest_charge.refunds"]}
+            )
+        )
+        intent = session.payment_intent
+        intent_id = intent.id if isinstance(intent, stripe.PaymentIntent) else intent
+        charge = intent.latest_charge if isinstance(intent, stripe.PaymentIntent) else None
         status = _status(session.status, session.payment_status)
         refunds: tuple[Refund, ...] = ()
         disputes: tuple[DisputeCase, ...] = ()
         receipt = None
-        if intent_id:
-            charges = await self._list(self.client.v1.charges, intent_id)
-            receipt = next((c.receipt_url for c in charges if c.status == "succeeded"), None)
-            if status == "processing" and charges and all(c.status == "failed" for c in charges):
+        if isinstance(charge, stripe.Charge):
+            receipt = charge.receipt_url if charge.status == "succeeded" else None
+            if status == "processing" and charge.status == "failed":
                 status = "failed"
+            listed = charge.refunds
+            found = (
+                list(listed.data)[::-1]  # newest first, as every Stripe list
+                if listed is not None and not listed.has_more
+                else await self._list(self.client.v1.refunds, intent_id)
+            )
             refunds = tuple(
-                Refund(r.id, r.amount)
-                for r in await self._list(self.client.v1.refunds, intent_id)
-                if r.status in ("succeeded", "pending")
+                Refund(r.id, r.amount) for r in found if r.status in ("succeeded", "pending")
             )
-            disputes = tuple(
-                DisputeCase(d.id, d.amount, _dispute(d.status))
-                for d in await self._list(self.client.v1.disputes, intent_id)
-            )
+            if charge.disputed:
+                disputes = tuple(
+                    DisputeCase(d.id, d.amount, _dispute(d.status))
+                    for d in await self._list(self.client.v1.disputes, intent_id)
+                )
         return Payment(
             session.id, session.client_reference_id, status, session.currency,
             session.amount_total or 0, refunds, disputes, receipt, intent_id,

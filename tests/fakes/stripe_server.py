@@ -201,6 +201,24 @@ class FakeStripe:
         assert intent is not None, "not paid"
         return self.charges[intent]
 
+    def expanded(self, s: Session, expand: list[str]) -> dict[str, Any]:
+        """A session as retrieved, with `payment_intent.latest_charge.refunds` expanded if asked
+        (the only expansion the app asks for; Stripe embeds ten refunds, newest first)."""
+        body = s.body(self.url)
+        if "payment_intent.latest_charge.refunds" not in expand or s.payment_intent is None:
+            return body
+        charge = self.charges[s.payment_intent]
+        status = {"succeeded": "succeeded", "pending": "processing"}.get(charge.status)
+        body["payment_intent"] = {
+            "id": s.payment_intent, "object": "payment_intent",
+            "status": status or "requires_payment_method",
+            "latest_charge": charge.body() | {"refunds": {
+                "object": "list", "data": charge.refunds[:10],
+                "has_more": len(charge.refunds) > 10, "url": "/v1/refunds",
+            }},
+        }  # fmt: skip
+        return body
+
     # Events -------------------------------------------------------------------------------
 
     def event(self, kind: str, thing: dict[str, Any], send: bool = True) -> dict[str, Any]:
@@ -266,7 +284,10 @@ class FakeStripe:
                 with fake.lock:
                     if m := re.fullmatch(r"/v1/checkout/sessions/(\w+)", url.path):
                         s = fake.sessions.get(m[1])
-                        self.answer(s.body(fake.url)) if s else self._missing("checkout.session")
+                        if s is None:
+                            self._missing("checkout.session")
+                            return
+                        self.answer(fake.expanded(s, query.get("expand", [])))
                     elif url.path == "/v1/checkout/sessions":
                         self._list_sessions(query)
                     elif url.path == "/v1/charges":
