@@ -6,7 +6,8 @@ paid order is credited exactly once, every refund and dispute taken back once, e
 delivery refused; `verify` passes and reconciliation finds no drift.
 
 And the process killed (SIGKILL) between the ledger's grant and the order's update, 20 times: the
-next delivery completes each order, never granting twice."""
+next delivery completes each order, never granting twice. And two replicas' workers on the same
+stored notifications at once."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import payments as payment_routes
@@ -35,12 +37,13 @@ from credits.store import Ledger
 from credits.verify import verify
 from payments import orders, purchases
 from payments.fulfilment import Change, apply
-from payments.inbox import Inbox
+from payments.inbox import Inbox, store
 from payments.packs import Pack
 from payments.paypal import PayPalOrders
 from payments.provider import Payment, ReturnUrls
 from payments.stripe import StripeCheckout
 from settings import ROOT
+from storage.engine import create_engine
 from tests.fakes.paypal_server import CERT_URL, FakePayPal, now_text
 from tests.fakes.stripe_server import FakeStripe
 
@@ -254,3 +257,41 @@ async def test_killed_between_grant_and_order_twenty_times_then_completed_once(
         assert report.ok, report.problems
     finally:
         await book.close()
+
+
+async def test_two_replicas_work_the_same_notifications_and_each_is_applied_and_told_once(
+    engine: AsyncEngine, ledger: Ledger, database_url: str, fakes: tuple[FakeStripe, FakePayPal]
+) -> None:
+    """Two workers (two replicas, each with its own connection pool) drain the same stored
+    notifications at once: every row is claimed by one of them, each purchase is granted and
+    told once."""
+    stripe_fake, _ = fakes
+    chosen = {"stripe": providers(fakes)["stripe"]}
+    stored = []
+    for n in range(12):
+        order, _ = await purchases.start(engine, chosen["stripe"], PACK, f"r{n % 3}", URLS)
+        event = stripe_fake.pay(order.provider_ref or "", send=False)
+        body, headers = stripe_fake.signed(event)
+        notice = await chosen["stripe"].verify(body, {k.lower(): v for k, v in headers.items()})
+        stored.append((order, notice, body))
+    await store(engine, [("stripe", notice, body) for _, notice, body in stored])
+
+    told: list[Change] = []
+
+    async def tell(change: Change) -> None:
+        told.append(change)
+
+    other = create_engine(database_url)
+    try:
+        workers = [Inbox(engine, ledger, chosen, tell), Inbox(other, ledger, chosen, tell)]
+        await asyncio.gather(*(w.drain() for w in workers))
+    finally:
+        await other.dispose()
+    assert sorted(c.order.id for c in told) == sorted(o.id for o, _, _ in stored)
+    for n in range(3):
+        assert (await ledger.balance(f"r{n}")).available == 4 * PACK.units
+    async with engine.connect() as conn:
+        waiting = await conn.execute(
+            text("SELECT count(*) FROM payment_events WHERE applied_at IS NULL")
+        )
+        assert waiting.scalar() == 0
