@@ -78,7 +78,7 @@ async def buy_pack(d: Deployment, action: cl.Action) -> None:
 
 def public_base(d: Deployment) -> str:
     """The app's public URL: CHAINLIT_URL, or the origin this chat's page was loaded from (which
-    the socket server accepted: ui/edge restricts it to the app's own)."""
+    the socket server accepted: api/edge.py restricts it to the app's own)."""
     if d.settings.chainlit_url:
         return d.settings.chainlit_url.rstrip("/")
     environ = cl.context.session.environ
