@@ -123,6 +123,8 @@ class Inbox:
         self._arrivals: list[tuple[str, Notice, bytes, asyncio.Future[None]]] = []
         self._storing: asyncio.Task[None] | None = None
         self._closing = False
+        # Notifications this worker could not apply yet, and why (reported by /healthz).
+        self.retrying: dict[tuple[str, str], str] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def receive(self, name: str, body: bytes, headers: Mapping[str, str]) -> Notice:
@@ -175,6 +177,13 @@ class Inbox:
             return Health(True, "no payment provider configured")
         if self._task is None or self._task.done():
             return Health(False, "the notification worker is not running")
+        if self.retrying:
+            (name, event_id), error = next(iter(self.retrying.items()))
+            return Health(
+                True,
+                f"applying notifications; {len(self.retrying)} waiting to be tried again "
+                f"(such as {name} {event_id}: {error})",
+            )
         return Health(True, "applying notifications")
 
     async def close(self) -> None:
@@ -258,6 +267,8 @@ class Inbox:
                 next_try_at=datetime.now(UTC) + timedelta(seconds=pause),
                 last_error=f"{type(error).__name__}: {error}"[:1000],
             )  # fmt: skip
+            self.retrying[name, event_id] = f"{type(error).__name__}: {error}"[:200]
             return
+        self.retrying.pop((name, event_id), None)
         if change is not None and change.news:
             await self.tell(change)

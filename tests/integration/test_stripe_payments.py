@@ -358,6 +358,11 @@ async def test_a_notification_stripe_cannot_confirm_yet_is_kept_and_applied_on_a
             )
         ).one()
     assert kept.attempts == 1 and "Stripe failed" in kept.last_error and kept.applied_at is None
+    worker._task = asyncio.create_task(asyncio.sleep(3600))  # as if started, for its health
+    health = worker.health()
+    assert health.ok and f"1 waiting to be tried again (such as stripe {notice.event_id}" in (
+        health.detail
+    )
     assert await ledger.balance("lee") == Balance(0, 0, 0)
 
     fake.down = False
@@ -372,6 +377,8 @@ async def test_a_notification_stripe_cannot_confirm_yet_is_kept_and_applied_on_a
     await worker.drain()
     assert await ledger.balance("lee") == Balance(500 * C, 0, 500 * C)
     assert [c.granted for c in told] == [500 * C]
+    assert worker.health().detail == "applying notifications"
+    worker._task.cancel()
 
 
 async def test_the_revenue_report_counts_paid_refunded_disputed_and_owed(
