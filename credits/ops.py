@@ -183,6 +183,7 @@ class Account:
     name: str
     kind: AccountKind
     counters: Counters
+    owed: int  # taken back beyond what it had (refunds, disputes); spending waits until covered
 
     @property
     def side(self) -> Side:
@@ -190,7 +191,7 @@ class Account:
 
 
 ACCOUNT = (
-    "SELECT id, kind, debits_pending, debits_posted, credits_pending, credits_posted "
+    "SELECT id, kind, debits_pending, debits_posted, credits_pending, credits_posted, owed "
     "FROM ledger_accounts WHERE name = :name"
 )
 
@@ -199,7 +200,7 @@ def find_account(db: Db, name: str) -> Account | None:
     row = db.one(ACCOUNT, {"name": name})
     if row is None:
         return None
-    return Account(row[0], name, AccountKind(row[1]), Counters(*row[2:6]))
+    return Account(row[0], name, AccountKind(row[1]), Counters(*row[2:6]), row[6])
 
 
 def require_account(db: Db, name: str) -> Account:
@@ -321,7 +322,7 @@ def _repeat_or(db: Db, req: Request, refusal: CreditsError) -> tuple[Transfer, b
 
 
 TWO_ACCOUNTS = (
-    "SELECT id, kind, debits_pending, debits_posted, credits_pending, credits_posted, name "
+    "SELECT id, kind, debits_pending, debits_posted, credits_pending, credits_posted, name, owed "
     "FROM ledger_accounts WHERE name IN (:debit, :credit)"
 )
 
@@ -357,16 +358,18 @@ def _move(db: Db, req: Request, now_us: int) -> tuple[Transfer, bool]:
                 {"amount": req.amount, "id": account.id},
             )
             if done is None:
-                if pending and (debt := owed(db, account.id)):
+                now = require_account(db, account.name)
+                if pending and now.owed:
                     raise OwesCredits(
-                        f"{account.name} owes {debt} units; nothing can be spent until covered.",
-                        owed=debt,
+                        f"{account.name} owes {now.owed} units; nothing can be spent until "
+                        "covered.",
+                        owed=now.owed,
                         needed=req.amount,
                     )
-                now = require_account(db, account.name).counters.available
+                available = now.counters.available
                 raise InsufficientCredits(
-                    f"{account.name} has {now} units available, {req.amount} needed.",
-                    available=now,
+                    f"{account.name} has {available} units available, {req.amount} needed.",
+                    available=available,
                     needed=req.amount,
                 )
         else:
@@ -385,12 +388,6 @@ def _move(db: Db, req: Request, now_us: int) -> tuple[Transfer, bool]:
         req.transfer_id, req.kind, req.code, req.amount, req.debit, req.credit, now_us,
         None, expires, req.metadata, None, pk,
     ), True  # fmt: skip
-
-
-def owed(db: Db, account_id: int) -> int:
-    """What the account owes (taken back beyond what it had)."""
-    row = db.one("SELECT owed FROM ledger_accounts WHERE id = :id", {"id": account_id})
-    return int(row[0]) if row else 0
 
 
 def claw_back(db: Db, req: Request, now_us: int) -> tuple[Transfer, bool]:
@@ -440,7 +437,7 @@ def cover_owed(db: Db, account: str, after: Transfer, now_us: int) -> Transfer |
     """Credits just arrived on `account` (by `after`): what it owes is covered from them first,
     by a transfer of its own (`owed:<pk of after>`). None when nothing was owed or available."""
     found = require_account(db, account)
-    debt = owed(db, found.id)
+    debt = found.owed
     cover = min(debt, max(found.counters.available, 0))
     if cover == 0:
         return None
@@ -459,7 +456,7 @@ def cover_owed(db: Db, account: str, after: Transfer, now_us: int) -> Transfer |
 def _account(row: Sequence[Any] | None) -> Account | None:
     if row is None:
         return None
-    return Account(row[0], row[6], AccountKind(row[1]), Counters(*row[2:6]))
+    return Account(row[0], row[6], AccountKind(row[1]), Counters(*row[2:6]), row[7])
 
 
 def resolve_hold(db: Db, req: Request, hold: Hold | None, now_us: int) -> tuple[Transfer, bool]:

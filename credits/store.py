@@ -419,14 +419,10 @@ class Ledger(Backend):
 
     async def balance(self, user: str) -> Balance:
         name = user_account(user)
-
-        def read(c: Db) -> Balance | None:
-            account = ops.find_account(c, name)
-            return (
-                None if account is None else Balance.of(account.counters, ops.owed(c, account.id))
-            )
-
-        return await self._read(read) or Balance(0, 0, 0)
+        account = await self._read(lambda c: ops.find_account(c, name))
+        if account is None:
+            return Balance(0, 0, 0)
+        return Balance.of(account.counters, account.owed)
 
     async def owing(self) -> dict[str, int]:
         """Every user who owes credits, and how many units (a refund or dispute took back more
