@@ -40,11 +40,6 @@ from payments.provider import PaymentProvider
 log = logging.getLogger("payments")
 MAX_WEBHOOK_BYTES = 256 * 1024
 Tell = Callable[[Change], Awaitable[None]]
-STATUS = {
-    "pending": "processing", "paid": "paid", "expired": "expired", "failed": "failed",
-    "partially_refunded": "partly refunded", "refunded": "refunded", "disputed": "disputed",
-    "dispute_won": "dispute won", "dispute_lost": "dispute lost", "created": "not started",
-}  # fmt: skip
 
 
 def router(
@@ -150,7 +145,7 @@ def said(order: orders.Order) -> str:
     if order.state == "paid":
         return f"Payment received: {credits} credits are on your balance. You can close this page."
     if order.paid:
-        return f"This order is {STATUS[order.state]}."
+        return f"This order is {order.status}."
     if order.state == "pending" and order.provider_status == "processing":
         return (
             f"Your payment is processing. The {credits} credits arrive when it clears; the chat "
@@ -172,9 +167,6 @@ def purchases_table(bought: list[orders.Order]) -> str:
         return "<p>No purchases yet. Type <code>/buy</code> in the chat.</p>"
     rows = []
     for o in bought:
-        status = STATUS.get(o.state, o.state)
-        if o.state == "pending" and o.provider_status == "processing":
-            status = "processing"
         receipt = (
             f"<a href='{html.escape(o.receipt_url)}' target='_blank' rel='noopener'>receipt</a>"
             if o.receipt_url
@@ -188,7 +180,7 @@ def purchases_table(bought: list[orders.Order]) -> str:
         rows.append(
             f"<tr><td>{o.created_at:%Y-%m-%d %H:%M}</td><td>{html.escape(o.pack)}</td>"
             f"<td>{show_credits(o.units)}</td><td>{show_money(o.amount_minor, o.currency)}</td>"
-            f"<td>{o.provider}</td><td class='status'>{status}</td><td>{receipt}</td>"
+            f"<td>{o.provider}</td><td class='status'>{o.status}</td><td>{receipt}</td>"
             f"<td>{ledger}</td></tr>"
         )
     return (

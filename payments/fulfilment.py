@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import text, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from credits.ledger import System
@@ -69,8 +69,6 @@ async def apply(
     `event`, a stored notification (payments/inbox.py), is marked applied with the change."""
     while True:  # each round, one of the callers racing on this order wins
         order = await orders.get(engine, order_id)
-        if event is not None and await _applied(engine, order.provider, event.event_id):
-            return Change(order, order.state, repeat=True)
         change = await _settle(ledger, order, payment)
         try:
             if await _write(engine, order, change.order, event):
@@ -112,18 +110,6 @@ async def _write(engine: AsyncEngine, seen: Order, now: Order, event: Notice | N
             if marked.rowcount != 1:
                 raise _AppliedMeanwhile
     return True
-
-
-async def _applied(engine: AsyncEngine, provider: str, event_id: str) -> bool:
-    async with engine.connect() as conn:
-        found = await conn.execute(
-            text(
-                "SELECT 1 FROM payment_events WHERE provider = :p AND event_id = :e "
-                "AND applied_at IS NOT NULL"
-            ),
-            {"p": provider, "e": event_id},
-        )
-        return found.first() is not None
 
 
 async def _settle(ledger: Ledger, order: Order, payment: Payment) -> Change:

@@ -93,6 +93,11 @@ MOVES: dict[str, tuple[str, ...]] = {
 PAID = frozenset(
     {"paid", "partially_refunded", "refunded", "disputed", "dispute_won", "dispute_lost"}
 )
+STATUS = {
+    "created": "not started", "paid": "paid", "expired": "expired", "failed": "failed",
+    "partially_refunded": "partly refunded", "refunded": "refunded", "disputed": "disputed",
+    "dispute_won": "dispute won", "dispute_lost": "dispute lost",
+}  # fmt: skip
 FIELDS = (
     "id", "account", "provider", "pack", "currency", "amount_minor", "units", "state",
     "provider_ref", "transfer_id", "created_at", "provider_status", "payment_ref", "receipt_url",
@@ -131,6 +136,13 @@ class Order:
     @property
     def paid(self) -> bool:
         return self.state in PAID
+
+    @property
+    def status(self) -> str:
+        """Where the order stands, as its buyer reads it (/billing, the return page)."""
+        if self.state == "pending":
+            return "processing" if self.provider_status == "processing" else "awaiting payment"
+        return STATUS[self.state]
 
 
 def _order(row: Sequence[Any]) -> Order:

@@ -31,7 +31,6 @@ from payments.packs import Pack
 from payments.provider import Checkout, PaymentProvider, ReturnUrls
 
 log = logging.getLogger("payments")
-FINAL = frozenset({"expired", "failed", "refunded", "dispute_lost"})
 
 
 async def start(

@@ -8,8 +8,6 @@ applied it first: the webhook, the return page or reconciliation (`tell`).
 
 from __future__ import annotations
 
-import logging
-
 import chainlit as cl
 
 from credits.ledger import show_credits
@@ -23,21 +21,16 @@ from ui.command import Command
 from ui.deployment import Deployment, person
 from ui.errors import Refused
 from ui.live import Live
-from ui.wallet import AUTHOR, BUY_ACTION
+from ui.wallet import AUTHOR, NOT_SELLING
 
-log = logging.getLogger("payments")
 PACK_ACTION = "buy_pack"
 PROVIDER_LABELS = {"stripe": "Card (Stripe)", "paypal": "PayPal"}
-__all__ = ["BUY_ACTION", "PACK_ACTION", "buy_pack", "offer", "tell"]
 
 
 async def offer(d: Deployment) -> None:
     """The packs on sale, a button per pack and provider."""
     if not d.providers:
-        await cl.Message(
-            content="This service does not sell credits: ask an administrator to grant you some.",
-            author=AUTHOR,
-        ).send()
+        await cl.Message(content=NOT_SELLING, author=AUTHOR).send()
         return
     lines = ["**Buy credits.** Pick a pack and how to pay; payment opens in a new tab."]
     lines += [f"- **{p.describe()}**" for p in d.packs.all]
@@ -102,11 +95,10 @@ async def billing(d: Deployment, verb: str, text: str, message: cl.Message) -> N
     ]
     paid = []
     for o in bought:
-        status = _status(o)
         receipt = f"[provider's]({o.receipt_url})" if o.receipt_url else (o.payment_ref or "")
         rows.append(
             f"| {o.created_at:%Y-%m-%d %H:%M} | {o.pack} | {show_credits(o.units)} | "
-            f"{show_money(o.amount_minor, o.currency)} | {o.provider} | {status} | {receipt} |"
+            f"{show_money(o.amount_minor, o.currency)} | {o.provider} | {o.status} | {receipt} |"
         )
         if o.transfer_id:
             paid.append(o.transfer_id)
@@ -120,12 +112,6 @@ async def billing(d: Deployment, verb: str, text: str, message: cl.Message) -> N
         for t in paid[:10]
     ]
     await cl.Message(content=text, actions=actions, author=AUTHOR).send()
-
-
-def _status(o: orders.Order) -> str:
-    if o.state == "pending":
-        return "processing" if o.provider_status == "processing" else "awaiting payment"
-    return o.state.replace("_", " ")
 
 
 async def tell(live: Live, change: Change) -> None:

@@ -15,6 +15,7 @@ from ui import admin, buy, sales, signins, statement, summary
 from ui.command import Command
 from ui.deployment import Deployment, person, session_role
 from ui.errors import Refused
+from ui.wallet import NOT_SELLING
 
 ALL: tuple[Command, ...] = (
     *statement.COMMANDS,
@@ -58,7 +59,7 @@ def find(message: cl.Message) -> tuple[Command, str] | None:
 
 async def carry_out(d: Deployment, command: Command, text: str, message: cl.Message) -> None:
     if command.selling and not d.providers:
-        raise Refused("This service does not sell credits: ask an administrator to grant you some.")
+        raise Refused(NOT_SELLING)
     if command.admin and not await is_administrator(d):
         raise Refused(f"Only administrators can use /{command.name}.")
     await command.run(d, command.name, text, message)

@@ -31,6 +31,7 @@ log = logging.getLogger("wallet")
 BADGE = "CreditBadge"
 AUTHOR = "Credits"  # notices by this author are shown, not kept with the thread
 BUY_ACTION = "buy_credits"  # shows the packs on sale (ui/buy.py); the badge calls it too
+NOT_SELLING = "This service does not sell credits: ask an administrator to grant you some."
 
 
 @dataclass(frozen=True)

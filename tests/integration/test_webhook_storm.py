@@ -267,6 +267,14 @@ async def test_two_replicas_work_the_same_notifications_and_each_is_applied_and_
     told once."""
     stripe_fake, _ = fakes
     chosen = {"stripe": providers(fakes)["stripe"]}
+    asked: list[str] = []
+    confirm = chosen["stripe"].confirm
+
+    async def counted(ref: str) -> Payment:  # what each worker asks Stripe
+        asked.append(ref)
+        return await confirm(ref)
+
+    chosen["stripe"].confirm = counted  # type: ignore[method-assign]
     stored = []
     for n in range(12):
         order, _ = await purchases.start(engine, chosen["stripe"], PACK, f"r{n % 3}", URLS)
@@ -288,6 +296,7 @@ async def test_two_replicas_work_the_same_notifications_and_each_is_applied_and_
     finally:
         await other.dispose()
     assert sorted(c.order.id for c in told) == sorted(o.id for o, _, _ in stored)
+    assert sorted(asked) == sorted(o.provider_ref for o, _, _ in stored)  # each claimed once
     for n in range(3):
         assert (await ledger.balance(f"r{n}")).available == 4 * PACK.units
     async with engine.connect() as conn:
