@@ -160,6 +160,67 @@ class Settings(BaseSettings):
         3.0, gt=0, description="How far back reconciliation looks (providers retry for 3 days)."
     )
 
+    # Crypto top-ups (payments/crypto.py): offered when CRYPTO_RPC_URL, CRYPTO_CHAIN_ID and
+    # CRYPTO_RECEIVING_ADDRESS are set, with a token and/or a price for the native coin.
+    crypto_rpc_url: str | None = Field(
+        None, description="JSON-RPC URL of a node of the chain payments are watched on."
+    )
+    crypto_chain_id: int | None = Field(
+        None,
+        gt=0,
+        description="The chain's id (1 Ethereum, 8453 Base...): checked against the node.",
+    )
+    crypto_chain_name: str = Field("Ethereum", description="The chain's name, as people see it.")
+    crypto_receiving_address: str | None = Field(
+        None,
+        description="The address payments are sent to (the app never holds its key: keep it "
+        "in a wallet of yours).",
+    )
+    crypto_native_symbol: str = Field("ETH", description="The native coin's symbol.")
+    crypto_token_address: str | None = Field(
+        None, description="The stablecoin's contract (USDC on Ethereum: 0xA0b8...eB48)."
+    )
+    crypto_token_symbol: str = Field("USDC", description="The stablecoin's symbol.")
+    crypto_token_decimals: int = Field(6, ge=0, le=36, description="The stablecoin's decimals.")
+    crypto_price_feed: str | None = Field(
+        None,
+        description="An AggregatorV3 price feed of the native coin in the packs' currency "
+        "(Chainlink ETH/USD on Ethereum: 0x5f4e...8419): the native coin is offered when set.",
+    )
+    crypto_native_rate: Decimal | None = Field(
+        None, gt=0,
+        description="A fixed price of one native coin in the packs' currency, instead of a feed.",
+    )  # fmt: skip
+    crypto_price_max_age_s: int = Field(
+        3600, gt=0, description="A price feed answer older than this is refused as stale."
+    )
+    crypto_confirmations: int = Field(
+        12, ge=1, description="Blocks a payment needs (its own included) before it is credited."
+    )
+    crypto_wait_finalized: bool = Field(
+        False, description="Also wait until the chain's finalized block includes a payment."
+    )
+    crypto_quote_minutes: int = Field(
+        30, ge=1, description="How long a crypto quote (its amount and rate) holds."
+    )
+    crypto_underpayment: Literal["proportional", "none"] = Field(
+        "proportional",
+        description="What an underpayment buys: credits in proportion, or none (overpayments "
+        "always buy in proportion).",
+    )
+    crypto_explorer_url: str | None = Field(
+        None, description="A block explorer (https://etherscan.io): links to transactions."
+    )
+    crypto_poll_s: float = Field(1.0, gt=0, description="Seconds between the watcher's polls.")
+    crypto_start_block: int | None = Field(
+        None,
+        ge=0,
+        description="Block the watcher starts from on its first run (default: the head).",
+    )
+    crypto_log_range: int = Field(
+        2000, ge=1, description="Most blocks asked for in one eth_getLogs (nodes limit it)."
+    )
+
     # Models
     models_file: Path = Field(ROOT / "models.toml", description="Model catalogue file.")
     default_model: str = Field("smollm2-135m", description="Model id used when none is chosen.")

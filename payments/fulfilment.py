@@ -92,6 +92,7 @@ async def _write(engine: AsyncEngine, seen: Order, now: Order, event: Notice | N
                 state=now.state, provider_status=now.provider_status, payment_ref=now.payment_ref,
                 receipt_url=now.receipt_url, refunded_minor=now.refunded_minor,
                 dispute=now.dispute, transfer_id=now.transfer_id, problem=now.problem,
+                credited=now.credited,
                 updated_at=moment, version=seen.version + 1,
             )
         )  # fmt: skip
@@ -144,7 +145,7 @@ async def _settle(ledger: Ledger, order: Order, payment: Payment) -> Change:
         granted = order.units
         cover = await ledger.transfer(f"owed:{given.pk}")  # credits/ops.py cover_owed
         covered = cover.amount if cover is not None else 0
-        now = replace(now, transfer_id=grant)
+        now = replace(now, transfer_id=grant, credited=order.units)
     taken = await _take_back_refunds(ledger, order, payment)
     dispute_taken, returned = await _follow_disputes(ledger, order, payment)
     refunded = max(order.refunded_minor, payment.refunded_minor)

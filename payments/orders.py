@@ -60,6 +60,7 @@ orders = Table(
     Column("dispute", Text),  # open, won, lost (the latest dispute)
     Column("problem", Text),  # why it was not credited, when the provider disagreed with it
     Column("version", Integer, nullable=False, server_default="0"),  # bumped by every change
+    Column("credited", BigInteger),  # added by 0008: the units granted, where not `units`
 )
 events = Table(
     "payment_events",
@@ -101,7 +102,7 @@ STATUS = {
 FIELDS = (
     "id", "account", "provider", "pack", "currency", "amount_minor", "units", "state",
     "provider_ref", "transfer_id", "created_at", "provider_status", "payment_ref", "receipt_url",
-    "refunded_minor", "dispute", "problem", "version",
+    "refunded_minor", "dispute", "problem", "version", "credited",
 )  # fmt: skip
 
 
@@ -125,10 +126,14 @@ class Order:
     dispute: str | None = None
     problem: str | None = None
     version: int = 0
+    credited: int | None = None  # the units granted: `units`, or in proportion to a crypto payment
 
     @property
     def grant_id(self) -> str:
-        """The transfer id of this order's credits: `<provider>:<checkout ref>`."""
+        """The transfer id of this order's credits: `<provider>:<checkout ref>` (a crypto
+        order's is its payment's, set when it is credited: payments/onchain.py)."""
+        if self.transfer_id is not None:
+            return self.transfer_id
         if self.provider_ref is None:
             raise NotFulfillable(f"Order {self.id} has no checkout at {self.provider} yet.")
         return transfer_id(self.provider, self.provider_ref)

@@ -155,7 +155,8 @@ async def disagreement(ledger: Ledger, order: Order) -> str | None:
     """How the ledger disagrees with the order, if it does: a paid order without its grant, or
     an unpaid one with it."""
     granted = await ledger.transfer(order.grant_id) if order.provider_ref else None
-    if order.paid and (granted is None or granted.amount != order.units):
+    expected = order.units if order.credited is None else order.credited
+    if order.paid and (granted is None or granted.amount != expected):
         return f"order {order.id} is {order.state} but its credits were not granted"
     if not order.paid and granted is not None:
         return f"order {order.id} is {order.state} but {granted.transfer_id} granted credits"
