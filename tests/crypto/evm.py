@@ -52,6 +52,7 @@ class Evm:
         self.w3 = AsyncWeb3(provider)
         self.funder: str = ""
         self.people: list[Person] = []
+        self.last_raw = b""  # the last transaction `signed` sent, to send again after a reorg
 
     @classmethod
     def tester(cls) -> Evm:
@@ -102,6 +103,12 @@ class Evm:
             **tx,
         }
         raw = who.key.sign_transaction(tx).raw_transaction
+        self.last_raw = bytes(raw)
+        sent = await self.w3.eth.send_raw_transaction(raw)
+        await self.w3.eth.wait_for_transaction_receipt(sent)
+        return "0x" + bytes(sent).hex()
+
+    async def resend(self, raw: bytes) -> str:
         sent = await self.w3.eth.send_raw_transaction(raw)
         await self.w3.eth.wait_for_transaction_receipt(sent)
         return "0x" + bytes(sent).hex()
