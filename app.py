@@ -35,7 +35,7 @@ from agents.catalog import load_catalog  # noqa: E402
 from agents.checkpoints import open_checkpointer  # noqa: E402
 from agents.local import LocalRunner, bundled_model_path  # noqa: E402
 from agents.prices import Pricing  # noqa: E402
-from agents.providers import HealthCheck  # noqa: E402
+from agents.providers import Health, HealthCheck  # noqa: E402
 from api import edge, errors, health, mount, password, signin  # noqa: E402
 from api import payments as payment_routes  # noqa: E402
 from auth import passwords, providers, signup  # noqa: E402
@@ -45,14 +45,18 @@ from auth.throttle import Throttle, ThrottledLogin  # noqa: E402
 from credits import metering  # noqa: E402
 from payments import configured as payments_configured  # noqa: E402
 from payments import purchases  # noqa: E402
+from payments.chain import Chain  # noqa: E402
+from payments.crypto import CryptoPayments  # noqa: E402
+from payments.errors import ProviderDown  # noqa: E402
 from payments.inbox import Inbox  # noqa: E402
+from payments.watcher import Watcher  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.history import ChatHistory  # noqa: E402
 from storage.ledger import ledger_from_settings  # noqa: E402
 from storage.migrate import upgrade_async  # noqa: E402
 from storage.move import left_behind  # noqa: E402
 from storage.session_files import use_own_folder  # noqa: E402
-from ui import buy, channels, menu, picker, signins, statement, turn, wallet  # noqa: E402
+from ui import buy, channels, crypto, menu, picker, signins, statement, turn, wallet  # noqa: E402
 from ui.deployment import Deployment, person  # noqa: E402
 from ui.errors import told  # noqa: E402
 from ui.live import Live  # noqa: E402
@@ -84,11 +88,23 @@ def build(settings: Settings) -> Deployment:
         providers.configured(settings), settings.auth_secret(), live,
         payments_configured.packs(settings), sellers, inbox,
     )  # fmt: skip
+    if chain_config := payments_configured.crypto(settings):
+        chain = Chain.at(settings.crypto_rpc_url or "", chain_config.chain_id)
+        d.crypto = CryptoPayments(engine, chain, chain_config)
+        d.watcher = Watcher(engine, ledger, chain, chain_config, lambda news: crypto.tell(d, news))
     secret = d.auth_secret
     errors.install(fastapi_app)
     mount(
         fastapi_app,
-        health.router(engine, catalog, HealthCheck(runner), d.ledger, live.health, d.inbox.health),
+        health.router(
+            engine,
+            catalog,
+            HealthCheck(runner),
+            d.ledger,
+            live.health,
+            d.inbox.health,
+            lambda: Health(*d.watcher.summary()) if d.watcher else Health(True, "not used"),
+        ),
     )
     throttle = Throttle(
         settings.redis_url, settings.login_attempts_per_address, settings.login_attempts_per_account
@@ -160,6 +176,11 @@ async def start() -> None:
     d.live.start()
     d.inbox.start()
     resources.push_async_callback(d.inbox.close)
+    if d.crypto is not None and d.watcher is not None:
+        await check_chain(d.crypto)
+        d.watcher.start()
+        resources.push_async_callback(d.crypto.chain.close)
+        resources.push_async_callback(d.watcher.close)
     if d.providers and settings.reconcile_every_s:
         reconciler = asyncio.create_task(
             purchases.reconcile_forever(
@@ -177,6 +198,15 @@ async def start() -> None:
     gc.collect()
     gc.freeze()
     log.info("Ready: %d chat model(s) enabled", len(d.catalog.enabled("chat")))
+
+
+async def check_chain(payments: CryptoPayments) -> None:
+    """The node must serve the configured chain: a mismatch stops the start (a configuration
+    mistake); an unreachable node does not (the watcher checks again before its first poll)."""
+    try:
+        await payments.chain.check()
+    except ProviderDown as down:
+        log.warning("Crypto: the node cannot be reached now (%s); the watcher keeps trying", down)
 
 
 @cl.on_app_shutdown
@@ -281,6 +311,45 @@ async def offer_packs(action: cl.Action) -> None:
 async def buy_pack(action: cl.Action) -> None:
     async with told("Buying credits"):
         await buy.buy_pack(d, action)
+
+
+@cl.action_callback(crypto.CONNECT_ACTION)
+async def connect_wallet(action: cl.Action) -> None:
+    async with told("Connecting a wallet"):
+        await crypto.connect(d)
+
+
+@cl.action_callback(crypto.MESSAGE_ACTION)
+async def wallet_message(action: cl.Action) -> dict[str, Any]:
+    return await crypto.message_for(d, action)
+
+
+@cl.action_callback(crypto.BIND_ACTION)
+async def bind_wallet(action: cl.Action) -> dict[str, Any]:
+    return await crypto.bind(d, action)
+
+
+@cl.action_callback(crypto.MANUAL_ACTION)
+async def sign_manually(action: cl.Action) -> None:
+    async with told("Connecting a wallet"):
+        await crypto.sign_manually(d)
+
+
+@cl.action_callback(crypto.UNBIND_ACTION)
+async def unbind_wallet(action: cl.Action) -> None:
+    async with told("Unbinding a wallet"):
+        await crypto.unbind(d, action)
+
+
+@cl.action_callback(crypto.SENT_ACTION)
+async def crypto_sent(action: cl.Action) -> None:
+    await crypto.sent(d, action)
+
+
+@cl.action_callback(crypto.PASTE_ACTION)
+async def paste_hash(action: cl.Action) -> None:
+    async with told("Crediting a payment"):
+        await crypto.paste_hash(d)
 
 
 @cl.on_message

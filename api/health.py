@@ -1,7 +1,7 @@
 """`GET /healthz`: is the database answering, does the ledger take writes, and is the default model's
 provider ready? It also says whether updates from outside a chat are being heard (ui/live.py) and
-whether payment notifications are being applied (payments/inbox.py): neither makes a replica
-unready, as it still serves chats."""
+whether payment notifications are being applied (payments/inbox.py) and crypto payments watched
+(payments/watcher.py): none of them makes a replica unready, as it still serves chats."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def router(
     ledger: Ledger,
     live: Callable[[], Health] = lambda: Health(True, "not used"),
     payments: Callable[[], Health] = lambda: Health(True, "not used"),
+    chain: Callable[[], Health] = lambda: Health(True, "not used"),
 ) -> APIRouter:
     routes = APIRouter()
     asked: list[tuple[float, str | None]] = []  # when the ledger was last asked, and its answer
@@ -54,6 +55,7 @@ def router(
             "providers": {pid: {"ok": h.ok, "detail": h.detail} for pid, h in providers.items()},
             "live_updates": {"ok": (heard := live()).ok, "detail": heard.detail},
             "payment_notifications": {"ok": (inbox := payments()).ok, "detail": inbox.detail},
+            "crypto_watcher": {"ok": (watcher := chain()).ok, "detail": watcher.detail},
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -20,6 +20,7 @@ from payments.errors import PaymentError, UnknownOrder
 
 AssetId = Literal["native", "token"]
 BLOCK_TIME_SLACK = timedelta(seconds=60)
+TRANSFER = "0xa9059cbb"  # the selector of ERC-20 transfer(address,uint256)
 
 metadata = MetaData()
 quotes = Table(
@@ -108,6 +109,13 @@ class Quote:
             return f"ethereum:{to}@{self.chain_id}?value={self.amount}"
         token = Chain.checksum(self.token)
         return f"ethereum:{token}@{self.chain_id}/transfer?address={to}&uint256={self.amount}"
+
+    def transaction(self) -> dict[str, str]:
+        """The transaction that pays the quote, as EIP-1193 `eth_sendTransaction` takes it."""
+        if self.token is None:
+            return {"to": Chain.checksum(self.recipient), "value": hex(self.amount), "data": "0x"}
+        data = TRANSFER + f"{int(self.recipient, 16):064x}{self.amount:064x}"
+        return {"to": Chain.checksum(self.token), "value": "0x0", "data": data}
 
     def credits_for(self, paid: int, units: int, underpayment: str) -> int:
         """The credits `paid` atomic units buy of an order of `units`: in proportion (more for

@@ -119,6 +119,19 @@ class Watcher:
             "failures": self.failures, "last_error": self.last_error, "restarts": self.restarts,
         }  # fmt: skip
 
+    def summary(self) -> tuple[bool, str]:
+        """Whether the watcher is well, in words (/healthz)."""
+        h = self.health()
+        if self.task is None or self.task.done():
+            return False, "not running"
+        if h["last_error"]:
+            return h["ok"], f"{h['failures']} failed polls, waiting: {h['last_error']}"
+        if h["role"] == "standby":
+            return True, f"chain {h['chain_id']}: another replica watches it"
+        if h["behind"] is None:
+            return True, f"chain {h['chain_id']}: starting"
+        return True, f"chain {h['chain_id']}: block {h['cursor']}, {h['behind']} behind the head"
+
     async def _supervise(self) -> None:
         while True:
             try:

@@ -16,9 +16,9 @@ from payments.errors import UnknownPack
 from payments.fulfilment import Change
 from payments.packs import show_money
 from payments.provider import ReturnUrls
-from ui import statement
+from ui import crypto, statement
 from ui.command import Command
-from ui.deployment import Deployment, person
+from ui.deployment import Deployment, person, public_base
 from ui.errors import Refused
 from ui.live import Live
 from ui.wallet import AUTHOR, NOT_SELLING
@@ -29,19 +29,29 @@ PROVIDER_LABELS = {"stripe": "Card (Stripe)", "paypal": "PayPal"}
 
 async def offer(d: Deployment) -> None:
     """The packs on sale, a button per pack and provider."""
-    if not d.providers:
+    if not d.selling:
         await cl.Message(content=NOT_SELLING, author=AUTHOR).send()
         return
-    lines = ["**Buy credits.** Pick a pack and how to pay; payment opens in a new tab."]
+    lines = ["**Buy credits.** Pick a pack and how to pay; card and PayPal open in a new tab."]
     lines += [f"- **{p.describe()}**" for p in d.packs.all]
+    ways = [({"provider": name}, PROVIDER_LABELS.get(name, name)) for name in d.providers]
+    if d.crypto is not None:
+        config = d.crypto.config
+        ways += [
+            ({"provider": "crypto", "asset": a.id}, f"{a.symbol} on {config.chain_name}")
+            for a in config.assets.values()
+        ]
+        lines.append(
+            f"\nCrypto payments are credited from a wallet bound to your account (/wallets) "
+            f"after {config.confirmations} confirmations."
+        )
     actions = [
         cl.Action(
-            name=PACK_ACTION, payload={"pack": p.id, "provider": name},
-            label=f"{p.label} · {p.price} · {PROVIDER_LABELS.get(name, name)}",
+            name=PACK_ACTION, payload={"pack": p.id, **way}, label=f"{p.label} · {p.price} · {label}",
             tooltip=f"{p.total_credits} credits",
         )
         for p in d.packs.all
-        for name in d.providers
+        for way, label in ways
     ]  # fmt: skip
     await cl.Message(content="\n".join(lines), actions=actions, author=AUTHOR).send()
 
@@ -49,6 +59,9 @@ async def offer(d: Deployment) -> None:
 async def buy_pack(d: Deployment, action: cl.Action) -> None:
     """A pack's button: its order, its checkout, and the link to pay."""
     payload = action.payload if isinstance(action.payload, dict) else {}
+    if payload.get("provider") == "crypto":
+        await crypto.pay(d, crypto.pack_of(d, payload), str(payload.get("asset", "")))
+        return
     provider = d.providers.get(str(payload.get("provider", "")))
     if provider is None:
         raise Refused("That way of paying is not offered here.")
@@ -69,19 +82,6 @@ async def buy_pack(d: Deployment, action: cl.Action) -> None:
     ).send()
 
 
-def public_base(d: Deployment) -> str:
-    """The app's public URL: CHAINLIT_URL, or the origin this chat's page was loaded from (which
-    the socket server accepted: api/edge.py restricts it to the app's own)."""
-    if d.settings.chainlit_url:
-        return d.settings.chainlit_url.rstrip("/")
-    environ = cl.context.session.environ
-    origin = environ.get("HTTP_ORIGIN")
-    if origin:
-        return str(origin).rstrip("/")
-    scheme = environ.get("wsgi.url_scheme", "http")
-    return f"{scheme}://{environ.get('HTTP_HOST', 'localhost:8000')}"
-
-
 async def billing(d: Deployment, verb: str, text: str, message: cl.Message) -> None:
     bought = await orders.of_account(d.engine, person())
     if not bought:
@@ -96,8 +96,11 @@ async def billing(d: Deployment, verb: str, text: str, message: cl.Message) -> N
     paid = []
     for o in bought:
         receipt = f"[provider's]({o.receipt_url})" if o.receipt_url else (o.payment_ref or "")
+        if o.provider == "crypto" and o.payment_ref:  # the transaction, on the explorer
+            receipt = f"[{o.payment_ref}]({o.receipt_url})" if o.receipt_url else o.payment_ref
+        credits = o.units if o.credited is None else o.credited
         rows.append(
-            f"| {o.created_at:%Y-%m-%d %H:%M} | {o.pack} | {show_credits(o.units)} | "
+            f"| {o.created_at:%Y-%m-%d %H:%M} | {o.pack} | {show_credits(credits)} | "
             f"{show_money(o.amount_minor, o.currency)} | {o.provider} | {o.status} | {receipt} |"
         )
         if o.transfer_id:

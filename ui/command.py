@@ -22,3 +22,4 @@ class Command:
     run: Run
     admin: bool = False  # offered to and carried out for administrators only
     selling: bool = False  # offered only where credits are sold (a payment provider configured)
+    crypto: bool = False  # offered only where crypto top-ups are configured

@@ -22,9 +22,11 @@ from auth.providers import Provider
 from auth.sessions import Standings
 from credits.ledger import UNITS_PER_CREDIT
 from credits.store import Ledger
+from payments.crypto import CryptoPayments
 from payments.inbox import Inbox
 from payments.packs import Packs
 from payments.provider import PaymentProvider
+from payments.watcher import Watcher
 from settings import Settings
 from ui.live import Live
 
@@ -44,11 +46,18 @@ class Deployment:
     packs: Packs
     providers: dict[str, PaymentProvider]  # the payment providers offered, by name
     inbox: Inbox  # applies the providers' notifications
+    crypto: CryptoPayments | None = None  # crypto top-ups, where a chain is configured
+    watcher: Watcher | None = None  # finds and credits the crypto payments
     graphs: dict[str, conversation.Conversation] = field(default_factory=dict)
 
     @property
     def conversation(self) -> conversation.Conversation:
         return self.graphs["conversation"]
+
+    @property
+    def selling(self) -> bool:
+        """Whether credits are sold here (by a payment provider or for crypto)."""
+        return bool(self.providers) or self.crypto is not None
 
     @property
     def welcome_units(self) -> int:
@@ -70,3 +79,16 @@ def session_role() -> object:
     """The role this chat's session was given at sign-in (checked again for every admin act)."""
     user = cl.context.session.user
     return user.metadata.get("role") if user is not None else None
+
+
+def public_base(d: Deployment) -> str:
+    """The app's public URL: CHAINLIT_URL, or the origin this chat's page was loaded from (which
+    the socket server accepted: api/edge.py restricts it to the app's own)."""
+    if d.settings.chainlit_url:
+        return d.settings.chainlit_url.rstrip("/")
+    environ = cl.context.session.environ
+    origin = environ.get("HTTP_ORIGIN")
+    if origin:
+        return str(origin).rstrip("/")
+    scheme = environ.get("wsgi.url_scheme", "http")
+    return f"{scheme}://{environ.get('HTTP_HOST', 'localhost:8000')}"

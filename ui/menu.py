@@ -11,7 +11,7 @@ import chainlit as cl
 from chainlit.types import CommandDict
 
 from auth.roles import is_admin
-from ui import admin, buy, sales, signins, statement, summary
+from ui import admin, buy, crypto, sales, signins, statement, summary
 from ui.command import Command
 from ui.deployment import Deployment, person, session_role
 from ui.errors import Refused
@@ -20,6 +20,7 @@ from ui.wallet import NOT_SELLING
 ALL: tuple[Command, ...] = (
     *statement.COMMANDS,
     *buy.COMMANDS,
+    *crypto.COMMANDS,
     *summary.COMMANDS,
     *signins.COMMANDS,
     *admin.COMMANDS,
@@ -42,7 +43,9 @@ async def offer(d: Deployment) -> None:
                 selected=False,
             )
             for c in ALL
-            if (admin or not c.admin) and (d.providers or not c.selling)
+            if (admin or not c.admin)
+            and (d.selling or not c.selling)
+            and (d.crypto or not c.crypto)
         ]
     )
 
@@ -58,7 +61,7 @@ def find(message: cl.Message) -> tuple[Command, str] | None:
 
 
 async def carry_out(d: Deployment, command: Command, text: str, message: cl.Message) -> None:
-    if command.selling and not d.providers:
+    if (command.selling and not d.selling) or (command.crypto and not d.crypto):
         raise Refused(NOT_SELLING)
     if command.admin and not await is_administrator(d):
         raise Refused(f"Only administrators can use /{command.name}.")

@@ -57,9 +57,7 @@ async def summarise(d: Deployment, verb: str, text: str, message: cl.Message) ->
         await stream(d, context, model, prompt, meter, work.most, tokens_in, label)
 
     async def short(available: int) -> None:
-        await wallet.tell_shortfall(
-            wallet.Shortfall(available, work.most, model, None, bool(d.providers))
-        )
+        await wallet.tell_shortfall(wallet.Shortfall(available, work.most, model, None, d.selling))
 
     await metered.run(d, work, run, short)
 

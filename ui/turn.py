@@ -49,7 +49,7 @@ async def respond(d: Deployment, message: cl.Message) -> None:
     async def short(available: int) -> None:
         cheaper = cheaper_fit(d, model, prompt, available, work.most)
         await wallet.tell_shortfall(
-            wallet.Shortfall(available, work.most, model, cheaper, bool(d.providers))
+            wallet.Shortfall(available, work.most, model, cheaper, d.selling)
         )
 
     await metered.run(d, work, reply, short)

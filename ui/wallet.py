@@ -72,7 +72,7 @@ async def show_balance(
 ) -> Balance:
     """Send this chat's badge (with the message `for_id`), or update it if it is already shown."""
     balance = balance or await d.ledger.balance(person())
-    props = badge_props(balance, d.settings.credit_usd, d.low_units, bool(d.providers))
+    props = badge_props(balance, d.settings.credit_usd, d.low_units, d.selling)
     badge = cl.user_session.get("badge")
     if badge is not None and badge.id == badge_id(thread_id):
         await refresh_badge(badge, props)
@@ -128,7 +128,7 @@ async def after_charge(d: Deployment, charged: int) -> None:
     balance = await d.ledger.balance(person())
     before, after = balance.available + charged, balance.available
     if crossed_low(before, after, d.low_units):
-        selling = bool(d.providers)
+        selling = d.selling
         await cl.context.emitter.send_toast(low_toast(after), "warning")
         await cl.Message(
             content=low_text(after, d.low_units, selling),
@@ -243,7 +243,7 @@ def shortfall_actions(short: Shortfall) -> list[cl.Action]:
 
 async def tell_owed(d: Deployment, owed: int) -> None:
     """Spending is stopped: a refund or dispute took back credits that had been spent."""
-    selling = bool(d.providers)
+    selling = d.selling
     await cl.Message(
         content=f"**Nothing can be spent right now: you owe {show_credits(owed)} credits.** A "
         "refund or a payment dispute took back credits you had already used. The next credits "

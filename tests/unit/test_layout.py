@@ -45,13 +45,19 @@ def test_only_the_entry_point_imports_the_chat_side() -> None:
 
 
 def test_the_payment_sdks_are_imported_only_by_their_adapters() -> None:
-    """Stripe's and PayPal's SDKs stay inside payments/stripe.py and payments/paypal.py."""
+    """Stripe's and PayPal's SDKs stay inside payments/stripe.py and payments/paypal.py, and
+    web3.py inside payments/chain.py (eth-account, its signing half, signs in wallets too)."""
     sources = [
         p for p in ROOT.rglob("*.py")
         if not p.is_relative_to(ROOT / ".venv") and not p.is_relative_to(ROOT / "tests")
     ]  # fmt: skip
     users = {
         sdk: sorted(str(p.relative_to(ROOT)) for p in sources if sdk in imported(p))
-        for sdk in ("stripe", "paypalserversdk")
+        for sdk in ("stripe", "paypalserversdk", "web3", "eth_account")
     }
-    assert users == {"stripe": ["payments/stripe.py"], "paypalserversdk": ["payments/paypal.py"]}
+    assert users == {
+        "stripe": ["payments/stripe.py"],
+        "paypalserversdk": ["payments/paypal.py"],
+        "web3": ["payments/chain.py"],
+        "eth_account": ["payments/siwe.py"],
+    }
