@@ -126,6 +126,7 @@ class News:
     account: str
     toast: str
     message: str = ""
+    everywhere: bool = True  # to all their open chats; False: only to whoever asked (a claim)
 
 
 _FIELDS = [c for c in payments.columns if c.name not in ("seen_at", "updated_at")]
@@ -475,10 +476,10 @@ async def claim(
     for paid in recorded:
         if paid.state == "credited":
             news.append(News(account, "Already credited", f"Transaction {tx_hash} was credited "
-                             f"already ({show_credits(paid.credited or 0)} credits)."))  # fmt: skip
+                             f"already ({show_credits(paid.credited or 0)} credits).", False))  # fmt: skip
         elif paid.state in ("unmatched", "underpaid", "vanished", "dropped"):
             news.append(News(account, f"Payment {paid.state}", f"Transaction {tx_hash}: "
-                             f"{paid.problem}."))  # fmt: skip
+                             f"{paid.problem}.", False))  # fmt: skip
     return news
 
 

@@ -233,7 +233,10 @@ async def claim(d: Deployment, tx_hash: str) -> None:
     except NotClaimed as refused:
         raise Refused(str(refused)) from None
     for item in news:
-        await tell(d, item)
+        if item.everywhere:
+            await tell(d, item)
+        else:
+            await cl.Message(content=item.message, author=AUTHOR).send()
     if not news:
         await cl.Message(content="That payment is recorded; the credits arrive with its "
                          "confirmations.", author=AUTHOR).send()  # fmt: skip

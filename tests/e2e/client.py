@@ -168,6 +168,15 @@ class ChatSession:
             )
         return response.status_code
 
+    async def call_action_for(self, action: dict[str, Any]) -> Any:
+        """Call an action as a custom element does (`callAction`): what its callback returned."""
+        async with httpx.AsyncClient(base_url=self.base_url, cookies=self.cookies) as http:
+            response = await http.post(
+                "/project/action", json={"action": action, "sessionId": self.session_id}
+            )
+        response.raise_for_status()
+        return response.json()["response"]
+
     async def fetch_file(self, element: dict[str, Any]) -> bytes:
         """The content of an element the app sent (a chart, a file), as the browser loads it."""
         async with httpx.AsyncClient(base_url=self.base_url, cookies=self.cookies) as http:

@@ -1,12 +1,13 @@
-"""The chain watcher on the tester chain (SQLite and PostgreSQL): reorgs below and above the
-confirmation depth, a restart that resumes from the cursor, one replica at a time per chain, and a
-node that goes down and comes back: nothing credited early, nothing lost, nothing twice."""
+"""The chain watcher on the tester chain and on anvil (SQLite and PostgreSQL): reorgs below and
+above the confirmation depth (anvil's snapshot and revert), a payment moved by a reorg, a restart
+that resumes from the cursor, one replica at a time per chain, and a node that goes down and comes
+back: nothing credited early, nothing lost, nothing twice."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -18,15 +19,35 @@ from credits.store import Ledger
 from payments.chain import Chain
 from payments.errors import ProviderDown
 from payments.watcher import cursors
+from tests.crypto.anvil import running_anvil
 from tests.crypto.evm import Evm
 from tests.crypto.shop import UNITS, Shop, open_shop
 
 T = TypeVar("T")
 
 
+@pytest.fixture(scope="module")
+def anvil() -> Iterator[str]:
+    with running_anvil() as url:
+        yield url
+
+
+@pytest.fixture(params=["tester", "anvil"])
+async def node(request: pytest.FixtureRequest) -> Evm:
+    """The reorg stories run on web3.py's tester chain and on anvil, a real node."""
+    if request.param == "tester":
+        return Evm.tester()
+    return Evm.at(request.getfixturevalue("anvil"))
+
+
 @pytest.fixture
 async def shop(engine: AsyncEngine, ledger: Ledger) -> AsyncIterator[Shop]:
     yield await open_shop(Evm.tester(), engine, ledger)
+
+
+@pytest.fixture
+async def shop_on(node: Evm, engine: AsyncEngine, ledger: Ledger) -> AsyncIterator[Shop]:
+    yield await open_shop(node, engine, ledger)
 
 
 async def poll(shop: Shop, blocks: int = 0) -> None:
@@ -43,7 +64,8 @@ async def fork(shop: Shop, snapshot: Any) -> None:
     await shop.evm.send_native_from(shop.evm.funder, other.address, 12345)
 
 
-async def test_a_reorg_before_the_confirmations_credits_nothing(shop: Shop) -> None:
+async def test_a_reorg_before_the_confirmations_credits_nothing(shop_on: Shop) -> None:
+    shop = shop_on
     ann = await shop.customer("ann@example.com")
     quote = await shop.sell("ann@example.com")
     shop.watcher = shop.watch()
@@ -61,7 +83,8 @@ async def test_a_reorg_before_the_confirmations_credits_nothing(shop: Shop) -> N
     assert "Payment left the chain: nothing credited" in shop.said("ann@example.com")
 
 
-async def test_a_payment_moved_by_a_reorg_counts_its_confirmations_again(shop: Shop) -> None:
+async def test_a_payment_moved_by_a_reorg_counts_its_confirmations_again(shop_on: Shop) -> None:
+    shop = shop_on
     ann = await shop.customer("ann@example.com")
     quote = await shop.sell("ann@example.com")
     shop.watcher = shop.watch()
@@ -84,8 +107,9 @@ async def test_a_payment_moved_by_a_reorg_counts_its_confirmations_again(shop: S
 
 
 async def test_a_credited_payment_that_leaves_the_chain_is_reported_not_hidden(
-    shop: Shop, caplog: pytest.LogCaptureFixture
+    shop_on: Shop, caplog: pytest.LogCaptureFixture
 ) -> None:
+    shop = shop_on
     ann = await shop.customer("ann@example.com")
     quote = await shop.sell("ann@example.com")
     shop.watcher = shop.watch()

@@ -1,0 +1,205 @@
+"""Crypto top-ups in the real app process against a real node (anvil): a person binds a wallet by
+Sign-In with Ethereum as the browser's element does, buys a pack in the stablecoin, sees the
+payment counted block by block and the badge move once the confirmations are mined; /billing shows
+the transaction; the app stopped while a payment confirms catches up when it starts again."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from credits.ledger import UNITS_PER_CREDIT
+from tests.crypto.anvil import CHAIN_ID, running_anvil
+from tests.crypto.evm import Evm, Person
+from tests.e2e.client import ChatSession, login, messages
+from tests.e2e.conftest import ADMIN, add_login, new_user
+from tests.e2e.process import app_process, free_port
+
+pytestmark = pytest.mark.e2e
+
+C = UNITS_PER_CREDIT
+WELCOME = 1000 * C
+ETH_USD = 2000_00000000
+
+
+@dataclass
+class ChainShop:
+    """The app selling credits for crypto on anvil, the chain's parts, and how to (re)start it."""
+
+    base_url: str
+    data_dir: Path
+    evm: Evm
+    token: Any
+    settings: dict[str, str]
+    port: int
+    stack: ExitStack
+
+    def add_login(self, identifier: str, password: str) -> None:
+        add_login(self.data_dir, identifier, password)
+
+    def start(self) -> None:
+        self.stack.enter_context(app_process(self.data_dir, port=self.port, **self.settings))
+
+    def stop(self) -> None:
+        self.stack.close()
+        self.stack = ExitStack()
+
+
+async def open_chain_shop(evm: Evm, data_dir: Path) -> ChainShop:
+    await evm.setup()
+    token = await evm.deploy("Token", "USD Coin", "USDC", 6)
+    feed = await evm.deploy("PriceFeed", 8, "ETH / USD")
+    await evm.set_price(feed, ETH_USD, await evm.now())
+    receiver = await evm.person(eth=0)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    settings = dict(
+        ADMIN_EMAIL=ADMIN[0], ADMIN_PASSWORD=ADMIN[1], LOG_LEVEL="INFO", CHAINLIT_URL=base_url,
+        CRYPTO_RPC_URL=str(evm.provider.endpoint_uri),  # type: ignore[attr-defined]
+        CRYPTO_CHAIN_ID=str(CHAIN_ID), CRYPTO_CHAIN_NAME="Anvil",
+        CRYPTO_RECEIVING_ADDRESS=receiver.address, CRYPTO_TOKEN_ADDRESS=str(token.address),
+        CRYPTO_PRICE_FEED=str(feed.address), CRYPTO_CONFIRMATIONS="3", CRYPTO_POLL_S="0.2",
+        CRYPTO_START_BLOCK="0", CRYPTO_EXPLORER_URL="https://explorer.example",
+        LOGIN_ATTEMPTS_PER_ADDRESS="100000/minute", LOGIN_ATTEMPTS_PER_ACCOUNT="100000/minute",
+    )  # fmt: skip
+    return ChainShop(base_url, data_dir, evm, token, settings, port, ExitStack())
+
+
+@pytest.fixture(scope="module")
+def anvil() -> Iterator[str]:
+    with running_anvil() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def chain_shop(
+    anvil: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ChainShop]:
+    shop = await open_chain_shop(Evm.at(anvil), tmp_path_factory.mktemp("crypto"))
+    shop.start()
+    try:
+        yield shop
+    finally:
+        shop.stop()
+
+
+async def customer(shop: ChainShop) -> tuple[str, Person, ChatSession]:
+    """A new person with a funded wallet and a chat open."""
+    user, password = await new_user(shop)  # type: ignore[arg-type]
+    wallet = await shop.evm.person()
+    await shop.evm.mint(shop.token, wallet.address, 100_000_000)
+    chat = ChatSession(shop.base_url, await login(shop.base_url, user, password))
+    await chat.connect()
+    await chat.wait_for_badge(0)
+    return user, wallet, chat
+
+
+async def bind(chat: ChatSession, wallet: Person) -> dict[str, Any]:
+    """What WalletConnect.jsx does: the message for the wallet's address, signed, sent back."""
+    asked = await chat.call_action_for(
+        {"name": "wallet_siwe_message", "payload": {"address": wallet.address}}
+    )
+    assert "message" in asked, asked
+    return await chat.call_action_for(  # type: ignore[no-any-return]
+        {"name": "wallet_siwe_bind",
+         "payload": {"message": asked["message"], "signature": wallet.sign(asked["message"])}}
+    )  # fmt: skip
+
+
+async def quote(chat: ChatSession, pack: str = "starter") -> dict[str, Any]:
+    """/buy, then the pack's stablecoin button: the CryptoPay element's props."""
+    events = await chat.send("/buy")
+    actions = [a for n, a in events if n == "action"]
+    [button] = [
+        a for a in actions if a["payload"] == {"pack": pack, "provider": "crypto", "asset": "token"}
+    ]
+    start = len(chat.events)
+    assert await chat.call_action(button) == 200
+    await chat.wait_until(lambda ev: any(
+        n == "element" and d.get("name") == "CryptoPay" for n, d in ev), start)  # fmt: skip
+    names = {d.get("name") for n, d in chat.events[start:] if n == "element"}
+    assert any(str(name).endswith(".png") for name in names)  # the QR code
+    said = [m["output"] for m in messages(chat.events[start:]) if "Send exactly" in m["output"]]
+    assert said and "**5 USDC**" in said[0], said
+    return next(d["props"] for n, d in chat.events[start:]
+                if n == "element" and d.get("name") == "CryptoPay")  # fmt: skip
+
+
+def badge_shows(units: int) -> Callable[[list[tuple[str, Any]]], bool]:
+    return lambda events: any(
+        n == "element" and d.get("name") == "CreditBadge" and d["props"]["units"] == units
+        for n, d in events
+    )
+
+
+def toasts(chat: ChatSession, after: int) -> list[str]:
+    return [d["message"] for n, d in chat.events[after:] if n == "toast"]
+
+
+async def test_a_person_binds_a_wallet_pays_in_the_stablecoin_and_sees_the_credits(
+    chain_shop: ChainShop,
+) -> None:
+    _, wallet, chat = await customer(chain_shop)
+    bound = await bind(chat, wallet)
+    assert bound == {"ok": True, "text": f"Wallet {wallet.address} is bound to your account."}
+    replayed = await chat.call_action_for(
+        {"name": "wallet_siwe_bind", "payload": {"message": "x", "signature": "0x"}}
+    )
+    assert replayed["ok"] is False
+    props = await quote(chat)
+    after = len(chat.events)
+    tx = await chain_shop.evm.signed(wallet, {"to": props["to"], "data": props["data"]})
+    seen = "Payment seen: 5 USDC"
+    await chat.wait_until(lambda ev: seen in [d["message"] for n, d in ev if n == "toast"], after)
+    assert not badge_shows(WELCOME + 500 * C)(chat.events[after:])
+    await chain_shop.evm.mine(2)
+    await chat.wait_until(badge_shows(WELCOME + 500 * C), after, timeout=20)
+    assert "Payment received: +500 credits" in toasts(chat, after)
+    events = await chat.send("/billing")
+    [table] = [m["output"] for m in messages(events) if "Your purchases" in m["output"]]
+    assert f"[{tx}](https://explorer.example/tx/{tx})" in table and "paid" in table
+    events = await chat.send(f"/paid {tx}")
+    assert any("was credited already" in m["output"] for m in messages(events)), events
+    events = await chat.send("/wallets")
+    assert any(wallet.address in m["output"] for m in messages(events))
+    await chat.close()
+
+
+async def test_another_persons_transaction_buys_nothing(chain_shop: ChainShop) -> None:
+    _, ann_wallet, ann = await customer(chain_shop)
+    _, _, bob = await customer(chain_shop)
+    await bind(ann, ann_wallet)
+    props = await quote(ann)
+    tx = await chain_shop.evm.signed(ann_wallet, {"to": props["to"], "data": props["data"]})
+    events = await bob.send(f"/paid {tx}")
+    assert any("bound to another account" in str(d.get("output", "")) for _, d in events)
+    await ann.close()
+    await bob.close()
+
+
+async def test_the_app_stopped_while_a_payment_confirms_catches_up(
+    anvil: str, tmp_path: Path
+) -> None:
+    shop = await open_chain_shop(Evm.at(anvil), tmp_path)
+    shop.start()
+    try:
+        user, wallet, chat = await customer(shop)
+        await bind(chat, wallet)
+        props = await quote(chat)
+        await chat.close()
+        shop.stop()  # the app (and its watcher) goes away
+        await shop.evm.signed(wallet, {"to": props["to"], "data": props["data"]})
+        await shop.evm.mine(5)
+        shop.start()
+        password = "a-long-enough-password"
+        chat = ChatSession(shop.base_url, await login(shop.base_url, user, password))
+        await chat.connect()
+        await chat.wait_until(badge_shows(WELCOME + 500 * C), 0, timeout=30)
+        await chat.close()
+    finally:
+        shop.stop()
