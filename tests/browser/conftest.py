@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from tests.e2e.conftest import app, shop  # noqa: F401  (the running app fixtures)
+from tests.e2e.conftest import anvil, app, chain_shop, shop  # noqa: F401  (the running apps)
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAS_CHROMIUM = CHROMIUM.exists()

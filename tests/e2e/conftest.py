@@ -8,8 +8,10 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,13 +19,16 @@ from credits.store import Ledger
 from credits.verify import verify
 from settings import ROOT, Settings
 from storage.ledger import ledger_from_settings
+from tests.crypto.anvil import CHAIN_ID, running_anvil
+from tests.crypto.evm import Evm
 from tests.e2e.client import ChatSession, login
-from tests.e2e.process import app_environment, running_app
+from tests.e2e.process import app_environment, app_process, free_port, running_app
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.paypal_server import FakePayPal
 from tests.fakes.stripe_server import FakeStripe
 
 ADMIN = ("admin@example.com", "admin-password-for-tests")
+ETH_USD = 2000_00000000  # $2,000, as an 8-decimal price feed answers
 
 
 @dataclass
@@ -129,3 +134,64 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     finally:
         stripe.stop()
         paypal.stop()
+
+
+@dataclass
+class ChainShop:
+    """The app selling credits for crypto on anvil, the chain's parts, and how to (re)start it."""
+
+    base_url: str
+    data_dir: Path
+    evm: Evm
+    token: Any
+    settings: dict[str, str]
+    port: int
+    stack: ExitStack
+
+    def add_login(self, identifier: str, password: str) -> None:
+        add_login(self.data_dir, identifier, password)
+
+    def start(self) -> None:
+        self.stack.enter_context(app_process(self.data_dir, port=self.port, **self.settings))
+
+    def stop(self) -> None:
+        self.stack.close()
+        self.stack = ExitStack()
+
+
+async def open_chain_shop(evm: Evm, data_dir: Path) -> ChainShop:
+    await evm.setup()
+    token = await evm.deploy("Token", "USD Coin", "USDC", 6)
+    feed = await evm.deploy("PriceFeed", 8, "ETH / USD")
+    await evm.set_price(feed, ETH_USD, await evm.now())
+    receiver = await evm.person(eth=0)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    settings = dict(
+        ADMIN_EMAIL=ADMIN[0], ADMIN_PASSWORD=ADMIN[1], LOG_LEVEL="INFO", CHAINLIT_URL=base_url,
+        CRYPTO_RPC_URL=str(evm.provider.endpoint_uri),  # type: ignore[attr-defined]
+        CRYPTO_CHAIN_ID=str(CHAIN_ID), CRYPTO_CHAIN_NAME="Anvil",
+        CRYPTO_RECEIVING_ADDRESS=receiver.address, CRYPTO_TOKEN_ADDRESS=str(token.address),
+        CRYPTO_PRICE_FEED=str(feed.address), CRYPTO_CONFIRMATIONS="3", CRYPTO_POLL_S="0.2",
+        CRYPTO_START_BLOCK="0", CRYPTO_EXPLORER_URL="https://explorer.example",
+        LOGIN_ATTEMPTS_PER_ADDRESS="100000/minute", LOGIN_ATTEMPTS_PER_ACCOUNT="100000/minute",
+    )  # fmt: skip
+    return ChainShop(base_url, data_dir, evm, token, settings, port, ExitStack())
+
+
+@pytest.fixture(scope="module")
+def anvil() -> Iterator[str]:
+    with running_anvil() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def chain_shop(
+    anvil: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ChainShop]:
+    shop = await open_chain_shop(Evm.at(anvil), tmp_path_factory.mktemp("crypto"))
+    shop.start()
+    try:
+        yield shop
+    finally:
+        shop.stop()
