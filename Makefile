@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/turns.py
 	$(BIN)/python bench/payments.py
+	$(BIN)/python bench/crypto.py
 
 # Re-resolve the pins from pyproject.toml's ranges (needs the package index).
 lock:

@@ -6,6 +6,10 @@ refund ORDER [--amount MAJOR]   refund an order at its provider (all that is lef
                                 in the currency's major unit, like 2.50); its credits are taken back
 orders USER                     a person's orders
 report [--days N]               revenue by day and provider, refunds, disputes, credits owed
+crypto                          crypto payments waiting for an administrator (no quote was open,
+                                underpaid, sent from an unbound wallet, gone from the chain)
+crypto-credit PAYMENT CREDITS   credit an unmatched or underpaid crypto payment by hand
+                                (PAYMENT is <chain id>:<transaction hash>:<log index>)
 
 People with open chats are told of what changed when the app's next reconciliation or webhook
 runs; the ledger and the orders are right at once.
@@ -17,7 +21,9 @@ import argparse
 import asyncio
 import sys
 
-from payments import configured, orders, purchases, report
+from credits.errors import CreditsError
+from credits.ledger import parse_credits, show_credits
+from payments import configured, onchain, orders, purchases, report
 from payments.errors import PaymentError
 from payments.packs import show_money, to_minor
 from settings import get_settings
@@ -61,10 +67,22 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"{o.created_at:%Y-%m-%d %H:%M} {o.id} {o.provider:<6} {o.pack:<10} "
                       f"{show_money(o.amount_minor, o.currency):>12} {o.state}")  # fmt: skip
             return 0
+        if args.command == "crypto":
+            waiting = await onchain.in_states(engine, *onchain.NEEDS_ADMIN)
+            for p in waiting:
+                print(f"{p.key} {p.state:<12} {p.account or '(no account)'} from {p.sender}: "
+                      f"{p.amount} atomic units; {p.problem or ''}")  # fmt: skip
+            print(f"{len(waiting)} crypto payment(s) need an administrator")
+            return 0
+        if args.command == "crypto-credit":
+            units = parse_credits(args.credits)
+            by_hand = await onchain.credit_by_hand(engine, ledger, args.payment, units, "cli")
+            print(f"{by_hand.key}: {show_credits(units)} credits to {by_hand.account}")
+            return 0
         found = await report.revenue(engine, ledger, args.days)
         print("\n".join(found.lines()))
         return 0
-    except (PaymentError, ValueError) as exc:
+    except (PaymentError, CreditsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -82,6 +100,10 @@ def main() -> int:
     refund.add_argument("--amount", help="in the currency's major unit (2.50); default: all left")
     listed = commands.add_parser("orders", help="a person's orders")
     listed.add_argument("user")
+    commands.add_parser("crypto", help="crypto payments waiting for an administrator")
+    by_hand = commands.add_parser("crypto-credit", help="credit a crypto payment by hand")
+    by_hand.add_argument("payment", help="<chain id>:<transaction hash>:<log index>")
+    by_hand.add_argument("credits", help="credits to give, like 500 or 12.5")
     reported = commands.add_parser("report", help="revenue, refunds, disputes, credits owed")
     reported.add_argument("--days", type=int, default=30)
     return asyncio.run(run(parser.parse_args()))

@@ -498,6 +498,43 @@ async def _attribute(engine: AsyncEngine, paid: ChainPayment, account: str) -> C
     return None
 
 
+NEEDS_ADMIN = ("unmatched", "underpaid", "vanished", "unattributed")
+
+
+async def credit_by_hand(
+    engine: AsyncEngine, ledger: Ledger, key: str, units: int, by: str
+) -> ChainPayment:
+    """An administrator credits a payment the rules could not (`unmatched`: no quote was open;
+    `underpaid`) with `units`, under the payment's own transfer id: once, whoever asks again."""
+    chain_id, tx_hash, log_index = _parse_key(key)
+    paid = await get(engine, chain_id, tx_hash, log_index)
+    if paid is None:
+        raise NotClaimed(f"There is no recorded crypto payment {key}.")
+    if paid.state not in ("unmatched", "underpaid") or paid.account is None:
+        raise NotClaimed(f"Payment {key} is {paid.state}: only unmatched or underpaid payments "
+                         "of a known account are credited by hand.")  # fmt: skip
+    await ledger.grant(
+        paid.account, units, paid.grant_id, code="purchase",
+        metadata={"chain": chain_id, "tx": tx_hash, "log_index": log_index,
+                  "paid": str(paid.amount), "by_hand": by},
+        source=System.CRYPTO_CLEARING,
+    )  # fmt: skip
+    await _set(engine, paid, state="credited", credited=units, problem=f"credited by {by}")
+    done = await get(engine, chain_id, tx_hash, log_index)
+    assert done is not None
+    return done
+
+
+def _parse_key(key: str) -> tuple[int, str, int]:
+    try:
+        chain_id, tx_hash, log_index = key.strip().lower().split(":")
+        if not TX_HASH.fullmatch(tx_hash):
+            raise ValueError(tx_hash)
+        return int(chain_id), tx_hash, int(log_index)
+    except ValueError:
+        raise NotClaimed(f"{key!r} is not <chain id>:<transaction hash>:<log index>.") from None
+
+
 async def expire_quotes(engine: AsyncEngine, config: CryptoConfig, now: datetime) -> int:
     """Move pending crypto orders whose quote has ended without a payment to expired."""
     unpaid = (

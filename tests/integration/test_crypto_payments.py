@@ -304,3 +304,21 @@ async def test_the_wrong_chain_is_refused_at_startup(shop: Shop) -> None:
     with pytest.raises(ValueError, match="serves chain"):
         await wrong.check()
     assert ETH and UNITS_PER_CREDIT  # the helpers' units, as the shop uses them
+
+
+async def test_an_administrator_credits_an_unmatched_payment_once(shop: Shop) -> None:
+    ann = await shop.customer("ann@example.com")
+    shop.watcher = shop.watch()
+    tx = await shop.evm.pay_token(ann, shop.token, shop.receiver.address, 3_000_000)  # no quote
+    await confirm(shop, 3)
+    key = f"{shop.config.chain_id}:{tx}:0"
+    assert [p.key for p in await onchain.in_states(shop.engine, *onchain.NEEDS_ADMIN)] == [key]
+    done = await onchain.credit_by_hand(shop.engine, shop.ledger, key, 120 * UNITS_PER_CREDIT, "t")
+    assert (done.state, done.credited) == ("credited", 120 * UNITS_PER_CREDIT)
+    with pytest.raises(NotClaimed, match="is credited"):
+        await onchain.credit_by_hand(shop.engine, shop.ledger, key, 120 * UNITS_PER_CREDIT, "t")
+    with pytest.raises(NotClaimed, match="is not <chain id>"):
+        await onchain.credit_by_hand(shop.engine, shop.ledger, "nonsense", 1, "t")
+    [grant] = await shop.ledger.history("ann@example.com")
+    assert grant.transfer_id == f"crypto:{key}" and grant.amount == 120 * UNITS_PER_CREDIT
+    assert await onchain.in_states(shop.engine, *onchain.NEEDS_ADMIN) == []
