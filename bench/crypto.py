@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import tempfile
@@ -113,7 +114,8 @@ async def confirmed_to_badge(evm: Evm, token: Any, receiver: Person, url: str, c
                 quote = await crypto.sell(engine, seller, PACK, BUYER, "token")
                 await evm.pay_token(buyer, token, receiver.address, quote.amount)
                 await evm.mine(CONFIRMATIONS - 2)
-                await asyncio.sleep(1.5)  # seen by the watcher before the last block
+                # seen by the watcher before the last block, mined at any moment of its interval
+                await asyncio.sleep(1.2 + random.random())
                 balance += PACK.units
                 after = len(chat.events)
                 await evm.mine(1)

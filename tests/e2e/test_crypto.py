@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from credits.ledger import UNITS_PER_CREDIT
@@ -102,6 +103,9 @@ async def test_a_person_binds_a_wallet_pays_in_the_stablecoin_and_sees_the_credi
     events = await chat.send("/wallets")
     assert any(wallet.address in m["output"] for m in messages(events))
     await chat.close()
+    async with httpx.AsyncClient(base_url=chain_shop.base_url) as http:
+        watcher = (await http.get("/healthz")).json()["crypto_watcher"]
+    assert watcher["ok"] and "behind the head" in watcher["detail"], watcher
 
 
 async def test_another_persons_transaction_buys_nothing(chain_shop: ChainShop) -> None:
