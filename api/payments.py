@@ -167,8 +167,10 @@ def purchases_table(bought: list[orders.Order]) -> str:
         return "<p>No purchases yet. Type <code>/buy</code> in the chat.</p>"
     rows = []
     for o in bought:
+        shown = o.payment_ref if o.provider == "crypto" and o.payment_ref else "receipt"
         receipt = (
-            f"<a href='{html.escape(o.receipt_url)}' target='_blank' rel='noopener'>receipt</a>"
+            f"<a href='{html.escape(o.receipt_url)}' target='_blank' rel='noopener'>"
+            f"{html.escape(shown)}</a>"
             if o.receipt_url
             else html.escape(o.payment_ref or "")
         )
@@ -179,7 +181,8 @@ def purchases_table(bought: list[orders.Order]) -> str:
         )
         rows.append(
             f"<tr><td>{o.created_at:%Y-%m-%d %H:%M}</td><td>{html.escape(o.pack)}</td>"
-            f"<td>{show_credits(o.units)}</td><td>{show_money(o.amount_minor, o.currency)}</td>"
+            f"<td>{show_credits(o.units if o.credited is None else o.credited)}</td>"
+            f"<td>{show_money(o.amount_minor, o.currency)}</td>"
             f"<td>{o.provider}</td><td class='status'>{o.status}</td><td>{receipt}</td>"
             f"<td>{ledger}</td></tr>"
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from tests.browser.conftest import signed_in as sign_in
 from tests.e2e.conftest import Shop, new_user
 
 pytestmark = pytest.mark.browser
@@ -16,15 +17,7 @@ TIMEOUT = 60_000
 async def signed_in(browser: Browser, shop: Shop) -> Page:
     user, password = await new_user(shop)
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    page = await context.new_page()
-    await page.goto(shop.base_url)
-    await page.fill("#email", user)
-    await page.fill("#password", password)
-    await page.click("button[type=submit]")
-    await expect(page.locator("#credit-badge-amount")).to_have_text(
-        "1,000 credits", timeout=TIMEOUT
-    )
-    return page
+    return await sign_in(context, shop.base_url, user, password)
 
 
 async def pay(page: Page, pack_button: str, pay_button: str) -> Page:

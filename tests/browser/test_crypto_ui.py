@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from tests.browser.conftest import signed_in
 from tests.crypto.anvil import CHAIN_ID
 from tests.crypto.evm import Person
 from tests.e2e.conftest import ChainShop, new_user
@@ -48,16 +49,8 @@ async def with_wallet(browser: Browser, shop: ChainShop, wallet: Person) -> Page
 
     await context.expose_function("__wallet", answer)
     await context.add_init_script(WALLET)
-    page = await context.new_page()
     user, password = await new_user(shop)  # type: ignore[arg-type]
-    await page.goto(shop.base_url)
-    await page.fill("#email", user)
-    await page.fill("#password", password)
-    await page.click("button[type=submit]")
-    await expect(page.locator("#credit-badge-amount")).to_have_text(
-        "1,000 credits", timeout=TIMEOUT
-    )
-    return page
+    return await signed_in(context, shop.base_url, user, password)
 
 
 async def test_bind_a_wallet_and_pay_in_the_stablecoin_in_the_browser(

@@ -50,6 +50,9 @@ def running_anvil(chain_id: int = CHAIN_ID, *extra: str) -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:

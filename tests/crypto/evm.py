@@ -62,6 +62,12 @@ class Evm:
     def at(cls, url: str) -> Evm:
         return cls(AsyncHTTPProvider(url))
 
+    async def close(self) -> None:
+        """Close the connection to a real node (its HTTP session)."""
+        disconnect = getattr(self.provider, "disconnect", None)
+        if disconnect is not None:
+            await disconnect()
+
     async def setup(self) -> None:
         self.funder = (await self.w3.eth.accounts)[0]
 

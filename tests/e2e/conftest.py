@@ -195,3 +195,4 @@ async def chain_shop(
         yield shop
     finally:
         shop.stop()
+        await shop.evm.close()

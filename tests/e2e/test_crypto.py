@@ -98,6 +98,12 @@ async def test_a_person_binds_a_wallet_pays_in_the_stablecoin_and_sees_the_credi
     events = await chat.send("/billing")
     [table] = [m["output"] for m in messages(events) if "Your purchases" in m["output"]]
     assert f"[{tx}](https://explorer.example/tx/{tx})" in table and "paid" in table
+    async with httpx.AsyncClient(base_url=chain_shop.base_url, cookies=chat.cookies) as http:
+        page = (await http.get("/billing")).text
+    assert (
+        f"<a href='https://explorer.example/tx/{tx}' target='_blank' rel='noopener'>{tx}</a>"
+        in page
+    )
     events = await chat.send(f"/paid {tx}")
     assert any("was credited already" in m["output"] for m in messages(events)), events
     events = await chat.send("/wallets")
@@ -141,3 +147,4 @@ async def test_the_app_stopped_while_a_payment_confirms_catches_up(
         await chat.close()
     finally:
         shop.stop()
+        await shop.evm.close()

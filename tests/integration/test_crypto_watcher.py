@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from credits.store import Ledger
 from payments.chain import Chain
 from payments.errors import ProviderDown
+from payments.quotes import Quote
 from payments.watcher import cursors
 from tests.crypto.anvil import running_anvil
 from tests.crypto.evm import Evm
@@ -33,11 +34,14 @@ def anvil() -> Iterator[str]:
 
 
 @pytest.fixture(params=["tester", "anvil"])
-async def node(request: pytest.FixtureRequest) -> Evm:
+async def node(request: pytest.FixtureRequest) -> AsyncIterator[Evm]:
     """The reorg stories run on web3.py's tester chain and on anvil, a real node."""
     if request.param == "tester":
-        return Evm.tester()
-    return Evm.at(request.getfixturevalue("anvil"))
+        yield Evm.tester()
+        return
+    evm = Evm.at(request.getfixturevalue("anvil"))
+    yield evm
+    await evm.close()
 
 
 @pytest.fixture
@@ -64,14 +68,19 @@ async def fork(shop: Shop, snapshot: Any) -> None:
     await shop.evm.send_native_from(shop.evm.funder, other.address, 12345)
 
 
-async def test_a_reorg_before_the_confirmations_credits_nothing(shop_on: Shop) -> None:
-    shop = shop_on
+async def paid_after_snapshot(shop: Shop) -> tuple[Quote, Any, str]:
+    """Ann's quote, a snapshot of the chain taken just before she pays it, and her payment."""
     ann = await shop.customer("ann@example.com")
     quote = await shop.sell("ann@example.com")
     shop.watcher = shop.watch()
     await poll(shop)
     before = await shop.evm.snapshot()
-    tx = await shop.pay(ann, quote)
+    return quote, before, await shop.pay(ann, quote)
+
+
+async def test_a_reorg_before_the_confirmations_credits_nothing(shop_on: Shop) -> None:
+    shop = shop_on
+    quote, before, tx = await paid_after_snapshot(shop)
     await poll(shop, 1)  # 2 of 3
     await fork(shop, before)
     await poll(shop, 3)  # the new chain is longer; the payment is not on it
@@ -85,12 +94,7 @@ async def test_a_reorg_before_the_confirmations_credits_nothing(shop_on: Shop) -
 
 async def test_a_payment_moved_by_a_reorg_counts_its_confirmations_again(shop_on: Shop) -> None:
     shop = shop_on
-    ann = await shop.customer("ann@example.com")
-    quote = await shop.sell("ann@example.com")
-    shop.watcher = shop.watch()
-    await poll(shop)
-    before = await shop.evm.snapshot()
-    tx = await shop.pay(ann, quote)
+    quote, before, tx = await paid_after_snapshot(shop)
     raw = shop.evm.last_raw
     await poll(shop, 1)
     first = await shop.payment(tx)
@@ -110,12 +114,7 @@ async def test_a_credited_payment_that_leaves_the_chain_is_reported_not_hidden(
     shop_on: Shop, caplog: pytest.LogCaptureFixture
 ) -> None:
     shop = shop_on
-    ann = await shop.customer("ann@example.com")
-    quote = await shop.sell("ann@example.com")
-    shop.watcher = shop.watch()
-    await poll(shop)
-    before = await shop.evm.snapshot()
-    tx = await shop.pay(ann, quote)
+    quote, before, tx = await paid_after_snapshot(shop)
     await poll(shop, 3)
     assert (await shop.ledger.balance("ann@example.com")).available == UNITS
     await fork(shop, before)
