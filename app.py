@@ -157,6 +157,8 @@ resources = AsyncExitStack()
 
 @cl.on_app_startup
 async def start() -> None:
+    if d.crypto is not None:  # first: a wrong chain stops the start before anything runs
+        await check_chain(d.crypto)
     use_own_folder(settings.data_dir)
     wallet.send_badges_after_resume(chainlit_sio.handlers["/"], d)
     guard_events(chainlit_sio.handlers["/"], session_counts, chainlit_sio.disconnect)
@@ -177,7 +179,6 @@ async def start() -> None:
     d.inbox.start()
     resources.push_async_callback(d.inbox.close)
     if d.crypto is not None and d.watcher is not None:
-        await check_chain(d.crypto)
         d.watcher.start()
         resources.push_async_callback(d.crypto.chain.close)
         resources.push_async_callback(d.watcher.close)
@@ -207,6 +208,10 @@ async def check_chain(payments: CryptoPayments) -> None:
         await payments.chain.check()
     except ProviderDown as down:
         log.warning("Crypto: the node cannot be reached now (%s); the watcher keeps trying", down)
+    except ValueError as wrong:
+        log.error("Not starting: %s", wrong)
+        # Chainlit logs and swallows an Exception raised here; this ends the start-up instead.
+        raise SystemExit(3) from wrong
 
 
 @cl.on_app_shutdown

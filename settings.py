@@ -182,6 +182,11 @@ class Settings(BaseSettings):
     )
     crypto_token_symbol: str = Field("USDC", description="The stablecoin's symbol.")
     crypto_token_decimals: int = Field(6, ge=0, le=36, description="The stablecoin's decimals.")
+    crypto_token_currency: str = Field(
+        "usd",
+        description="The currency one stablecoin is worth (face value): packs.toml must be "
+        "priced in it, as must the native coin's price feed or rate.",
+    )
     crypto_price_feed: str | None = Field(
         None,
         description="An AggregatorV3 price feed of the native coin in the packs' currency "

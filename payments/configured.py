@@ -61,6 +61,12 @@ def crypto(settings: Settings) -> CryptoConfig | None:
                       _address(settings.crypto_token_address, "CRYPTO_TOKEN_ADDRESS"))  # fmt: skip
     if settings.crypto_price_feed or settings.crypto_native_rate:
         native = Asset("native", settings.crypto_native_symbol, 18, None)
+    currency = Packs.load(settings.packs_file).currency
+    if currency != settings.crypto_token_currency.lower():
+        raise ValueError(
+            f"Crypto top-ups price in {settings.crypto_token_currency.upper()} "
+            f"(CRYPTO_TOKEN_CURRENCY), but packs.toml is priced in {currency.upper()}."
+        )
     if token is None and native is None:
         raise ValueError(
             "Crypto top-ups need CRYPTO_TOKEN_ADDRESS, or a price for the native coin "
@@ -72,7 +78,7 @@ def crypto(settings: Settings) -> CryptoConfig | None:
         recipient=_address(settings.crypto_receiving_address or "", "CRYPTO_RECEIVING_ADDRESS"),
         native=native,
         token=token,
-        currency=Packs.load(settings.packs_file).currency,
+        currency=currency,
         price_feed=(
             _address(settings.crypto_price_feed, "CRYPTO_PRICE_FEED")
             if settings.crypto_price_feed else None

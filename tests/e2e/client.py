@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +39,9 @@ class ChatSession:
         default_factory=lambda: socketio.AsyncClient(reconnection=False)
     )
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # What the person types when the app asks (AskUserMessage): given what it asked, the answer
+    # (None: no answer, the question times out).
+    answer: Callable[[str], Awaitable[str | None]] | None = None
 
     async def connect(self, origin: str | None = None, restoring: bool = False) -> None:
         """Open the socket.io connection (as a page of `origin` would, when given). `restoring`:
@@ -50,6 +53,18 @@ class ChatSession:
             if event == "first_interaction" and isinstance(data, dict):
                 self.thread_id = self.thread_id or data.get("thread_id")
             self._changed.set()
+
+        @self.sio.on("ask")
+        async def ask(data: Any) -> dict[str, Any] | None:
+            self.events.append(("ask", data))
+            self._changed.set()
+            said = await self.answer(data["msg"]["output"]) if self.answer else None
+            if said is None:
+                return None
+            return {
+                "id": str(uuid.uuid4()), "threadId": self.thread_id, "name": "user",
+                "type": "user_message", "output": said, "createdAt": datetime.now(UTC).isoformat(),
+            }  # fmt: skip
 
         await self.sio.connect(
             self.base_url,

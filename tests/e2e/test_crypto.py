@@ -148,3 +148,48 @@ async def test_the_app_stopped_while_a_payment_confirms_catches_up(
     finally:
         shop.stop()
         await shop.evm.close()
+
+
+async def test_a_wallet_is_bound_by_pasting_a_signature_and_unbound(chain_shop: ChainShop) -> None:
+    """Without a browser wallet: the address, the message signed in any wallet, the signature."""
+    _, wallet, chat = await customer(chain_shop)
+
+    async def type_in(asked: str) -> str:
+        if "address of the wallet" in asked:
+            return wallet.address
+        message = asked.split("```text\n", 1)[1].rsplit("\n```", 1)[0]
+        return wallet.sign(message)
+
+    chat.answer = type_in
+    start = len(chat.events)
+    assert await chat.call_action({"name": "wallet_sign_manually", "payload": {}}) == 200
+    bound = f"Wallet {wallet.address} is bound to your account."
+    await chat.wait_until(lambda ev: any(bound == d.get("output") for _, d in ev), start, 30)
+    events = await chat.send("/wallets")
+    [unbind] = [a for n, a in events if n == "action" and a["name"] == "wallet_unbind"]
+    assert unbind["payload"] == {"address": wallet.address}
+    start = len(chat.events)
+    assert await chat.call_action(unbind) == 200
+    await chat.wait_until(
+        lambda ev: any("is unbound" in str(d.get("output", "")) for _, d in ev), start, 30
+    )
+    events = await chat.send("/wallets")
+    assert any("no wallet bound yet" in m["output"] for m in messages(events))
+    await chat.close()
+
+
+async def test_a_node_on_another_chain_stops_the_app_at_startup(anvil: str, tmp_path: Path) -> None:
+    evm = Evm.at(anvil)
+    shop = await open_chain_shop(evm, tmp_path)
+    shop.settings["CRYPTO_CHAIN_ID"] = "1"  # the node serves 31337
+    try:
+        with pytest.raises(RuntimeError, match="the app exited with 3"):
+            shop.start()
+        said = (tmp_path / "app.log").read_text()
+        assert (
+            "Not starting: The node at CRYPTO_RPC_URL serves chain 31337, not CRYPTO_CHAIN_ID 1"
+            in said
+        )
+    finally:
+        shop.stop()
+        await evm.close()
