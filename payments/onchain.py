@@ -603,7 +603,7 @@ def _seen(config: CryptoConfig, paid: ChainPayment) -> News:
 
 def _progress(config: CryptoConfig, paid: ChainPayment, count: int) -> News:
     assert paid.account is not None
-    return News(paid.account, f"Payment: {count} of {config.confirmations} confirmations")
+    return News(paid.account, f"Payment seen, {count} of {config.confirmations} confirmations")
 
 
 def _decimals(config: CryptoConfig, paid: ChainPayment) -> int:

@@ -68,8 +68,8 @@ async def test_a_stablecoin_payment_is_credited_after_its_confirmations(shop: Sh
     )  # fmt: skip
     assert shop.said("ann@example.com") == [
         "Payment seen: 5 USDC",
-        "Payment: 1 of 3 confirmations",
-        "Payment: 2 of 3 confirmations",
+        "Payment seen, 1 of 3 confirmations",
+        "Payment seen, 2 of 3 confirmations",
         "Payment received: +200 credits",
     ]
     await confirm(shop, 5)  # later polls change nothing
