@@ -235,3 +235,26 @@ async def test_a_watcher_loop_that_dies_is_started_again(
         assert shop.watcher.health()["ok"]
     finally:
         await shop.watcher.close()
+
+
+async def test_waiting_for_finality_credits_once_the_finalized_block_includes_it(
+    anvil: str, engine: AsyncEngine, ledger: Ledger
+) -> None:
+    """On anvil the finalized block is 64 behind the head: the confirmations alone are not
+    enough when CRYPTO_WAIT_FINALIZED is set."""
+    evm = Evm.at(anvil)
+    shop = await open_shop(evm, engine, ledger, finalized=True)
+    try:
+        ann = await shop.customer("ann@example.com")
+        quote = await shop.sell("ann@example.com")
+        shop.watcher = shop.watch()
+        tx = await shop.pay(ann, quote)
+        await poll(shop, 10)  # 11 confirmations, far more than 3, but not final
+        paid = await shop.payment(tx)
+        assert paid is not None and paid.state == "confirming"
+        await poll(shop, 64)
+        paid = await shop.payment(tx)
+        assert paid is not None and paid.state == "credited"
+        assert (await shop.ledger.balance("ann@example.com")).available == UNITS
+    finally:
+        await evm.close()
