@@ -157,6 +157,17 @@ resources = AsyncExitStack()
 
 @cl.on_app_startup
 async def start() -> None:
+    """Start everything, or say why not and exit: Chainlit would log an exception raised here and
+    serve anyway, half-started."""
+    try:
+        await start_all()
+    except Exception as failed:
+        log.exception("Not starting: %s", failed)
+        await stop()  # what did start is stopped, or its threads would keep the process alive
+        raise SystemExit(3) from failed
+
+
+async def start_all() -> None:
     if d.crypto is not None:  # first: a wrong chain stops the start before anything runs
         await check_chain(d.crypto)
     use_own_folder(settings.data_dir)
@@ -208,10 +219,6 @@ async def check_chain(payments: CryptoPayments) -> None:
         await payments.chain.check()
     except ProviderDown as down:
         log.warning("Crypto: the node cannot be reached now (%s); the watcher keeps trying", down)
-    except ValueError as wrong:
-        log.error("Not starting: %s", wrong)
-        # Chainlit logs and swallows an Exception raised here; this ends the start-up instead.
-        raise SystemExit(3) from wrong
 
 
 @cl.on_app_shutdown
