@@ -139,6 +139,14 @@ class Order:
         return transfer_id(self.provider, self.provider_ref)
 
     @property
+    def received_minor(self) -> int:
+        """What was paid for it, in minor units: its price, or for a crypto payment of another
+        amount, its share at the quote's locked rate (as the credits were)."""
+        if self.credited is None or self.credited == self.units:
+            return self.amount_minor
+        return self.amount_minor * self.credited // self.units
+
+    @property
     def paid(self) -> bool:
         return self.state in PAID
 

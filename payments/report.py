@@ -57,7 +57,7 @@ async def revenue(engine: AsyncEngine, ledger: Ledger, days: int = 30) -> Revenu
             continue
         row = totals[order.created_at.strftime("%Y-%m-%d"), order.provider, order.currency]
         row[0] += 1
-        row[1] += order.amount_minor
+        row[1] += order.received_minor
         row[2] += order.refunded_minor
         if order.refunded_minor:
             found.refunded.append(order)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from credits.ledger import UNITS_PER_CREDIT
 from credits.store import Ledger
-from payments import onchain
+from payments import onchain, report
 from payments.chain import Chain
 from payments.crypto import CryptoPayments
 from payments.errors import ForgedNotice, NotRefundable
@@ -139,6 +139,9 @@ async def test_over_and_under_payments_buy_in_proportion(shop: Shop) -> None:
     assert (await shop.ledger.balance("ann@example.com")).available == UNITS * 3 // 2 + UNITS // 2
     assert (await shop.order(over)).credited == UNITS * 3 // 2
     assert (await shop.order(under)).credited == UNITS // 2
+    sold = await report.revenue(shop.engine, shop.ledger)
+    [(n, received, _)] = [v for (_, p, _), v in sold.by_day.items() if p == "crypto"]
+    assert (n, received) == (2, 750 + 250)  # what was paid: $7.50 and $2.50
 
 
 async def test_an_underpayment_buys_nothing_where_the_setting_says_so(
@@ -322,3 +325,20 @@ async def test_an_administrator_credits_an_unmatched_payment_once(shop: Shop) ->
     [grant] = await shop.ledger.history("ann@example.com")
     assert grant.transfer_id == f"crypto:{key}" and grant.amount == 120 * UNITS_PER_CREDIT
     assert await onchain.in_states(shop.engine, *onchain.NEEDS_ADMIN) == []
+
+
+async def test_each_transfer_log_of_one_transaction_is_a_payment_of_its_own(shop: Shop) -> None:
+    """One transaction with two Transfer logs to us: two payments, told apart by log index."""
+    ann = await shop.customer("ann@example.com")
+    first, second = await shop.sell("ann@example.com"), await shop.sell("ann@example.com")
+    shop.watcher = shop.watch()
+    tx = await shop.evm.call_token(
+        ann, shop.token, "batchTransfer", [Chain.checksum(shop.receiver.address), 5_000_000, 2]
+    )
+    await confirm(shop, 3)
+    paid = [await shop.payment(tx, i) for i in (0, 1)]
+    assert [p.state for p in paid if p] == ["credited", "credited"]
+    assert {p.order_id for p in paid if p} == {first.order_id, second.order_id}
+    grants = {t.transfer_id for t in await shop.ledger.history("ann@example.com")}
+    chain = shop.config.chain_id
+    assert grants == {f"crypto:{chain}:{tx}:0", f"crypto:{chain}:{tx}:1"}
