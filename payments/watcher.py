@@ -41,6 +41,7 @@ from payments.quotes import CryptoConfig
 
 log = logging.getLogger("payments")
 LONGEST_WAIT_S = 60.0
+EXPIRE_EVERY_S = 60.0  # how often quotes that ended unpaid are marked expired
 
 metadata = MetaData()
 cursors = Table(
@@ -89,7 +90,7 @@ class Watcher:
         self.failures = 0
         self.restarts = 0
         self.last_error: str | None = None
-        self.last_poll: float | None = None
+        self.last_expiry: float | None = None
         self.wake = asyncio.Event()
 
     def start(self) -> None:
@@ -162,7 +163,6 @@ class Watcher:
     async def poll(self) -> int:
         """One round: scan what was mined since the cursor, count confirmations, credit. Returns
         the number of blocks scanned (0 when another replica holds the lease)."""
-        self.last_poll = time.monotonic()
         self.leading = await self._take_lease()
         if not self.leading:
             return 0
@@ -191,7 +191,9 @@ class Watcher:
             self.engine, self.ledger, self.chain, self.config, head, finalized
         )
         await self._tell_all(news)
-        await onchain.expire_quotes(self.engine, self.config, datetime.now(UTC))
+        if self.last_expiry is None or time.monotonic() - self.last_expiry >= EXPIRE_EVERY_S:
+            await onchain.expire_quotes(self.engine, self.config, datetime.now(UTC))
+            self.last_expiry = time.monotonic()
         return scanned
 
     async def _transfers(self, first: int, last: int) -> list[Transfer]:

@@ -342,3 +342,30 @@ async def test_each_transfer_log_of_one_transaction_is_a_payment_of_its_own(shop
     grants = {t.transfer_id for t in await shop.ledger.history("ann@example.com")}
     chain = shop.config.chain_id
     assert grants == {f"crypto:{chain}:{tx}:0", f"crypto:{chain}:{tx}:1"}
+
+
+async def test_a_claim_cancelled_at_any_moment_is_completed_once_by_the_watcher(
+    shop: Shop,
+) -> None:
+    """Stop pressed while /paid credits: whatever the claim had done, the watcher finishes it,
+    granting once and telling once."""
+    ann = await shop.customer("ann@example.com")
+    shop.watcher = shop.watch()
+    sent = []
+    for delay_ms in range(0, 16, 2):
+        quote = await shop.sell("ann@example.com")
+        tx = await shop.pay(ann, quote)
+        await shop.evm.mine(3)
+        claim = asyncio.create_task(onchain.claim(
+            shop.engine, shop.ledger, shop.chain, shop.config, "ann@example.com", tx))  # fmt: skip
+        await asyncio.sleep(delay_ms / 1000)
+        claim.cancel()
+        await asyncio.gather(claim, return_exceptions=True)
+        sent.append(tx)
+    await shop.watcher.poll()
+    for tx in sent:
+        paid = await shop.payment(tx)
+        assert paid is not None and paid.state == "credited", (tx, paid)
+    grants = [t for t in await shop.ledger.history("ann@example.com") if t.code == "purchase"]
+    assert len(grants) == len(sent)
+    assert (await shop.ledger.balance("ann@example.com")).available == len(sent) * UNITS
