@@ -168,8 +168,8 @@ async def start() -> None:
 
 
 async def start_all() -> None:
-    if d.crypto is not None:  # first: a wrong chain stops the start before anything runs
-        await check_chain(d.crypto)
+    if d.watcher is not None:  # first: a wrong chain stops the start before anything runs
+        await check_chain(d.watcher.chain)
     use_own_folder(settings.data_dir)
     wallet.send_badges_after_resume(chainlit_sio.handlers["/"], d)
     guard_events(chainlit_sio.handlers["/"], session_counts, chainlit_sio.disconnect)
@@ -189,9 +189,9 @@ async def start_all() -> None:
     d.live.start()
     d.inbox.start()
     resources.push_async_callback(d.inbox.close)
-    if d.crypto is not None and d.watcher is not None:
+    if d.watcher is not None:
         d.watcher.start()
-        resources.push_async_callback(d.crypto.chain.close)
+        resources.push_async_callback(d.watcher.chain.close)
         resources.push_async_callback(d.watcher.close)
     if d.providers and settings.reconcile_every_s:
         reconciler = asyncio.create_task(
@@ -212,11 +212,11 @@ async def start_all() -> None:
     log.info("Ready: %d chat model(s) enabled", len(d.catalog.enabled("chat")))
 
 
-async def check_chain(payments: CryptoPayments) -> None:
+async def check_chain(chain: Chain) -> None:
     """The node must serve the configured chain: a mismatch stops the start (a configuration
     mistake); an unreachable node does not (the watcher checks again before its first poll)."""
     try:
-        await payments.chain.check()
+        await chain.check()
     except ProviderDown as down:
         log.warning("Crypto: the node cannot be reached now (%s); the watcher keeps trying", down)
 

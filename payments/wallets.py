@@ -20,7 +20,18 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from eth_utils import to_checksum_address
-from sqlalchemy import Column, DateTime, MetaData, Table, Text, delete, insert, select, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    MetaData,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -158,9 +169,9 @@ async def _consume_and_bind(
         if owner is not None and owner != account:
             raise NotBound("This wallet is bound to another account.")
         count = (
-            await conn.execute(select(wallets.c.address).where(wallets.c.account == account))
-        ).all()
-        if owner is None and len(count) >= MOST_WALLETS:
+            await conn.execute(select(func.count()).where(wallets.c.account == account))
+        ).scalar_one()
+        if owner is None and count >= MOST_WALLETS:
             raise NotBound(f"An account can have at most {MOST_WALLETS} wallets: unbind one first.")
         if owner is None:
             await conn.execute(

@@ -59,16 +59,16 @@ async def offer(d: Deployment) -> None:
 async def buy_pack(d: Deployment, action: cl.Action) -> None:
     """A pack's button: its order, its checkout, and the link to pay."""
     payload = action.payload if isinstance(action.payload, dict) else {}
-    if payload.get("provider") == "crypto":
-        await crypto.pay(d, crypto.pack_of(d, payload), str(payload.get("asset", "")))
-        return
-    provider = d.providers.get(str(payload.get("provider", "")))
-    if provider is None:
-        raise Refused("That way of paying is not offered here.")
     try:
         pack = d.packs.find(payload.get("pack"))
     except UnknownPack as unknown:
         raise Refused(f"{unknown} Type /buy to see the packs on sale.") from None
+    if payload.get("provider") == "crypto":
+        await crypto.pay(d, pack, str(payload.get("asset", "")))
+        return
+    provider = d.providers.get(str(payload.get("provider", "")))
+    if provider is None:
+        raise Refused("That way of paying is not offered here.")
     base = public_base(d)
     urls = ReturnUrls(
         f"{base}/payments/{provider.name}/return?order={{order}}", f"{base}/payments/cancel"

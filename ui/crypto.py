@@ -22,7 +22,7 @@ import segno
 
 from payments import crypto, onchain, wallets
 from payments.crypto import CryptoPayments
-from payments.errors import UnknownPack
+from payments.errors import ProviderDown
 from payments.onchain import News, NotClaimed
 from payments.packs import Pack
 from payments.quotes import NoQuote, Quote
@@ -91,6 +91,8 @@ async def bind(d: Deployment, action: cl.Action) -> dict[str, Any]:
         )  # fmt: skip
     except NotBound as refused:
         return {"ok": False, "error": f"Not bound: {refused}"}
+    except ProviderDown:  # asking the chain whether the address is a contract wallet
+        return {"ok": False, "error": "Not bound: the chain cannot be reached now; try again."}
     text = f"Wallet {wallet.address} is bound to your account."
     await cl.Message(content=text, author=AUTHOR).send()
     return {"ok": True, "text": text}
@@ -245,13 +247,6 @@ async def claim(d: Deployment, tx_hash: str) -> None:
 async def tell(d: Deployment, news: News) -> None:
     """A payment's news, to every open chat of its person (on every replica)."""
     await d.live.tell(news.account, news.toast, news.message)
-
-
-def pack_of(d: Deployment, payload: dict[str, Any]) -> Pack:
-    try:
-        return d.packs.find(payload.get("pack"))
-    except UnknownPack as unknown:
-        raise Refused(f"{unknown} Type /buy to see the packs on sale.") from None
 
 
 COMMANDS = (

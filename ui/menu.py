@@ -61,8 +61,10 @@ def find(message: cl.Message) -> tuple[Command, str] | None:
 
 
 async def carry_out(d: Deployment, command: Command, text: str, message: cl.Message) -> None:
-    if (command.selling and not d.selling) or (command.crypto and not d.crypto):
+    if command.selling and not d.selling:
         raise Refused(NOT_SELLING)
+    if command.crypto and not d.crypto:
+        raise Refused(crypto.NOT_OFFERED)
     if command.admin and not await is_administrator(d):
         raise Refused(f"Only administrators can use /{command.name}.")
     await command.run(d, command.name, text, message)

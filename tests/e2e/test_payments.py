@@ -266,3 +266,13 @@ async def test_the_ledger_receipt_of_a_purchase_and_the_command_line(
     report = await asyncio.to_thread(cli, "report")
     assert report.returncode == 0 and "Revenue, last 30 days" in report.stdout
     assert order_id in report.stdout  # among the refunds
+
+
+async def test_crypto_commands_say_crypto_is_not_offered_where_only_cards_are(shop: Shop) -> None:
+    _, _, [tab] = await person(shop)
+    offered = {c["id"] for c in [d for n, d in tab.events if n == "set_commands"][-1]}
+    assert "buy" in offered and not {"wallets", "paid"} & offered
+    events = await tab.send("/wallets")
+    said = [str(d.get("output", "")) for _, d in events]
+    assert any("Crypto payments are not offered here." in s for s in said), said
+    await tab.close()

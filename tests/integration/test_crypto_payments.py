@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -15,14 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from credits.ledger import UNITS_PER_CREDIT
 from credits.store import Ledger
-from payments import onchain, report
+from payments import crypto, onchain, orders, report
 from payments.chain import Chain
 from payments.crypto import CryptoPayments
 from payments.errors import ForgedNotice, NotRefundable
 from payments.onchain import NotClaimed
 from payments.provider import PaymentProvider
 from payments.quotes import NoQuote
-from tests.crypto.evm import ETH, Evm
+from tests.crypto.evm import Evm
 from tests.crypto.shop import ETH_USD, PACK, UNITS, Shop, open_shop
 
 
@@ -105,28 +106,12 @@ async def test_a_stale_or_broken_price_is_refused(shop: Shop) -> None:
     await shop.evm.set_price(shop.feed, ETH_USD, now, behind=1)  # carried over from a past round
     with pytest.raises(NoQuote, match="no valid answer"):
         await shop.sell("ann@example.com", "native")
-    fixed = CryptoPayments(
-        shop.engine, shop.chain,
-        type(shop.config)(**(vars(shop.config) | {"price_feed": None, "fixed_rate": Decimal(2500)})),
-    )  # fmt: skip
-    from payments import crypto
-
+    at_a_fixed_rate = replace(shop.config, price_feed=None, fixed_rate=Decimal(2500))
+    fixed = CryptoPayments(shop.engine, shop.chain, at_a_fixed_rate)
     quote = await crypto.sell(shop.engine, fixed, PACK, "ann@example.com", "native")
     assert quote.amount == 2_000_000_000_000_000  # $5.00 / $2,500
-    failed = [o for o in await _orders(shop, "ann@example.com") if o.state == "failed"]
-    assert len(failed) == 3  # each refused quote left its order failed, nothing to pay
-
-
-async def _orders(shop: Shop, account: str) -> list:
-    from payments import orders
-
-    async with shop.engine.connect() as conn:
-        from sqlalchemy import select
-
-        rows = await conn.execute(
-            select(orders.orders.c.id).where(orders.orders.c.account == account)
-        )
-        return [await orders.get(shop.engine, r[0]) for r in rows]
+    made = await orders.of_account(shop.engine, "ann@example.com")
+    assert [o.state for o in made].count("failed") == 3  # each refused quote's order, unpayable
 
 
 async def test_over_and_under_payments_buy_in_proportion(shop: Shop) -> None:
@@ -306,7 +291,6 @@ async def test_the_wrong_chain_is_refused_at_startup(shop: Shop) -> None:
     wrong = Chain(shop.evm.provider, shop.config.chain_id + 1)
     with pytest.raises(ValueError, match="serves chain"):
         await wrong.check()
-    assert ETH and UNITS_PER_CREDIT  # the helpers' units, as the shop uses them
 
 
 async def test_an_administrator_credits_an_unmatched_payment_once(shop: Shop) -> None:
