@@ -37,6 +37,7 @@ from agents.local import LocalRunner, bundled_model_path  # noqa: E402
 from agents.prices import Pricing  # noqa: E402
 from agents.providers import Health, HealthCheck  # noqa: E402
 from api import edge, errors, health, mount, password, signin  # noqa: E402
+from api import images as image_routes  # noqa: E402
 from api import payments as payment_routes  # noqa: E402
 from auth import passwords, providers, signup  # noqa: E402
 from auth.roles import is_admin  # noqa: E402
@@ -52,11 +53,23 @@ from payments.inbox import Inbox  # noqa: E402
 from payments.watcher import Watcher  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.history import ChatHistory  # noqa: E402
+from storage.images import Folder  # noqa: E402
 from storage.ledger import ledger_from_settings  # noqa: E402
 from storage.migrate import upgrade_async  # noqa: E402
 from storage.move import left_behind  # noqa: E402
 from storage.session_files import use_own_folder  # noqa: E402
-from ui import buy, channels, crypto, menu, picker, signins, statement, turn, wallet  # noqa: E402
+from ui import (  # noqa: E402
+    buy,
+    channels,
+    crypto,
+    images,
+    menu,
+    picker,
+    route,
+    signins,
+    statement,
+    wallet,
+)  # fmt: skip
 from ui.deployment import Deployment, person  # noqa: E402
 from ui.errors import told  # noqa: E402
 from ui.live import Live  # noqa: E402
@@ -86,7 +99,7 @@ def build(settings: Settings) -> Deployment:
         settings, engine, ledger, catalog, runner,
         Pricing(settings.credit_usd, settings.price_markup), Standings(engine),
         providers.configured(settings), settings.auth_secret(), live,
-        payments_configured.packs(settings), sellers, inbox,
+        payments_configured.packs(settings), sellers, inbox, Folder(settings.image_folder),
     )  # fmt: skip
     if chain_config := payments_configured.crypto(settings):
         chain = Chain.at(settings.crypto_rpc_url or "", chain_config.chain_id)
@@ -111,6 +124,7 @@ def build(settings: Settings) -> Deployment:
     )
     fastapi_app.add_middleware(ThrottledLogin, throttle=throttle)
     mount(fastapi_app, password.router(engine, d.standings, throttle, secret))
+    mount(fastapi_app, image_routes.router(engine, d.shelf, d.standings, secret))
     mount(
         fastapi_app,
         payment_routes.router(
@@ -146,6 +160,9 @@ def build(settings: Settings) -> Deployment:
     edge.secure_cookie(
         chainlit_cookie, chainlit_config.project, settings.chainlit_url, settings.session_days
     )
+    uploads = chainlit_config.features.spontaneous_file_upload
+    if uploads is not None:
+        uploads.max_size_mb = max(1, int(settings.upload_max_mb))
     # Socket.io frames carry messages and settings, never files (those come over HTTP).
     chainlit_sio.eio.max_http_buffer_size = 4 * settings.max_message_chars + 64 * 1024
     return d
@@ -282,6 +299,7 @@ async def chat_resume(thread: ThreadDict) -> None:
         await menu.offer(d)
         if settings.metering:
             wallet.show_after_resume(thread["id"], wallet.badge_host(thread))
+        await images.show_open_quotes(d, thread["id"])
 
 
 @cl.on_chat_end
@@ -364,6 +382,24 @@ async def paste_hash(action: cl.Action) -> None:
         await crypto.paste_hash(d)
 
 
+@cl.action_callback(images.CONFIRM_ACTION)
+async def confirm_images(action: cl.Action) -> None:
+    async with told("Making images"):
+        await images.confirm(d, action)
+
+
+@cl.action_callback(images.CANCEL_ACTION)
+async def cancel_images(action: cl.Action) -> None:
+    async with told():
+        await images.cancel(d, action)
+
+
+@cl.action_callback(images.AS_TEXT_ACTION)
+async def images_as_text(action: cl.Action) -> None:
+    async with told():
+        await route.as_text(d, action)
+
+
 @cl.on_message
 async def on_message(message: cl.Message | None) -> None:
     if message is None or message.type != "user_message":
@@ -374,4 +410,4 @@ async def on_message(message: cl.Message | None) -> None:
             await menu.carry_out(d, command, text, message)
         return
     async with told():
-        await turn.respond(d, message)
+        await route.respond(d, message)

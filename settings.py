@@ -285,7 +285,32 @@ class Settings(BaseSettings):
     stream_flush_ms: int = Field(
         60, ge=0, description="Streamed text moves to the browser at most this often (ms)."
     )
+
+    # Images and vision
+    image_timeout_s: float = Field(
+        120.0, gt=0, description="Seconds to wait for an image model before the image is given up."
+    )
+    image_ask_above_credits: int = Field(
+        20, ge=0,
+        description="Image work quoted at this many credits or more waits for the person's "
+        "Confirm; each person can change it in their settings.",
+    )  # fmt: skip
+    images_dir: Path | None = Field(
+        None, description="Where generated images are kept. Default: DATA_DIR/images."
+    )
+    upload_max_mb: float = Field(
+        10.0, gt=0, description="Largest image a person may upload, in MB."
+    )
+    upload_max_megapixels: float = Field(
+        25.0, gt=0,
+        description="Largest image a person may upload, in megapixels (larger ones, and "
+        "decompression bombs, are refused).",
+    )  # fmt: skip
     log_level: str = Field("INFO", description="Python log level.")
+
+    @property
+    def image_folder(self) -> Path:
+        return self.images_dir or self.data_dir / "images"
 
     @property
     def db_url(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +33,38 @@ class Provider:
         return self.disabled_reason is None
 
 
+ImageApi = Literal["images", "openai", "chat"]
+IMAGE_APIS: tuple[str, ...] = ("images", "openai", "chat")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What an image model accepts and what one image costs (`[models.image]` in models.toml).
+
+    `usd` is the provider's price of one image at the reference size and step count; an image of
+    another size or step count costs `usd x (its megapixels / the reference's) x (its steps /
+    reference_steps)` (models without a steps parameter: x 1). Sizes are free within `side`, each
+    side a multiple of `side_multiple`, unless `sizes` lists the only ones allowed.
+    """
+
+    api: ImageApi  # images: POST /images/generations with width, height, steps, seed (Nebius)
+    #               openai: the same endpoint with size and n; chat: /chat/completions modalities
+    usd: Decimal
+    reference: tuple[int, int]
+    default_size: tuple[int, int]
+    reference_steps: int | None = None  # None: the model takes no step count
+    steps: tuple[int, int] | None = None  # the step counts allowed, inclusive
+    default_steps: int | None = None
+    side: tuple[int, int] = (64, 2048)
+    side_multiple: int = 64
+    sizes: tuple[tuple[int, int], ...] = ()  # when set, the only sizes allowed
+    most_images: int = 4  # the most images one request may ask for
+    prompt_chars: int = 2000
+    seconds_per_step: Decimal = Decimal("0.5")  # the first estimate of progress, then measured
+    seconds_per_image: Decimal = Decimal("5")  # likewise, for models without steps
+    extension: Literal["png", "jpg", "webp"] = "png"
+
+
 @dataclass(frozen=True)
 class Model:
     id: str
@@ -43,7 +75,7 @@ class Model:
     context_length: int
     input_usd_per_mtok: Decimal
     output_usd_per_mtok: Decimal
-    image_usd: Decimal | None = None
+    image: ImageSpec | None = None  # what an image model accepts, and its price
 
     @property
     def enabled(self) -> bool:
@@ -184,8 +216,69 @@ def _model(spec: dict[str, Any], providers: dict[str, Provider]) -> Model:
         context_length=context_length,
         input_usd_per_mtok=_price(f"Model {mid!r}", spec, "input_usd_per_mtok"),
         output_usd_per_mtok=_price(f"Model {mid!r}", spec, "output_usd_per_mtok"),
-        image_usd=_price(f"Model {mid!r}", spec, "image_usd") if "image_usd" in spec else None,
+        image=_image(mid, spec["image"]) if "image" in capabilities else None,
     )
+
+
+def _image(mid: str, spec: object) -> ImageSpec:
+    """The `[models.image]` table of an image model."""
+    owner = f"Model {mid!r} image"
+    if not isinstance(spec, dict):
+        raise CatalogError(f"{owner}: an image model needs a [models.image] table.")
+    known = {f.name for f in fields(ImageSpec)}
+    if unknown := set(spec) - known:
+        raise CatalogError(f"{owner}: unknown keys {sorted(unknown)}.")
+    api = spec.get("api")
+    if api not in IMAGE_APIS:
+        raise CatalogError(f"{owner}: api must be one of {list(IMAGE_APIS)}, not {api!r}.")
+    try:
+        sizes = tuple(_size(s) for s in spec.get("sizes", ()))
+        reference = _size(spec["reference"])
+        steps = _pair(spec["steps"]) if "steps" in spec else None
+        image = ImageSpec(
+            api=api,
+            usd=_price(owner, spec, "usd"),
+            reference=reference,
+            default_size=_size(spec.get("default_size", spec["reference"])),
+            reference_steps=spec.get("reference_steps"),
+            steps=steps,
+            default_steps=spec.get("default_steps", spec.get("reference_steps")),
+            side=_pair(spec.get("side", (64, 2048))),
+            side_multiple=int(spec.get("side_multiple", 64)),
+            sizes=sizes,
+            most_images=int(spec.get("most_images", 4)),
+            prompt_chars=int(spec.get("prompt_chars", 2000)),
+            seconds_per_step=Decimal(str(spec.get("seconds_per_step", "0.5"))),
+            seconds_per_image=Decimal(str(spec.get("seconds_per_image", "5"))),
+            extension=spec.get("extension", "png"),
+        )
+    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+        raise CatalogError(f"{owner}: {exc!r} is missing or malformed.") from exc
+    if (image.steps is None) != (image.reference_steps is None):
+        raise CatalogError(f"{owner}: give both steps and reference_steps, or neither.")
+    if image.steps and not image.steps[0] <= (image.default_steps or 0) <= image.steps[1]:
+        raise CatalogError(f"{owner}: default_steps must be within steps.")
+    if image.extension not in ("png", "jpg", "webp") or image.most_images < 1:
+        raise CatalogError(f"{owner}: extension must be png, jpg or webp; most_images >= 1.")
+    return image
+
+
+def _size(text: object) -> tuple[int, int]:
+    """`"1024x768"` as (1024, 768)."""
+    width, _, height = str(text).partition("x")
+    size = int(width), int(height)
+    if min(size) <= 0:
+        raise ValueError(f"size {text!r}")
+    return size
+
+
+def _pair(value: object) -> tuple[int, int]:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f"range {value!r}")
+    low, high = int(value[0]), int(value[1])
+    if not 0 < low <= high:
+        raise ValueError(f"range {value!r}")
+    return low, high
 
 
 def _work(kind: str, spec: dict[str, Any]) -> WorkPrice:

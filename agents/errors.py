@@ -13,6 +13,10 @@ class CatalogError(AgentError):
 class ModelNotAvailable(AgentError):
     """The chosen model is unknown, or its provider is not configured."""
 
+    def __init__(self, message: str, pickable: bool = True) -> None:
+        super().__init__(message)
+        self.pickable = pickable  # False: no model to pick would do (nothing able is configured)
+
 
 class ModelUnreachable(AgentError):
     """The model's server could not be reached or did not answer in time."""

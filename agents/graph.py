@@ -33,7 +33,8 @@ async def respond(state: State, runtime: Runtime[TurnContext]) -> dict[str, Any]
     async for item in ctx.model.stream_text(make_prompt(ctx, state.get("messages", []), question)):
         items.append(item)
         runtime.stream_writer(item)
-    return {"messages": [question, as_answer(items)], "question": None}
+    kept = state.get("remember_as") or question
+    return {"messages": [kept, as_answer(items)], "question": None, "remember_as": None}
 
 
 def make_prompt(
@@ -91,9 +92,14 @@ def build(checkpointer: BaseCheckpointSaver | None) -> Conversation:
 
 
 async def stream(
-    graph: Conversation, context: TurnContext, question: BaseMessage, thread_id: str
+    graph: Conversation,
+    context: TurnContext,
+    question: BaseMessage,
+    thread_id: str,
+    remember_as: BaseMessage | None = None,
 ) -> AsyncIterator[str | Usage]:
     """Run one turn: the answer's text as it streams, then the usage if the provider reported it.
+    Memory keeps `remember_as` in place of `question` when it is given (an image's question).
 
     Provider failures surface as `AgentError`s. If the consumer stops early (the user pressed stop),
     the question and the part of the answer already streamed are kept in the thread's memory.
@@ -103,7 +109,7 @@ async def stream(
     finished = False
     try:
         async for item in graph.astream(
-            {"question": question},
+            {"question": question, "remember_as": remember_as},
             config,
             context=context,
             stream_mode="custom",  # what `respond` writes: text pieces and the usage
@@ -123,5 +129,8 @@ async def stream(
     finally:
         if not finished and delivered:
             partial = AIMessage(content="".join(delivered))
-            update = {"messages": [question, partial], "question": None}
+            update = {
+                "messages": [remember_as or question, partial], "question": None,
+                "remember_as": None,
+            }  # fmt: skip
             await graph.aupdate_state(config, update, as_node="respond")

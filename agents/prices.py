@@ -1,8 +1,9 @@
 """What model work costs in credits: the catalogue's provider prices turned into ledger units.
 
-Providers price in US dollars (per million tokens, per image); a person pays in credits. One
-credit is CREDIT_USD dollars, and PRICE_MARKUP multiplies every provider price. Results are whole
-ledger units, rounded up: the smallest amount is never free by rounding.
+Providers price in US dollars (per million tokens; per image at a reference size and step count);
+a person pays in credits. One credit is CREDIT_USD dollars, and PRICE_MARKUP multiplies every
+provider price. Results are whole ledger units, rounded up: the smallest amount is never free by
+rounding.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
-from agents.catalog import Model, WorkPrice
+from agents.catalog import ImageSpec, Model, WorkPrice
 from credits.ledger import UNITS_PER_CREDIT
 
 
@@ -51,6 +52,14 @@ class Pricing:
         cost, in units."""
         tokens = price.input_usd_per_mtok * tokens_in + price.output_usd_per_mtok * tokens_out
         return self.of_usd(tokens / 1_000_000 + price.call_usd * calls)
+
+    def image(self, spec: ImageSpec, width: int, height: int, steps: int | None) -> int:
+        """What ONE image of `width` x `height` pixels made in `steps` steps costs, in units:
+        the catalogue's price at its reference size and steps, scaled linearly by both."""
+        pixels = Decimal(width * height) / (spec.reference[0] * spec.reference[1])
+        if spec.reference_steps is None or steps is None:
+            return self.of_usd(spec.usd * pixels)
+        return self.of_usd(spec.usd * pixels * steps / spec.reference_steps)
 
     def credits_per_1k(self, usd_per_mtok: Decimal) -> Decimal:
         """Credits per 1,000 tokens at a provider price in dollars per million tokens."""

@@ -15,11 +15,13 @@ class State(TypedDict, total=False):
     """The checkpointed memory of one thread.
 
     `question` carries the user's new message into the turn; it joins `messages` together with the
-    answer, so a turn that fails leaves the memory as it was.
+    answer, so a turn that fails leaves the memory as it was. `remember_as`, when given, joins in
+    its place: a question about an image is sent with the image and remembered as its text.
     """
 
     messages: Annotated[list[AnyMessage], add_messages]
     question: BaseMessage | None
+    remember_as: BaseMessage | None
 
 
 @dataclass(frozen=True)

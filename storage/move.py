@@ -37,7 +37,7 @@ MARKER = "moved-to-postgres.json"
 APP_TABLES = (
     "users", "threads", "steps", "elements", "feedbacks", "logins", "preferences", "identities",
     "account_standing", "invitations", "orders", "payment_events", "wallets", "crypto_quotes",
-    "crypto_payments", "chain_cursors",
+    "crypto_payments", "chain_cursors", "images", "work_quotes", "image_choices",
 )  # fmt: skip
 # What lives minutes and is not moved: sign-ins and wallet bindings under way start again.
 PASSING = ("sign_in_flows", "wallet_nonces")

@@ -86,6 +86,8 @@ async def answer(
     thread_id: str,
     flush_ms: int,
     bill: Bill,
+    routed: str = "",
+    remember_as: BaseMessage | None = None,
 ) -> Reply:
     """Run one turn and stream it into a new message; a provider failure becomes a chat message.
 
@@ -97,7 +99,7 @@ async def answer(
     reply = Reply()
     started = time.monotonic()
     try:
-        async for item in conversation.stream(graph, context, question, thread_id):
+        async for item in conversation.stream(graph, context, question, thread_id, remember_as):
             if isinstance(item, Usage):
                 reply.input_tokens, reply.output_tokens = item.input_tokens, item.output_tokens
                 continue
@@ -114,7 +116,7 @@ async def answer(
         if message.content:
             await message.send()
         step = cl.Step(name=model.label, type="llm", show_input=False)
-        step.output = describe(model, reply, bill(reply))
+        step.output = describe(model, reply, bill(reply)) + (f"\n\n{routed}" if routed else "")
         await step.send()
     return reply
 

@@ -3,8 +3,8 @@
 A plain record of this deployment's parts: its settings, the database, the ledger, the model
 catalogue and runner, the conversation graph (made at startup, once its checkpointer is open), who
 is signed in, the channel that reaches a person's open chats on every replica, and the credit packs
-with the payment providers that sell them. Nothing here
-opens or starts anything.
+with the payment providers that sell them, where images are kept and how fast each image model
+has been. Nothing here opens or starts anything.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents import graph as conversation
 from agents.catalog import Catalog
+from agents.images import Pace
 from agents.local import LocalRunner
 from agents.prices import Pricing
 from auth.providers import Provider
@@ -28,6 +29,7 @@ from payments.packs import Packs
 from payments.provider import PaymentProvider
 from payments.watcher import Watcher
 from settings import Settings
+from storage.images import Shelf
 from ui.live import Live
 
 
@@ -46,8 +48,10 @@ class Deployment:
     packs: Packs
     providers: dict[str, PaymentProvider]  # the payment providers offered, by name
     inbox: Inbox  # applies the providers' notifications
+    shelf: Shelf  # where generated images are kept
     crypto: CryptoPayments | None = None  # crypto top-ups, where a chain is configured
     watcher: Watcher | None = None  # finds and credits the crypto payments
+    pace: Pace = field(default_factory=Pace)  # how fast each image model has been
     graphs: dict[str, conversation.Conversation] = field(default_factory=dict)
 
     @property

@@ -16,7 +16,9 @@ from contextlib import asynccontextmanager
 import chainlit as cl
 
 from agents.catalog import Model
-from agents.errors import AgentError
+from agents.errors import AgentError, ModelNotAvailable
+from agents.images import ImageRefused
+from agents.vision import NotAnImage
 from credits.errors import (
     CreditsError,
     HoldNotCreated,
@@ -72,6 +74,10 @@ def text_for(error: Exception, doing: str = "") -> str:
     if isinstance(error, ProviderDown):
         return f"{error} Nothing was charged: try again in a minute."
     if isinstance(error, PaymentError):
+        return str(error)
+    if isinstance(error, ImageRefused | NotAnImage):
+        return f"{error} Nothing was spent."
+    if isinstance(error, ModelNotAvailable) and not error.pickable:
         return str(error)
     return f"{error} Choose another model in the settings."
 

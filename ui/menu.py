@@ -11,13 +11,14 @@ import chainlit as cl
 from chainlit.types import CommandDict
 
 from auth.roles import is_admin
-from ui import admin, buy, crypto, sales, signins, statement, summary
+from ui import admin, buy, crypto, images, sales, signins, statement, summary
 from ui.command import Command
 from ui.deployment import Deployment, person, session_role
 from ui.errors import Refused
 from ui.wallet import NOT_SELLING
 
 ALL: tuple[Command, ...] = (
+    *images.COMMANDS,
     *statement.COMMANDS,
     *buy.COMMANDS,
     *crypto.COMMANDS,

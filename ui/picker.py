@@ -14,9 +14,12 @@ from chainlit.input_widget import InputWidget, Select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agents.catalog import AUTO, Catalog, Model
+from agents.errors import AgentError
 from agents.prices import Pricing
 from storage import preferences
+from ui import images
 from ui.deployment import Deployment, person
+from ui.errors import Refused
 from ui.wallet import AUTHOR
 
 WIDGET = "model"
@@ -24,13 +27,21 @@ USE_MODEL_ACTION = "use_model"
 
 
 async def show(d: Deployment) -> None:
-    """The model picker, at the person's saved choice."""
+    """The chat settings: the model picker at the person's saved choice, then their image
+    choices (ui/images.py)."""
     selected = await preferred(d.engine, d.catalog, person())
-    await settings_widget(d.catalog, d.pricing, selected).send()
+    chosen = await preferences.image_choices_of(d.engine, person())
+    await settings_widget(d.catalog, d.pricing, selected, images.widgets(d, chosen)).send()
 
 
 async def settings_update(d: Deployment, chosen: dict[str, object]) -> None:
-    """Keep the person's model choice for their next chats; an invalid one is put back."""
+    """Keep the person's choices for their next chats; an invalid one is put back (and an image
+    choice the model does not take is refused, saying why)."""
+    try:
+        await images.settings_update(d, chosen)
+    except (Refused, AgentError):
+        await show(d)
+        raise
     if WIDGET not in chosen:
         return
     if await remember(d.engine, d.catalog, person(), chosen[WIDGET]) is None:
@@ -75,7 +86,9 @@ def choices(catalog: Catalog, pricing: Pricing) -> dict[str, str]:
     return items
 
 
-def settings_widget(catalog: Catalog, pricing: Pricing, selected: str) -> cl.ChatSettings:
+def settings_widget(
+    catalog: Catalog, pricing: Pricing, selected: str, more: list[InputWidget] | None = None
+) -> cl.ChatSettings:
     missing = " ".join(f"Not offered: {pid} ({why})." for pid, why in sorted(catalog.down.items()))
     widgets: list[InputWidget] = [
         Select(
@@ -85,7 +98,8 @@ def settings_widget(catalog: Catalog, pricing: Pricing, selected: str) -> cl.Cha
             initial_value=selected,
             description="Prices are in credits per 1,000 tokens read (in) and written (out)."
             + (f" {missing}" if missing else ""),
-        )
+        ),
+        *(more or []),
     ]
     return cl.ChatSettings(widgets)
 

@@ -28,8 +28,8 @@ class MessageRejected(Refused):
     """The person's message cannot be sent to a model (empty or too long)."""
 
 
-async def respond(d: Deployment, message: cl.Message) -> None:
-    """Answer `message` in this chat."""
+async def respond(d: Deployment, message: cl.Message, routed: str = "") -> None:
+    """Answer `message` in this chat (`routed`: why it is a chat answer, shown in its step)."""
     text = check_message(message.content, d.settings.max_message_chars)
     model = current_model(d)
     context = turn_context(d, model)
@@ -43,8 +43,9 @@ async def respond(d: Deployment, message: cl.Message) -> None:
     async def reply(meter: metering.Meter | None) -> None:
         bill = make_bill(d, meter, model, context, prompt)
         await answer.answer(
-            d.conversation, context, model, question, thread_id, d.settings.stream_flush_ms, bill
-        )
+            d.conversation, context, model, question, thread_id, d.settings.stream_flush_ms, bill,
+            routed,
+        )  # fmt: skip
 
     async def short(available: int) -> None:
         cheaper = cheaper_fit(d, model, prompt, available, work.most)

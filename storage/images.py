@@ -1,0 +1,218 @@
+"""Generated images: their files, their thumbnails and who they belong to.
+
+An image is a row in `images` (its owner, the work that made it, what it shows, the SHA-256 of its
+two files) and two files in a `Shelf`: the image as the provider made it and a thumbnail made once,
+here, with Pillow. The shelf is a folder under the data directory by default (`Folder`), or an
+S3-compatible bucket (`storage/bucket.py`). `fetch` gives a file to its owner only: an image of
+someone else, or one that does not exist, is the same `None`, so ids cannot be probed; a file
+changed or lost behind the app's back is `None` too (and logged), never served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from PIL import Image
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    insert,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger(__name__)
+
+THUMB_SIDE = 384  # pixels, the longer side of a thumbnail
+ID_BYTES = 16
+
+metadata = MetaData()
+images = Table(
+    "images",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("thread_id", Text),
+    Column("work", Text, nullable=False),  # the transfer id of the work that made it
+    Column("model", Text, nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("thumb_sha256", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_images_owner", images.c.owner, images.c.created_at)
+
+Variant = Literal["full", "thumb"]
+
+
+class Shelf(Protocol):
+    """Where image files are kept, by key."""
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def get(self, key: str) -> bytes | None:
+        """The file's bytes, or None when there is none."""
+        ...
+
+
+class Folder:
+    """Image files under a directory (`DATA_DIR/images` by default), two levels of fan-out."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(self._write, self._path(key), data)
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            return await asyncio.to_thread(self._path(key).read_bytes)
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        """Whole or not at all: written aside, flushed, then renamed into place."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        aside = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        with open(aside, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(aside, path)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An image kept: its id and what it is."""
+
+    id: str
+    width: int
+    height: int
+    content_type: str
+    prompt: str
+
+
+@dataclass(frozen=True)
+class Made:
+    """What the person asked for and what made it, kept beside each image."""
+
+    owner: str
+    thread_id: str | None
+    work: str
+    model: str
+    prompt: str
+
+
+def thumbnail(data: bytes) -> bytes:
+    """A WebP of at most `THUMB_SIDE` pixels a side (the image was checked before)."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.thumbnail((THUMB_SIDE, THUMB_SIDE))
+        out = io.BytesIO()
+        image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB").save(
+            out, "WEBP", quality=80, method=2
+        )
+        return out.getvalue()
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _key(image_id: str, variant: Variant) -> str:
+    return f"{image_id}-{variant}"
+
+
+async def keep(
+    engine: AsyncEngine,
+    shelf: Shelf,
+    made: Made,
+    data: bytes,
+    content_type: str,
+    width: int,
+    height: int,
+) -> Stored:
+    """Store an image and its thumbnail, then record it: a row never points at missing files."""
+    image_id = secrets.token_urlsafe(ID_BYTES)
+    thumb = await asyncio.to_thread(thumbnail, data)
+    await shelf.put(_key(image_id, "full"), data, content_type)
+    await shelf.put(_key(image_id, "thumb"), thumb, "image/webp")
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(images).values(
+                id=image_id, owner=made.owner, thread_id=made.thread_id, work=made.work,
+                model=made.model, prompt=made.prompt, width=width, height=height,
+                content_type=content_type, sha256=_digest(data), thumb_sha256=_digest(thumb),
+                created_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+    return Stored(image_id, width, height, content_type, made.prompt)
+
+
+@dataclass(frozen=True)
+class File:
+    """One file of an image, to serve."""
+
+    data: bytes
+    content_type: str
+    sha256: str
+    name: str  # a file name for a download
+
+
+async def fetch(
+    engine: AsyncEngine, shelf: Shelf, image_id: str, owner: str, variant: Variant
+) -> File | None:
+    """The `variant` file of `owner`'s image `image_id`; None if there is no such image of theirs
+    or its file is gone or changed."""
+    if len(image_id) > 64:
+        return None
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(images).where(images.c.id == image_id, images.c.owner == owner)
+            )
+        ).first()
+    if row is None:
+        return None
+    data = await shelf.get(_key(image_id, variant))
+    expected = row.sha256 if variant == "full" else row.thumb_sha256
+    if data is None or _digest(data) != expected:
+        log.error(
+            "Image %s (%s) is %s: not served", image_id, variant,
+            "missing" if data is None else "changed since it was stored",
+        )  # fmt: skip
+        return None
+    content_type = row.content_type if variant == "full" else "image/webp"
+    extension = content_type.rsplit("/", 1)[-1].replace("jpeg", "jpg")
+    return File(data, content_type, expected, f"image-{image_id[:8]}.{extension}")
+
+
+async def of_thread(engine: AsyncEngine, owner: str, thread_id: str) -> list[Stored]:
+    """`owner`'s images made in `thread_id`, oldest first."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(images)
+            .where(images.c.owner == owner, images.c.thread_id == thread_id)
+            .order_by(images.c.created_at)
+        )
+        return [Stored(r.id, r.width, r.height, r.content_type, r.prompt) for r in rows]
