@@ -385,7 +385,7 @@ async def paste_hash(action: cl.Action) -> None:
 @cl.action_callback(images.CONFIRM_ACTION)
 async def confirm_images(action: cl.Action) -> None:
     async with told("Making images"):
-        await images.confirm(d, action)
+        await images.confirm(d, action)  # runs on as the chat's task
 
 
 @cl.action_callback(images.CANCEL_ACTION)

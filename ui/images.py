@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ from storage import preferences, work_quotes
 from ui import metered, wallet
 from ui.command import Command
 from ui.deployment import Deployment, person
-from ui.errors import Refused
+from ui.errors import Refused, told
 from ui.wallet import AUTHOR
 
 log = logging.getLogger("images")
@@ -202,8 +203,36 @@ async def decide(
 
 
 async def confirm(d: Deployment, action: cl.Action) -> None:
-    if (quote := await decide(d, action, "confirmed")) is not None:
-        await make(d, plan_of(d, quote))
+    """Confirm: the images are made as the chat's running task, so that Stop stops them (an
+    action's callback runs in an HTTP request, which Stop does not reach) and the page shows the
+    Stop button meanwhile; the button's request returns at once."""
+    if (quote := await decide(d, action, "confirmed")) is None:
+        return
+    plan = plan_of(d, quote)
+    task = asyncio.create_task(as_running_task(make(d, plan)), name="images")
+    cl.context.session.current_task = task
+    _running.add(task)
+    task.add_done_callback(_ended)
+
+
+_running: set[asyncio.Task[None]] = set()  # kept here so that they are not collected mid-way
+
+
+async def as_running_task(work: Coroutine[Any, Any, None]) -> None:
+    """`work` as the chat's task: the page shows it running (and its Stop button) until it ends;
+    what goes wrong is told in the chat."""
+    await cl.context.emitter.task_start()
+    try:
+        async with told("Making images"):
+            await work
+    finally:
+        await cl.context.emitter.task_end()
+
+
+def _ended(task: asyncio.Task[None]) -> None:
+    _running.discard(task)
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("Making images failed", exc_info=error)
 
 
 async def cancel(d: Deployment, action: cl.Action) -> None:

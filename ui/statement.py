@@ -1,6 +1,7 @@
 """`/usage`: a person's statement of account.
 
-What they spent by day and by model (a Plotly chart and a table), their latest transfers, and for
+What they spent by day, kind of work (chat, images, vision...) and model (a Plotly chart and a
+table), their latest transfers, and for
 any of those a receipt: the log entry, its inclusion proof and the latest signed checkpoint,
 checked here and attached so it can be checked again anywhere (`python -m credits check-receipt`).
 """
@@ -28,15 +29,25 @@ DAYS = 30  # the window of the chart and table
 LAST = 10  # transfers listed, each with a receipt button
 RECEIPT_ACTION = "receipt"
 
-Spending = dict[tuple[str, str], int]  # (day, model id) -> units
+Spending = dict[tuple[str, str, str], int]  # (day, kind of work, model id) -> units
+# What each kind of work is called (a kind not here is shown as it is recorded).
+KINDS = {"chat": "Chat", "image": "Images", "vision": "Vision", "summary": "Summary"}
+WORK = {"chat": "Answer", "image": "Images", "vision": "Answer about an image",
+        "summary": "Summary"}  # fmt: skip
 
 
 def spending(charges: list[Transfer]) -> Spending:
-    """Units spent per day and model."""
+    """Units spent per day, kind of work and model."""
     totals: Spending = defaultdict(int)
     for t in charges:
-        totals[day_of(t.ts_us), str(t.meta.get("model", "other"))] += t.amount
+        kind, model = str(t.meta.get("kind", "chat")), str(t.meta.get("model", "other"))
+        totals[day_of(t.ts_us), kind, model] += t.amount
     return dict(totals)
+
+
+def series(kind: str, model: str, labels: Mapping[str, str]) -> str:
+    """`Images · FLUX schnell`: one kind of work on one model."""
+    return f"{KINDS.get(kind, kind)} · {labels.get(model, model)}"
 
 
 def window(today: datetime, days: int = DAYS) -> list[str]:
@@ -45,19 +56,19 @@ def window(today: datetime, days: int = DAYS) -> list[str]:
 
 
 def chart(totals: Spending, days: list[str], labels: Mapping[str, str]) -> go.Figure:
-    """Stacked daily bars, one colour per model, in credits."""
+    """Stacked daily bars, one colour per kind of work and model, in credits."""
     figure = go.Figure()
-    for model in sorted({m for _, m in totals}):
+    for kind, model in sorted({(k, m) for _, k, m in totals}):
         figure.add_bar(
-            name=labels.get(model, model),
+            name=series(kind, model, labels),
             x=days,
-            y=[float(credits(totals.get((day, model), 0))) for day in days],
+            y=[float(credits(totals.get((day, kind, model), 0))) for day in days],
         )
     figure.update_layout(
         barmode="stack",
         title=f"Credits spent per day, last {len(days)} days",
         yaxis_title="credits",
-        legend_title="model",
+        legend_title="work · model",
         margin={"l": 40, "r": 10, "t": 50, "b": 40},
         paper_bgcolor="rgba(0,0,0,0)",  # the page's own colour, light or dark theme
         plot_bgcolor="rgba(127,127,127,0.08)",
@@ -67,13 +78,16 @@ def chart(totals: Spending, days: list[str], labels: Mapping[str, str]) -> go.Fi
 
 
 def table(totals: Spending, labels: Mapping[str, str]) -> str:
-    """A Markdown table by day (newest first) and model, with the total."""
+    """A Markdown table by day (newest first), kind of work and model, with the total."""
     if not totals:
         return f"Nothing spent in the last {DAYS} days."
-    rows = ["| Day | Model | Credits |", "|---|---|---:|"]
-    for (day, model), units in sorted(totals.items(), reverse=True):
-        rows.append(f"| {day} | {labels.get(model, model)} | {show_credits(units)} |")
-    rows.append(f"| **Total** | | **{show_credits(sum(totals.values()))}** |")
+    rows = ["| Day | Work | Model | Credits |", "|---|---|---|---:|"]
+    for (day, kind, model), units in sorted(totals.items(), reverse=True):
+        rows.append(
+            f"| {day} | {KINDS.get(kind, kind)} | {labels.get(model, model)} | "
+            f"{show_credits(units)} |"
+        )
+    rows.append(f"| **Total** | | | **{show_credits(sum(totals.values()))}** |")
     return "\n".join(rows)
 
 
@@ -90,9 +104,11 @@ def describe(t: Transfer, labels: Mapping[str, str]) -> str:
         case Kind.POSTED, "adjustment":
             return f"Correction by an administrator{reason}"
         case Kind.PENDING, _:
-            return f"Held for an answer ({model})" if model else "Held"
+            held = "images" if meta.get("kind") == "image" else "an answer"
+            return f"Held for {held} ({model})" if model else "Held"
         case Kind.POST, _:
-            return f"Answer ({model})" if model else "Charged"
+            work = WORK.get(str(meta.get("kind", "chat")), "Work")
+            return f"{work} ({model})" if model else "Charged"
         case Kind.VOID, _:
             return "Hold released: nothing charged"
         case Kind.EXPIRE, _:
@@ -153,7 +169,7 @@ async def statement(
                 else ""
             )
             + ".",
-            f"**Spent by day and model** (last {DAYS} days)",
+            f"**Spent by day, kind of work and model** (last {DAYS} days)",
             table(totals, labels),
             f"**Last {len(last)} transfers** (a receipt proves one is in the signed ledger log)",
             transfers_table(last, user_account(user), labels),

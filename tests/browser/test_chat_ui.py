@@ -127,7 +127,9 @@ async def test_usage_from_the_command_menu_shows_the_table_chart_and_a_receipt(
     await page.keyboard.type("/usage")
     await page.keyboard.press("Enter")  # picks the command from the menu
     await page.keyboard.press("Enter")  # sends it
-    await expect(page.get_by_text("Spent by day and model")).to_be_visible(timeout=TIMEOUT)
+    await expect(page.get_by_text("Spent by day, kind of work and model")).to_be_visible(
+        timeout=TIMEOUT
+    )
     await expect(page.locator(".js-plotly-plot")).to_have_count(1, timeout=TIMEOUT)
     await expect(page.get_by_role("cell", name="SmolLM2 135M (local)", exact=True)).to_be_visible()
     await page.get_by_role("button", name="Receipt #3").click()  # the welcome bonus

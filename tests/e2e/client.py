@@ -122,15 +122,27 @@ class ChatSession:
         timeout: float = 120,
         command: str | None = None,
         message_id: str | None = None,
+        files: list[dict[str, Any]] | None = None,
     ) -> list[tuple[str, Any]]:
         """Send a message (a command's text when `command` is picked from the menu) and return
         every event until the app says the task ended."""
-        start = await self.emit_message(text, command, message_id)
+        start = await self.emit_message(text, command, message_id, files=files)
         await self.wait_for_run("on_message", start, timeout)
         await self.wait_for("task_end", start, timeout)
         if self.thread_id is None:  # Chainlit names a new chat's thread in a task of its own
             await self.wait_for("first_interaction", 0, timeout)
         return self.events[start:]
+
+    async def upload(self, name: str, data: bytes, mime: str) -> dict[str, Any]:
+        """Upload a file as the composer does (an HTTP call naming this session): a reference to
+        send with the next message (`files=`)."""
+        async with httpx.AsyncClient(base_url=self.base_url, cookies=self.cookies) as http:
+            response = await http.post(
+                "/project/file", params={"session_id": self.session_id},
+                files={"file": (name, data, mime)},
+            )  # fmt: skip
+        response.raise_for_status()
+        return {"id": response.json()["id"]}
 
     async def emit_message(
         self,
@@ -138,9 +150,10 @@ class ChatSession:
         command: str | None = None,
         message_id: str | None = None,
         edit: bool = False,
+        files: list[dict[str, Any]] | None = None,
     ) -> int:
         """Send a message (or, with `edit`, an edit of message `message_id`) without waiting; the
-        index of the first event that may answer it."""
+        index of the first event that may answer it. `files`: uploads it carries."""
         start = len(self.events)
         message = {
             "id": message_id or str(uuid.uuid4()),
@@ -155,7 +168,9 @@ class ChatSession:
         if edit:
             await self.sio.emit("edit_message", {"message": message})
         else:
-            await self.sio.emit("client_message", {"message": message, "fileReferences": []})
+            await self.sio.emit(
+                "client_message", {"message": message, "fileReferences": files or []}
+            )
         return start
 
     async def turn(self, text: str, **send: Any) -> list[tuple[str, Any]]:

@@ -35,7 +35,7 @@ async def test_usage_shows_spending_transfers_and_receipts_that_check(
 
     report = await chat.send("", command="usage")
     text = said(report)
-    assert "| Day | Model | Credits |" in text
+    assert "| Day | Work | Model | Credits |" in text
     spent = Decimal(sum(costs)) / UNITS_PER_CREDIT
     assert f"| Llama 3.1 8B (vLLM) | {spent:.3f} |" in text
     assert "Welcome bonus | +1,000" in text

@@ -13,34 +13,44 @@ LABELS = {"a": "Model A", "b": "Model B"}
 ME = "user:ann"
 
 
-def charge(ts: int, model: str, units: int, n: int) -> Transfer:
+def charge(ts: int, model: str, units: int, n: int, kind: str = "chat") -> Transfer:
     return Transfer(
-        f"turn:{n}/post", Kind.POST, "usage", units, ME, "system:usage_revenue", ts,
-        hold=f"turn:{n}", metadata=f'{{"kind":"chat","model":"{model}"}}',
+        f"{kind}:{n}/post", Kind.POST, "usage", units, ME, "system:usage_revenue", ts,
+        hold=f"{kind}:{n}", metadata=f'{{"kind":"{kind}","model":"{model}"}}',
     )  # fmt: skip
 
 
-def test_spending_adds_up_per_utc_day_and_model() -> None:
+def test_spending_adds_up_per_utc_day_kind_of_work_and_model() -> None:
     charges = [
         charge(DAY1, "a", 100, 1),
         charge(DAY1, "a", 250, 2),
         charge(DAY2, "a", 1, 3),
         charge(DAY2, "b", 7_000, 4),
+        charge(DAY2, "i", 55, 5, "image"),
+        charge(DAY2, "b", 20, 6, "vision"),
     ]
     totals = spending(charges)
     assert totals == {
-        ("2026-11-20", "a"): 350,
-        ("2026-11-21", "a"): 1,
-        ("2026-11-21", "b"): 7_000,
+        ("2026-11-20", "chat", "a"): 350,
+        ("2026-11-21", "chat", "a"): 1,
+        ("2026-11-21", "chat", "b"): 7_000,
+        ("2026-11-21", "image", "i"): 55,
+        ("2026-11-21", "vision", "b"): 20,
     }
-    text = table(totals, LABELS)
+    text = table(totals, {**LABELS, "i": "FLUX"})
     lines = text.splitlines()
-    assert lines[2] == "| 2026-11-21 | Model B | 7 |"  # newest day first
-    assert lines[-1] == "| **Total** | | **7.351** |"
+    assert lines[2:5] == [  # newest day first
+        "| 2026-11-21 | Vision | Model B | 0.020 |",
+        "| 2026-11-21 | Images | FLUX | 0.055 |",
+        "| 2026-11-21 | Chat | Model B | 7 |",
+    ]
+    assert lines[-1] == "| **Total** | | | **7.426** |"
     days = window(datetime(2026, 11, 21, tzinfo=UTC), 3)
     assert days == ["2026-11-19", "2026-11-20", "2026-11-21"]
-    figure = chart(totals, days, LABELS)
-    assert [bar.name for bar in figure.data] == ["Model A", "Model B"]
+    figure = chart(totals, days, {**LABELS, "i": "FLUX"})
+    assert [bar.name for bar in figure.data] == [
+        "Chat · Model A", "Chat · Model B", "Images · FLUX", "Vision · Model B",
+    ]  # fmt: skip
     assert list(figure.data[0].y) == [0.0, 0.35, 0.001]
 
 
@@ -61,6 +71,10 @@ def test_each_transfer_in_a_persons_words() -> None:
         "Hold expired: nothing charged",
         "5 returned",
     )
+    image = charge(DAY1, "i", 55, 10, "image")
+    assert describe(image, {"i": "FLUX"}) == "Images (FLUX)"
+    seen = charge(DAY1, "b", 20, 11, "vision")
+    assert describe(seen, LABELS) == "Answer about an image (Model B)"
     taken = Transfer("adjust:x", Kind.POSTED, "adjustment", 500, ME, "system:adjustments", 3,
                      metadata='{"admin":"root","reason":"refund error"}')  # fmt: skip
     assert describe(taken, LABELS) == "Correction by an administrator: refund error"
