@@ -23,3 +23,4 @@ class Command:
     admin: bool = False  # offered to and carried out for administrators only
     selling: bool = False  # offered only where credits are sold (a payment provider configured)
     crypto: bool = False  # offered only where crypto top-ups are configured
+    images: bool = False  # offered only where an image model is enabled

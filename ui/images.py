@@ -382,8 +382,9 @@ class Making:
             )
         self.message.content = "\n\n".join(lines) or "No image came back. Nothing was charged."
         self.message.elements = []
-        with contextlib.suppress(Exception):
-            await self.show(state)
+        with contextlib.suppress(Exception):  # the bar's last word, then it goes: the message
+            await self.show(state)  # says it all from here on (and is kept with the thread)
+            await self.progress.remove()
         await self.message.update()
         step = cl.Step(name=plan.model.label, type="tool", show_input=False)
         step.output = (
@@ -513,4 +514,8 @@ async def _image(d: Deployment, verb: str, text: str, message: cl.Message) -> No
     await ask(d, text, "You asked for an image with /image.")
 
 
-COMMANDS = (Command("image", "image", "Make an image from a description (quoted first)", _image),)
+COMMANDS = (
+    Command(
+        "image", "image", "Make an image from a description (quoted first)", _image, images=True
+    ),
+)

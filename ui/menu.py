@@ -47,6 +47,7 @@ async def offer(d: Deployment) -> None:
             if (admin or not c.admin)
             and (d.selling or not c.selling)
             and (d.crypto or not c.crypto)
+            and (d.catalog.enabled("image") or not c.images)
         ]
     )
 
@@ -66,6 +67,8 @@ async def carry_out(d: Deployment, command: Command, text: str, message: cl.Mess
         raise Refused(NOT_SELLING)
     if command.crypto and not d.crypto:
         raise Refused(crypto.NOT_OFFERED)
+    if command.images:
+        images.image_model(d, None)  # none enabled: says what an administrator can configure
     if command.admin and not await is_administrator(d):
         raise Refused(f"Only administrators can use /{command.name}.")
     await command.run(d, command.name, text, message)

@@ -23,11 +23,13 @@ from tests.crypto.anvil import CHAIN_ID, running_anvil
 from tests.crypto.evm import Evm
 from tests.e2e.client import ChatSession, login
 from tests.e2e.process import app_environment, app_process, free_port, running_app
+from tests.fakes.image_server import FakeStudio
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.paypal_server import FakePayPal
 from tests.fakes.stripe_server import FakeStripe
 
 ADMIN = ("admin@example.com", "admin-password-for-tests")
+STUDIO = ROOT / "tests" / "fakes" / "studio.toml"  # image and vision models on the loopback studio
 ETH_USD = 2000_00000000  # $2,000, as an 8-decimal price feed answers
 
 
@@ -71,6 +73,35 @@ def app() -> Iterator[RunningApp]:
     try:
         with running_app(data_dir, **overrides) as base_url:
             yield RunningApp(base_url=base_url, data_dir=data_dir, fake=fake)
+    finally:
+        fake.stop()
+
+
+@dataclass
+class Studio:
+    """The app with image and vision models, served by the loopback studio."""
+
+    base_url: str
+    data_dir: Path
+    fake: FakeStudio
+
+    def add_login(self, identifier: str, password: str) -> None:
+        add_login(self.data_dir, identifier, password)
+
+
+@pytest.fixture(scope="module")
+def studio() -> Iterator[Studio]:
+    fake = FakeStudio().start()
+    data_dir = Path(tempfile.mkdtemp(prefix="creditchat-images-"))
+    overrides = dict(
+        ADMIN_EMAIL=ADMIN[0], ADMIN_PASSWORD=ADMIN[1], MODELS_FILE=str(STUDIO),
+        STUDIO_BASE_URL=fake.base_url, IMAGE_TIMEOUT_S="3", MODEL_TIMEOUT_S="5",
+        LOG_LEVEL="INFO", CHECKPOINT_EVERY_S="1",
+        LOGIN_ATTEMPTS_PER_ADDRESS="100000/minute", LOGIN_ATTEMPTS_PER_ACCOUNT="100000/minute",
+    )  # fmt: skip
+    try:
+        with running_app(data_dir, **overrides) as base_url:
+            yield Studio(base_url, data_dir, fake)
     finally:
         fake.stop()
 

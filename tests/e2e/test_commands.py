@@ -43,7 +43,7 @@ async def test_usage_shows_spending_transfers_and_receipts_that_check(
     [chart] = [d for n, d in report if n == "element" and d["type"] == "plotly"]
     figure = json.loads(await chat.fetch_file(chart))
     [bars] = figure["data"]
-    assert bars["type"] == "bar" and bars["name"] == "Llama 3.1 8B (vLLM)"
+    assert bars["type"] == "bar" and bars["name"] == "Chat · Llama 3.1 8B (vLLM)"
     assert sum(bars["y"]) == pytest.approx(float(spent))  # today's bar holds both answers
     receipts = [d for n, d in report if n == "action" and d["name"] == "receipt"]
     assert len(receipts) == len(await ledger.history(user))  # one button per transfer shown

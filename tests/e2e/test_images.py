@@ -11,11 +11,8 @@ import asyncio
 import io
 import re
 import sqlite3
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,47 +24,17 @@ from agents.prices import Pricing
 from credits.ledger import UNITS_PER_CREDIT
 from credits.store import Ledger
 from credits.verify import verify
-from settings import ROOT, Settings
+from settings import Settings
 from storage.ledger import ledger_from_settings
 from tests.e2e.client import ChatSession, login, messages, steps
-from tests.e2e.conftest import ADMIN, RunningApp, add_login, new_user, open_chat
-from tests.e2e.process import running_app
-from tests.fakes.image_server import FakeStudio
+from tests.e2e.conftest import STUDIO, RunningApp, Studio, new_user, open_chat
 
 pytestmark = pytest.mark.e2e
 
-STUDIO = ROOT / "tests" / "fakes" / "studio.toml"
 CATALOG = load_catalog(STUDIO, lambda _: "set", "smollm2-135m")
 PRICING = Pricing(Decimal("0.024"))
 WELCOME = 1000 * UNITS_PER_CREDIT
 IMAGE_LINK = re.compile(r"\(/images/([\w-]+)\)")
-
-
-@dataclass
-class Studio:
-    base_url: str
-    data_dir: Path
-    fake: FakeStudio
-
-    def add_login(self, identifier: str, password: str) -> None:
-        add_login(self.data_dir, identifier, password)
-
-
-@pytest.fixture(scope="module")
-def studio() -> Iterator[Studio]:
-    fake = FakeStudio().start()
-    data_dir = Path(tempfile.mkdtemp(prefix="creditchat-images-"))
-    overrides = dict(
-        ADMIN_EMAIL=ADMIN[0], ADMIN_PASSWORD=ADMIN[1], MODELS_FILE=str(STUDIO),
-        STUDIO_BASE_URL=fake.base_url, IMAGE_TIMEOUT_S="3", MODEL_TIMEOUT_S="5",
-        LOG_LEVEL="INFO", CHECKPOINT_EVERY_S="1",
-        LOGIN_ATTEMPTS_PER_ADDRESS="100000/minute", LOGIN_ATTEMPTS_PER_ACCOUNT="100000/minute",
-    )  # fmt: skip
-    try:
-        with running_app(data_dir, **overrides) as base_url:
-            yield Studio(base_url, data_dir, fake)
-    finally:
-        fake.stop()
 
 
 @pytest.fixture
