@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python bench/turns.py
 	$(BIN)/python bench/payments.py
 	$(BIN)/python bench/crypto.py
+	$(BIN)/python bench/images.py
 
 # Re-resolve the pins from pyproject.toml's ranges (needs the package index).
 lock:

@@ -189,7 +189,8 @@ async def _images(
     items = answer.get("data")
     if not isinstance(items, list):
         raise ModelFailed("The image server sent a response we could not use.")
-    return [decode(_b64_of(item)) for item in items]
+    encoded = [_b64_of(item) for item in items]
+    return await asyncio.to_thread(lambda: [decode(b64) for b64 in encoded])
 
 
 async def _chat(
@@ -214,7 +215,8 @@ async def _chat(
         raise ModelFailed("The image server sent a response we could not use.") from exc
     if not urls:
         raise ModelFailed("The model answered without an image.")
-    return [decode(_b64_of_data_url(url)) for url in urls]
+    encoded = [_b64_of_data_url(url) for url in urls]
+    return await asyncio.to_thread(lambda: [decode(b64) for b64 in encoded])
 
 
 async def _post(
@@ -283,7 +285,9 @@ def decode(b64: str) -> Picture:
 
 def inspect(data: bytes, most_pixels: int) -> Picture:
     """What Pillow finds in `data`: a whole PNG, JPEG or WebP image of at most `most_pixels`
-    pixels, or `ModelFailed`."""
+    pixels (from its header: a decompression bomb is refused before a pixel is decoded, and
+    `verify` checks its structure), or `ModelFailed`. Its pixels are decoded once, later, into
+    its thumbnail (storage/images.py), which refuses what does not decode."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -291,7 +295,7 @@ def inspect(data: bytes, most_pixels: int) -> Picture:
                 image_format, (width, height) = image.format, image.size
                 if width * height > most_pixels:
                     raise ModelFailed("The image server sent an image too large to show.")
-                image.load()  # every byte decoded: a truncated file fails here
+                image.verify()  # PNG: every chunk and its checksum; a truncated file fails here
     except ModelFailed:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -1,7 +1,7 @@
 """Generated images over HTTP, to their owner only.
 
     GET /images/{id}            the image as it was made (?download=1: as a file to save)
-    GET /images/{id}/thumb      its thumbnail (WebP)
+    GET /images/{id}/thumb      its thumbnail (JPEG)
 
 Signed out: 401. Another person's image, an id that does not exist and a file lost or changed
 behind the app's back all answer the same 404, so ids cannot be probed.

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 log = logging.getLogger(__name__)
 
 THUMB_SIDE = 384  # pixels, the longer side of a thumbnail
+THUMB_TYPE = "image/jpeg"
 ID_BYTES = 16
 
 metadata = MetaData()
@@ -71,6 +72,10 @@ class Shelf(Protocol):
         """The file's bytes, or None when there is none."""
         ...
 
+    async def delete(self, key: str) -> None:
+        """Remove the file, if there is one."""
+        ...
+
 
 class Folder:
     """Image files under a directory (`DATA_DIR/images` by default), two levels of fan-out."""
@@ -89,6 +94,9 @@ class Folder:
             return await asyncio.to_thread(self._path(key).read_bytes)
         except FileNotFoundError:
             return None
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
 
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
@@ -124,15 +132,29 @@ class Made:
     prompt: str
 
 
+class Unreadable(Exception):
+    """An image whose pixels do not decode (it is not kept)."""
+
+
 def thumbnail(data: bytes) -> bytes:
-    """A WebP of at most `THUMB_SIDE` pixels a side (the image was checked before)."""
-    with Image.open(io.BytesIO(data)) as image:
-        image.thumbnail((THUMB_SIDE, THUMB_SIDE))
-        out = io.BytesIO()
-        image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB").save(
-            out, "WEBP", quality=80, method=2
-        )
-        return out.getvalue()
+    """A JPEG of at most `THUMB_SIDE` pixels a side, transparency laid on white: the image's one
+    full decode (JPEG: at a reduced scale), which refuses pixels that do not decode."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (THUMB_SIDE * 2, THUMB_SIDE * 2))
+            image.load()
+            factor = max(1, min(image.size) // (THUMB_SIDE * 2))
+            small = image.reduce(factor) if factor > 1 else image
+            small.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR, reducing_gap=None)
+            if small.mode in ("RGBA", "LA", "P", "PA"):
+                rgba = small.convert("RGBA")
+                small = Image.new("RGB", rgba.size, (255, 255, 255))
+                small.paste(rgba, mask=rgba.getchannel("A"))
+            out = io.BytesIO()
+            small.convert("RGB").save(out, "JPEG", quality=82)
+            return out.getvalue()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise Unreadable(str(exc)) from exc
 
 
 def _digest(data: bytes) -> str:
@@ -152,11 +174,17 @@ async def keep(
     width: int,
     height: int,
 ) -> Stored:
-    """Store an image and its thumbnail, then record it: a row never points at missing files."""
+    """Store an image and its thumbnail, then record it: a row never points at missing files.
+    `Unreadable` when its pixels do not decode (nothing is kept)."""
     image_id = secrets.token_urlsafe(ID_BYTES)
-    thumb = await asyncio.to_thread(thumbnail, data)
-    await shelf.put(_key(image_id, "full"), data, content_type)
-    await shelf.put(_key(image_id, "thumb"), thumb, "image/webp")
+    full = asyncio.ensure_future(shelf.put(_key(image_id, "full"), data, content_type))
+    try:
+        thumb = await asyncio.to_thread(thumbnail, data)  # meanwhile the image is written
+        await shelf.put(_key(image_id, "thumb"), thumb, THUMB_TYPE)
+    except BaseException:
+        await asyncio.shield(_forget(shelf, image_id, full))
+        raise
+    await full
     async with engine.begin() as conn:
         await conn.execute(
             insert(images).values(
@@ -167,6 +195,13 @@ async def keep(
             )
         )  # fmt: skip
     return Stored(image_id, width, height, content_type, made.prompt)
+
+
+async def _forget(shelf: Shelf, image_id: str, writing: asyncio.Future[None]) -> None:
+    """The files of an image that will not be kept, once its write is done."""
+    await asyncio.gather(writing, return_exceptions=True)
+    for variant in ("full", "thumb"):
+        await shelf.delete(_key(image_id, variant))
 
 
 @dataclass(frozen=True)
@@ -202,7 +237,7 @@ async def fetch(
             "missing" if data is None else "changed since it was stored",
         )  # fmt: skip
         return None
-    content_type = row.content_type if variant == "full" else "image/webp"
+    content_type = row.content_type if variant == "full" else THUMB_TYPE
     extension = content_type.rsplit("/", 1)[-1].replace("jpeg", "jpg")
     return File(data, content_type, expected, f"image-{image_id[:8]}.{extension}")
 

@@ -100,9 +100,11 @@ def image_model(d: Deployment, chosen: object) -> Model:
     return min(able, key=lambda m: m.image.usd if m.image else 0)
 
 
-async def plan_for(d: Deployment, prompt: str) -> Plan:
-    """The plan for `prompt` with the person's choices; `ImageRefused` when the model cannot."""
+async def plan_for(d: Deployment, prompt: str) -> tuple[Plan, int]:
+    """The plan for `prompt` with the person's choices, and the price in units at or above which
+    they are asked first; `ImageRefused` when the model cannot make it."""
     chosen = await preferences.image_choices_of(d.engine, person())
+    ask_above = chosen.get("ask_above", d.settings.image_ask_above_credits)
     model = image_model(d, chosen.get("model"))
     spec = model.image
     assert spec is not None
@@ -117,7 +119,8 @@ async def plan_for(d: Deployment, prompt: str) -> Plan:
             int(seed) if seed is not None else None,  # type: ignore[call-overload]
         ),
     )  # fmt: skip
-    return Plan(model, request, d.pricing.image(spec, request.width, request.height, request.steps))
+    per_image = d.pricing.image(spec, request.width, request.height, request.steps)
+    return Plan(model, request, per_image), int(ask_above) * UNITS_PER_CREDIT  # type: ignore[call-overload]
 
 
 async def ask(d: Deployment, prompt: str, why: str) -> None:
@@ -127,8 +130,7 @@ async def ask(d: Deployment, prompt: str, why: str) -> None:
             "Say what the image should show, e.g. `/image a lighthouse at dusk`. The model, size, "
             "steps, number of images and seed are in the chat settings."
         )
-    plan = await plan_for(d, prompt)
-    ask_above = await threshold(d)
+    plan, ask_above = await plan_for(d, prompt)
     step = cl.Step(name="Route", type="tool", show_input=False)
     step.output = f"**Image** · {why}\n\nQuote: {plan.describe()}"
     await step.send()
@@ -139,13 +141,6 @@ async def ask(d: Deployment, prompt: str, why: str) -> None:
         await show_quote(quote, plan)
         return
     await make(d, plan)
-
-
-async def threshold(d: Deployment) -> int:
-    """The price, in units, at or above which this person is asked first."""
-    chosen = await preferences.image_choices_of(d.engine, person())
-    credits_ = chosen.get("ask_above", d.settings.image_ask_above_credits)
-    return int(credits_) * UNITS_PER_CREDIT  # type: ignore[call-overload]
 
 
 async def show_quote(quote: work_quotes.Quote, plan: Plan) -> None:
@@ -344,6 +339,9 @@ class Making:
                         d.engine, d.shelf, made, picture.data, picture.content_type,
                         picture.width, picture.height,
                     )  # fmt: skip
+                except kept_images.Unreadable:
+                    self.failures.append("The image server sent a broken image.")
+                    continue
                 except OSError as error:
                     log.error("An image could not be stored: %s", error)
                     self.failures.append("An image came back but could not be stored here.")

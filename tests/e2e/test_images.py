@@ -148,7 +148,7 @@ async def test_an_image_is_quoted_confirmed_watched_kept_and_charged(
     with Image.open(io.BytesIO(full.content)) as image:
         assert image.size == (512, 512)
     thumb = await fetch(studio, owner, f"/images/{ids[0]}/thumb")
-    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     download = await fetch(studio, owner, f"/images/{ids[0]}?download=1")
     assert download.headers["content-disposition"].startswith("attachment;")
     other_user, password = await new_user(studio)  # type: ignore[arg-type]
@@ -191,6 +191,7 @@ async def test_cancel_charges_nothing_and_runs_nothing(studio: Studio, ledger: L
         ("422", 0, "refused the request"),
         ("429", 0, "busy (HTTP 429"),
         ("broken", 0, "broken image"),
+        ("cut-jpeg", 0, "broken image"),
         ("die", 0, "could not be reached"),
         ("slow", 0, "did not answer in time"),
         ("fewer", 1, "fewer images than asked"),

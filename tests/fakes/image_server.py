@@ -12,8 +12,9 @@ Extends the chat fake (tests/fakes/openai_server.py) with:
   as the text's words plus 85 + 170 per 512-pixel tile of each image.
 
 `image_mode` fails on demand: "422", "429", "500" (that status), "slow" (waits `slow_s` first),
-"broken" (bad base64), "truncated" (a cut PNG), "fewer" (one image fewer than asked), "die" (the
-connection closes mid-answer). `good_images` lets that many images through before failing.
+"broken" (bad base64), "truncated" (a cut PNG), "cut-jpeg" (a JPEG cut short: its header reads),
+"fewer" (one image fewer than asked), "die" (the connection closes mid-answer). `good_images`
+lets that many images through before failing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import hashlib
 import io
 import json
 import math
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,14 +46,20 @@ COLOURS = {
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 
 
-def picture(prompt: str, seed: int, index: int, width: int, height: int, kind: str) -> bytes:
-    """The image this fake makes for these inputs, always the same bytes."""
+def picture(
+    prompt: str, seed: int, index: int, width: int, height: int, kind: str, textured: bool = False
+) -> bytes:
+    """The image this fake makes for these inputs, always the same bytes. `textured`: with grain
+    over it, so that it weighs what a generated image does (a flat one compresses to nothing)."""
     digest = hashlib.sha256(f"{prompt}|{seed}|{index}".encode()).digest()
     names = sorted(COLOURS)
     background = COLOURS[names[digest[0] % len(names)]]
     image = Image.new("RGB", (width, height), background)
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, height * 3 // 8, width, height * 5 // 8), fill=tuple(digest[1:4]))
+    if textured:
+        grain = Image.effect_noise((width, height), 40).convert("RGB")
+        image = Image.blend(image, grain, 0.25)
     out = io.BytesIO()
     image.save(out, FORMATS.get(kind, "PNG"))
     return out.getvalue()
@@ -76,6 +84,8 @@ class FakeStudio(FakeOpenAI):
     good_images: int = 0  # with a failing image_mode: how many images pass before it fails
     image_requests: list[dict[str, Any]] = field(default_factory=list)
     admitted: int = 0  # requests that reached the failure check
+    textured: bool = False  # images with grain (as heavy as real ones)
+    took_s: list[float] = field(default_factory=list)  # each image request's time in here
 
     def app(self) -> Starlette:
         app = super().app()
@@ -85,6 +95,13 @@ class FakeStudio(FakeOpenAI):
         return app
 
     async def generations(self, request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            return await self._generations(request)
+        finally:
+            self.took_s.append(time.perf_counter() - started)
+
+    async def _generations(self, request: Request) -> Response:
         body = await request.json()
         self.image_requests.append(body)
         if "size" in body:  # OpenAI's shape
@@ -162,7 +179,9 @@ class FakeStudio(FakeOpenAI):
         if self.image_mode == "fewer" and count > 1:
             count -= 1
         return [
-            base64.b64encode(picture(prompt, seed, index, width, height, kind)).decode()
+            base64.b64encode(
+                picture(prompt, seed, index, width, height, kind, self.textured)
+            ).decode()
             for index in range(count)
         ]
 
@@ -192,6 +211,11 @@ class FakeStudio(FakeOpenAI):
             return JSONResponse({"data": [{"b64_json": "not//base64!!"}]})
         if mode == "truncated":
             whole = picture("cut", 0, 0, 256, 256, "png")
+            return JSONResponse(
+                {"data": [{"b64_json": base64.b64encode(whole[: len(whole) // 2]).decode()}]}
+            )
+        if mode == "cut-jpeg":  # whole to a glance (its header), but its pixels stop short
+            whole = picture("cut", 0, 0, 256, 256, "jpg", textured=True)
             return JSONResponse(
                 {"data": [{"b64_json": base64.b64encode(whole[: len(whole) // 2]).decode()}]}
             )

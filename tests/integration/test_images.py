@@ -253,7 +253,7 @@ async def test_an_image_is_served_to_its_owner_only_and_never_when_changed(
     full = await kept.fetch(engine, shelf, stored.id, "ann", "full")
     assert full is not None and full.data == data and full.content_type == "image/jpeg"
     thumb = await kept.fetch(engine, shelf, stored.id, "ann", "thumb")
-    assert thumb is not None and thumb.content_type == "image/webp"
+    assert thumb is not None and thumb.content_type == "image/jpeg"
     with Image.open(io.BytesIO(thumb.data)) as small:
         assert small.size == (384, 288)
     assert await kept.fetch(engine, shelf, stored.id, "bob", "full") is None
@@ -266,6 +266,20 @@ async def test_an_image_is_served_to_its_owner_only_and_never_when_changed(
     path.unlink()
     assert await kept.fetch(engine, shelf, stored.id, "ann", "full") is None
     assert await kept.fetch(engine, shelf, stored.id, "ann", "thumb") is not None
+
+
+async def test_an_image_whose_pixels_do_not_decode_is_not_kept(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    whole = picture("cut", 0, 0, 256, 256, "jpg", textured=True)
+    cut = images.decode(base64.b64encode(whole[: len(whole) // 2]).decode())  # its header reads
+    with pytest.raises(kept.Unreadable):
+        await kept.keep(
+            engine, kept.Folder(tmp_path / "images"),
+            kept.Made("ann", "t1", "image:abc", "m", "p"), cut.data, "image/jpeg", 256, 256,
+        )  # fmt: skip
+    assert not [p for p in (tmp_path / "images").rglob("*") if p.is_file()]
+    assert await kept.of_thread(engine, "ann", "t1") == []
 
 
 # Uploads for vision
