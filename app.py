@@ -51,6 +51,7 @@ from payments.crypto import CryptoPayments  # noqa: E402
 from payments.errors import ProviderDown  # noqa: E402
 from payments.inbox import Inbox  # noqa: E402
 from payments.watcher import Watcher  # noqa: E402
+from storage.element_files import ElementFiles  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.history import ChatHistory  # noqa: E402
 from storage.images import Folder  # noqa: E402
@@ -264,6 +265,7 @@ def data_layer() -> ChatHistory:
         live_authors=frozenset({wallet.AUTHOR}),
         forget=forget_thread,
         max_message_chars=settings.max_message_chars,
+        files=ElementFiles(d.shelf),
     )
 
 

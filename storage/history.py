@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+from chainlit.data.storage_clients.base import BaseStorageClient
 from chainlit.element import Element
 from chainlit.step import StepDict
 from chainlit.types import ThreadDict
@@ -54,13 +55,18 @@ class ChatHistory(SQLAlchemyDataLayer):
         live_authors: frozenset[str] = frozenset(),
         forget: Callable[[str], Awaitable[None]] | None = None,
         max_message_chars: int | None = None,
+        files: BaseStorageClient | None = None,
     ) -> None:
         """`live_authors`: messages by these authors are notices of the moment (a balance, a
         shortfall), not conversation: they are shown but not kept with the thread. `forget`
         deletes what else is kept of a thread when it is deleted (the model's memory of it).
         `max_message_chars`: a person's message longer than this is not kept (the chat refuses
-        it), nor does it name the thread: Chainlit stores a message before the app sees it."""
-        super().__init__(conninfo=engine.url.render_as_string(hide_password=False))
+        it), nor does it name the thread: Chainlit stores a message before the app sees it.
+        `files`: where the files of elements are kept (an uploaded photo, a chart); without it
+        they are shown but not kept."""
+        super().__init__(
+            conninfo=engine.url.render_as_string(hide_password=False), storage_provider=files
+        )
         self.live_authors = live_authors
         self.forget = forget
         self.max_message_chars = max_message_chars
@@ -74,6 +80,7 @@ class ChatHistory(SQLAlchemyDataLayer):
         # Threads this process has written, newest last.
         self._threads: OrderedDict[str, None] = OrderedDict()
         self._identifiers: dict[str, str] = {}  # user id -> identifier
+        self._not_kept: OrderedDict[str, None] = OrderedDict()  # ids of live notices, newest last
         # Writes waiting for the next group commit, the latest one's outcome, the committing task.
         self._writes: list[tuple[str, dict[str, Any], asyncio.Future[int | None]]] = []
         self._last_write: asyncio.Future[int | None] | None = None
@@ -187,14 +194,21 @@ class ChatHistory(SQLAlchemyDataLayer):
 
     async def create_element(self, element: Element) -> None:
         """Custom elements (the credit badge) are live state, not history: they are not kept. Nor
-        are files, charts and images while no blob storage is configured to hold them (Chainlit
-        would only log a warning for each)."""
+        are the elements of a notice that is not kept (a chart under /usage), nor files, charts
+        and images while no blob storage is configured to hold them (Chainlit would only log a
+        warning for each)."""
         if element.type == "custom" or self.storage_provider is None:
+            return
+        if element.for_id in self._not_kept:
             return
         await super().create_element(element)
 
     async def create_step(self, step_dict: StepDict) -> None:
         if step_dict.get("name") in self.live_authors:
+            # Its elements come next (Chainlit creates them after it): they go with it.
+            self._not_kept[str(step_dict.get("id"))] = None
+            while len(self._not_kept) > 10_000:
+                self._not_kept.popitem(last=False)
             return
         if self._too_long(step_dict):
             return

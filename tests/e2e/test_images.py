@@ -332,7 +332,30 @@ async def test_an_image_question_is_answered_by_a_model_that_sees(
     # Memory keeps what was asked and attached, not the image: a follow-up is plain chat.
     followed = await chat.turn("thanks")
     assert steps(followed)  # answered
+    # The photo stays in the thread, for its owner only.
+    [photo] = await kept_elements(studio, chat)
+    assert photo["url"].startswith("/element-files/") and photo["name"] == "red.jpg"
+    kept = await fetch(studio, chat.cookies, photo["url"])
+    assert kept.status_code == 200 and kept.content[:2] == b"\xff\xd8"
+    assert kept.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in kept.headers.get_list("content-security-policy")
+    other_user, password = await new_user(studio)  # type: ignore[arg-type]
+    stranger = await fetch(studio, await login(studio.base_url, other_user, password), photo["url"])
+    assert stranger.status_code == 404
+    assert (await fetch(studio, None, photo["url"])).status_code == 401
     await chat.close()
+
+
+async def kept_elements(studio: Studio, chat: ChatSession) -> list[dict[str, Any]]:
+    """The elements kept with the chat's thread, once there are some (they are written after
+    their message, off the chat's path)."""
+    async with httpx.AsyncClient(base_url=studio.base_url, cookies=chat.cookies) as http:
+        for _ in range(100):
+            thread = (await http.get(f"/project/thread/{chat.thread_id}")).json()
+            if thread.get("elements"):
+                return list(thread["elements"])
+            await asyncio.sleep(0.1)
+    raise AssertionError("no element was kept")
 
 
 @pytest.mark.parametrize(

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import chainlit as cl
 import pytest
 from chainlit.context import init_http_context
 from chainlit.types import Pagination, ThreadFilter
 from chainlit.user import User
 from sqlalchemy import event
 
+from storage.element_files import ElementFiles, owned_file
 from storage.engine import create_engine
 from storage.history import ChatHistory
+from storage.images import Folder
 from storage.migrate import upgrade_async
 
 
@@ -213,3 +217,41 @@ async def test_a_write_whose_caller_gives_up_still_lands_before_later_reads(
     caller.cancel()
     read = 'SELECT "name" FROM threads WHERE "id" = :id'
     assert await history.execute_sql(read, {"id": thread_id}) == [{"name": "after"}]
+
+
+async def test_element_files_are_kept_with_their_thread_for_its_owner_only(
+    database_url: str, tmp_path: Path
+) -> None:
+    await upgrade_async(database_url)
+    engine = create_engine(database_url)
+    shelf = Folder(tmp_path / "files")
+    history = ChatHistory(engine, live_authors=frozenset({"Credits"}), files=ElementFiles(shelf))
+    try:
+        ann = await history.create_user(User(identifier="ann@example.com"))
+        assert ann is not None
+        thread_id = str(uuid.uuid4())
+        await history.update_thread(thread_id, name="Photos", user_id=ann.id)
+        asked = step(thread_id, "user_message", "what is this?")
+        notice = {**step(thread_id, "assistant_message", "balance"), "name": "Credits"}
+        await save(history, asked)
+        await save(history, notice)
+        photo = cl.Image(name="red.jpg", content=b"\xff\xd8 a photo", mime="image/jpeg")
+        photo.for_id, photo.thread_id = asked["id"], thread_id
+        chart = cl.File(name="chart.json", content=b"{}", mime="application/json")
+        chart.for_id, chart.thread_id = notice["id"], thread_id
+        await history.create_element(photo)
+        await history.create_element(chart)
+
+        thread = await history.get_thread(thread_id)
+        assert thread is not None
+        [kept] = thread["elements"] or []
+        assert kept["name"] == "red.jpg" and kept["url"].startswith("/element-files/")
+        key = kept["objectKey"]
+        assert "/" in key and "red.jpg" in key  # Chainlit's key names the file...
+        assert not list((tmp_path / "files").rglob("*red.jpg*"))  # ...our shelf never does
+        mine = await owned_file(engine, shelf, key, "ann@example.com")
+        assert mine is not None and mine.data == b"\xff\xd8 a photo" and mine.mime == "image/jpeg"
+        assert await owned_file(engine, shelf, key, "bob@example.com") is None
+        assert await owned_file(engine, shelf, key + "x", "ann@example.com") is None
+    finally:
+        await engine.dispose()
