@@ -51,10 +51,11 @@ from payments.crypto import CryptoPayments  # noqa: E402
 from payments.errors import ProviderDown  # noqa: E402
 from payments.inbox import Inbox  # noqa: E402
 from payments.watcher import Watcher  # noqa: E402
+from storage.bucket import Bucket  # noqa: E402
 from storage.element_files import ElementFiles  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.history import ChatHistory  # noqa: E402
-from storage.images import Folder  # noqa: E402
+from storage.images import Folder, Shelf  # noqa: E402
 from storage.ledger import ledger_from_settings  # noqa: E402
 from storage.migrate import upgrade_async  # noqa: E402
 from storage.move import left_behind  # noqa: E402
@@ -100,7 +101,7 @@ def build(settings: Settings) -> Deployment:
         settings, engine, ledger, catalog, runner,
         Pricing(settings.credit_usd, settings.price_markup), Standings(engine),
         providers.configured(settings), settings.auth_secret(), live,
-        payments_configured.packs(settings), sellers, inbox, Folder(settings.image_folder),
+        payments_configured.packs(settings), sellers, inbox, shelf_of(settings),
     )  # fmt: skip
     if chain_config := payments_configured.crypto(settings):
         chain = Chain.at(settings.crypto_rpc_url or "", chain_config.chain_id)
@@ -167,6 +168,18 @@ def build(settings: Settings) -> Deployment:
     # Socket.io frames carry messages and settings, never files (those come over HTTP).
     chainlit_sio.eio.max_http_buffer_size = 4 * settings.max_message_chars + 64 * 1024
     return d
+
+
+def shelf_of(settings: Settings) -> Shelf:
+    """Where images and chat files are kept: an S3-compatible bucket, or a folder."""
+    if not settings.images_s3_endpoint:
+        return Folder(settings.image_folder)
+    return Bucket(
+        settings.images_s3_endpoint, settings.images_s3_bucket or "",
+        settings.images_s3_access_key.get_secret_value() if settings.images_s3_access_key else "",
+        settings.images_s3_secret_key.get_secret_value() if settings.images_s3_secret_key else "",
+        settings.images_s3_region, settings.images_s3_prefix,
+    )  # fmt: skip
 
 
 d = build(settings)
@@ -245,6 +258,7 @@ async def stop() -> None:
     await metering.finish_settling()
     await d.live.close()
     await remote.close_pools()
+    await d.shelf.close()
     await d.ledger.close()
     d.runner.close()
     await d.engine.dispose()

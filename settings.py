@@ -298,6 +298,16 @@ class Settings(BaseSettings):
     images_dir: Path | None = Field(
         None, description="Where generated images are kept. Default: DATA_DIR/images."
     )
+    images_s3_endpoint: str | None = Field(
+        None,
+        description="An S3-compatible store for images and chat files instead of IMAGES_DIR, "
+        "e.g. https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:9000 (MinIO).",
+    )
+    images_s3_bucket: str | None = Field(None, description="Its bucket (it must exist).")
+    images_s3_region: str = Field("us-east-1", description="Its region, as it signs requests.")
+    images_s3_prefix: str = Field("", description="A prefix for every key, e.g. creditchat/.")
+    images_s3_access_key: SecretStr | None = Field(None, description="Its access key id.")
+    images_s3_secret_key: SecretStr | None = Field(None, description="Its secret access key.")
     upload_max_mb: float = Field(
         10.0, gt=0, description="Largest image a person may upload, in MB."
     )
@@ -338,6 +348,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"MODEL_DEADLINE_S ({self.model_deadline_s:g}) must be less than HOLD_TIMEOUT_S "
                 f"({self.hold_timeout_s}): an answer still streaming when its hold expires is free."
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _a_bucket_is_whole(self) -> Settings:
+        if self.images_s3_endpoint and not (
+            self.images_s3_bucket and self.images_s3_access_key and self.images_s3_secret_key
+        ):
+            raise ValueError(
+                "IMAGES_S3_ENDPOINT needs IMAGES_S3_BUCKET, IMAGES_S3_ACCESS_KEY and "
+                "IMAGES_S3_SECRET_KEY too."
             )
         return self
 

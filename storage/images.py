@@ -3,7 +3,7 @@
 An image is a row in `images` (its owner, the work that made it, what it shows, the SHA-256 of its
 two files) and two files in a `Shelf`: the image as the provider made it and a thumbnail made once,
 here, with Pillow. The shelf is a folder under the data directory by default (`Folder`), or an
-S3-compatible bucket (`storage/bucket.py`). `fetch` gives a file to its owner only: an image of
+S3-compatible bucket (`storage/bucket.py`, IMAGES_S3_*). `fetch` gives a file to its owner only: an image of
 someone else, or one that does not exist, is the same `None`, so ids cannot be probed; a file
 changed or lost behind the app's back is `None` too (and logged), never served.
 """
@@ -76,6 +76,8 @@ class Shelf(Protocol):
         """Remove the file, if there is one."""
         ...
 
+    async def close(self) -> None: ...
+
 
 class Folder:
     """Image files under a directory (`DATA_DIR/images` by default), two levels of fan-out."""
@@ -97,6 +99,9 @@ class Folder:
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+
+    async def close(self) -> None:
+        return None
 
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
