@@ -34,10 +34,13 @@ def s3() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    boto3.client(
+    client = boto3.client(
         "s3", endpoint_url=endpoint, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
         region_name="eu-west-1",
-    ).create_bucket(Bucket="images", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})  # fmt: skip
+    )  # fmt: skip
+    client.create_bucket(
+        Bucket="images", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
     try:
         yield endpoint
     finally:
