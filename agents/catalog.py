@@ -63,6 +63,8 @@ class ImageSpec:
     seconds_per_step: Decimal = Decimal("0.5")  # the first estimate of progress, then measured
     seconds_per_image: Decimal = Decimal("5")  # likewise, for models without steps
     extension: Literal["png", "jpg", "webp"] = "png"
+    partials: int = 0  # openai: partial images the provider streams while it works (0-3)
+    ask_b64: bool = True  # openai: ask for response_format=b64_json (gpt-image models refuse it)
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,8 @@ def _image(mid: str, spec: object) -> ImageSpec:
             seconds_per_step=Decimal(str(spec.get("seconds_per_step", "0.5"))),
             seconds_per_image=Decimal(str(spec.get("seconds_per_image", "5"))),
             extension=spec.get("extension", "png"),
+            partials=int(spec.get("partials", 0)),
+            ask_b64=bool(spec.get("ask_b64", True)),
         )
     except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
         raise CatalogError(f"{owner}: {exc!r} is missing or malformed.") from exc
@@ -260,6 +264,8 @@ def _image(mid: str, spec: object) -> ImageSpec:
         raise CatalogError(f"{owner}: default_steps must be within steps.")
     if image.extension not in ("png", "jpg", "webp") or image.most_images < 1:
         raise CatalogError(f"{owner}: extension must be png, jpg or webp; most_images >= 1.")
+    if not 0 <= image.partials <= 3 or (image.partials and image.api != "openai"):
+        raise CatalogError(f"{owner}: partials (0-3) are for the openai api only.")
     return image
 
 

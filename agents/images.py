@@ -2,7 +2,8 @@
 
 - `images`: `POST /images/generations` with Nebius's fields (`width`, `height`,
   `num_inference_steps`, `seed`, `response_format=b64_json`), one request per image, all at once;
-- `openai`: the same endpoint with `size` and `n`, one request for all;
+- `openai`: the same endpoint with `size` and `n`, one request for all; or, where the model
+  streams partial images, one streamed request per image, its previews handed on as they come;
 - `chat`: `POST /chat/completions` with `modalities: ["image", "text"]`, the images coming back as
   data URLs in `choices[0].message.images` (OpenRouter), one request per image.
 
@@ -18,8 +19,9 @@ import asyncio
 import base64
 import binascii
 import io
+import json
 import warnings
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -29,7 +31,7 @@ from PIL import Image
 
 from agents.catalog import ImageSpec, Model
 from agents.errors import AgentError, ModelFailed, ModelUnreachable
-from agents.remote import describe, pool
+from agents.remote import DONE, describe, event_data, pool
 
 MOST_IMAGE_BYTES = 40 * 2**20  # one generated image, decoded
 MOST_PIXELS = 4096 * 4096  # larger than any model makes: a bomb, not a picture
@@ -117,8 +119,15 @@ def check(spec: ImageSpec, request: ImageRequest) -> ImageRequest:
     return ImageRequest(prompt, *size, request.steps, request.count, request.seed)
 
 
-async def pictures(model: Model, request: ImageRequest, timeout_s: float) -> AsyncIterator[Picture]:
-    """Each image of `request` as it arrives; then `ImageFailed` if any did not."""
+Preview = Callable[[int, bytes], Awaitable[None]]  # (which image, a partial image's bytes)
+
+
+async def pictures(
+    model: Model, request: ImageRequest, timeout_s: float, preview: Preview | None = None
+) -> AsyncIterator[Picture]:
+    """Each image of `request` as it arrives; then `ImageFailed` if any did not. Where the
+    provider streams partial images (`partials` in the catalogue: OpenAI's image models), each is
+    handed to `preview` as it comes."""
     assert model.image is not None, f"{model.id} makes no images"
     base = (model.provider.base_url or "").rstrip("/")
     headers = (
@@ -126,8 +135,13 @@ async def pictures(model: Model, request: ImageRequest, timeout_s: float) -> Asy
     )
     client = pool(timeout_s)
     calls: list[Coroutine[Any, Any, list[Picture]]]
-    if model.image.api == "openai":
-        calls = [_images(client, base, headers, _openai_body(model, request))]
+    if model.image.api == "openai" and model.image.partials:
+        calls = [
+            _streamed(client, base, headers, _openai_body(model, request, 1), n, preview)
+            for n in range(request.count)
+        ]
+    elif model.image.api == "openai":
+        calls = [_images(client, base, headers, _openai_body(model, request, request.count))]
     elif model.image.api == "images":
         calls = [
             _images(client, base, headers, _nebius_body(model, request, n))
@@ -172,14 +186,69 @@ def _nebius_body(model: Model, request: ImageRequest, n: int) -> dict[str, Any]:
     return body
 
 
-def _openai_body(model: Model, request: ImageRequest) -> dict[str, Any]:
-    return {
+def _openai_body(model: Model, request: ImageRequest, n: int) -> dict[str, Any]:
+    assert model.image is not None
+    body: dict[str, Any] = {
         "model": model.name,
         "prompt": request.prompt,
         "size": request.size,
-        "n": request.count,
-        "response_format": "b64_json",
+        "n": n,
     }
+    if model.image.ask_b64:  # DALL-E answers with URLs unless asked; gpt-image refuses the field
+        body["response_format"] = "b64_json"
+    if model.image.partials:
+        body |= {"stream": True, "partial_images": model.image.partials}
+    return body
+
+
+async def _streamed(
+    client: httpx.AsyncClient,
+    base: str,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    index: int,
+    preview: Preview | None,
+) -> list[Picture]:
+    """One image streamed as server-sent events: `image_generation.partial_image` events, then
+    `image_generation.completed` with the image."""
+    try:
+        async with client.stream(
+            "POST", f"{base}/images/generations", json=body, headers=headers
+        ) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise ModelFailed(said(response))
+            async for line in response.aiter_lines():
+                data = event_data(line)
+                if not data or data == DONE:
+                    continue
+                event = _event(data)
+                kind, b64 = event.get("type"), event.get("b64_json")
+                if kind == "error" or "error" in event:
+                    raise ModelFailed(f"The image server failed: {describe(event.get('error'))}.")
+                if not isinstance(b64, str):
+                    continue
+                if kind == "image_generation.completed":
+                    return [await asyncio.to_thread(decode, b64)]
+                if kind == "image_generation.partial_image" and preview is not None:
+                    await preview(index, (await asyncio.to_thread(decode, b64)).data)
+    except httpx.TimeoutException as exc:
+        raise ModelUnreachable("The image server did not answer in time.") from exc
+    except httpx.HTTPError as exc:
+        raise ModelUnreachable(
+            f"The image server could not be reached ({type(exc).__name__})."
+        ) from exc
+    raise ModelFailed("The image server ended its stream without the image.")
+
+
+def _event(data: str) -> dict[str, Any]:
+    try:
+        event = json.loads(data)
+    except ValueError as exc:
+        raise ModelFailed("The image server sent a response we could not use.") from exc
+    if not isinstance(event, dict):
+        raise ModelFailed("The image server sent a response we could not use.")
+    return event
 
 
 async def _images(

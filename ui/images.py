@@ -8,7 +8,8 @@ shown again when the chat is reopened); below it, the quote is shown and the ima
 Making them runs on the metered path: the most they can cost (every image asked for) is held; each
 image that comes back whole is stored with its thumbnail (storage/images.py) and shown, and the
 charge is the price of the images delivered, never what the provider says. The progress bar moves
-from the model's measured pace (`agents.images.Pace`) until each image arrives. Stop keeps and
+from the model's measured pace (`agents.images.Pace`) until each image arrives, with the partial
+images a provider streams (where it does) shown small meanwhile. Stop keeps and
 charges the images already shown; a failure, a timeout or a broken image costs nothing for the
 images it took.
 """
@@ -16,6 +17,7 @@ images it took.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
@@ -267,6 +269,7 @@ class Making:
         self.plan = plan
         self.meter = meter
         self.kept: list[kept_images.Stored] = []
+        self.partials: dict[int, str] = {}  # image index -> its latest partial, as a data URI
         self.failures: list[str] = []
         self.started = time.monotonic()
         self.estimate_s = d.pace.estimate_s(plan.model, plan.request)
@@ -295,6 +298,9 @@ class Making:
             "done": len(self.kept),
             "label": self.plan.model.label,
             "previews": [f"/images/{s.id}/thumb" for s in self.kept],
+            "partials": [self.partials[n] for n in sorted(self.partials)]
+            if state == "working"
+            else [],
             "elapsed_s": round(elapsed, 1),
         }
 
@@ -332,7 +338,7 @@ class Making:
         )  # fmt: skip
         try:
             async for picture in images.pictures(
-                plan.model, plan.request, d.settings.image_timeout_s
+                plan.model, plan.request, d.settings.image_timeout_s, self.preview
             ):
                 try:
                     stored = await kept_images.keep(
@@ -359,6 +365,15 @@ class Making:
             self.failures.append(str(failed))
         if not self.failures:
             d.pace.observe(plan.model, plan.request, time.monotonic() - self.started)
+
+    async def preview(self, index: int, data: bytes) -> None:
+        """A partial image the provider streamed: shown small until the image itself comes."""
+        try:
+            small = await asyncio.to_thread(kept_images.thumbnail, data)
+        except kept_images.Unreadable:
+            return  # a preview that does not decode is not worth a word
+        self.partials[index] = "data:image/jpeg;base64," + base64.b64encode(small).decode()
+        await self.show("working")
 
     async def finish(self, state: str) -> None:
         plan, kept = self.plan, self.kept

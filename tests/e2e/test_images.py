@@ -389,3 +389,22 @@ async def test_the_offline_default_says_what_to_configure(app: RunningApp) -> No
     seen = await chat.send("what is this?", files=[upload])
     assert "No model here can see images" in said(seen)
     await chat.close()
+
+
+async def test_partial_images_a_provider_streams_show_before_the_image(
+    studio: Studio, ledger: Ledger
+) -> None:
+    user, chat = await person(studio, model="studio-gpt-image", size="1024x1024", count=1)
+    asked = await chat.send("/image a jazz poster")
+    with studio.fake.behaving(step_s=0.3):
+        done = await confirmed(chat, quote_action(asked))
+    bars = [d["props"] for n, d in done if n == "element" and d.get("name") == "ImageProgress"]
+    partial = [b for b in bars if b["partials"]]
+    assert partial and all(p.startswith("data:image/jpeg;base64,") for p in partial[0]["partials"])
+    assert bars.index(partial[0]) < next(i for i, b in enumerate(bars) if b["done"] == 1)
+    assert bars[-1]["partials"] == []  # gone once the image is in
+    assert len(set(IMAGE_LINK.findall(said(done)))) == 1
+    assert (await ledger.balance(user)).available == WELCOME - per_image(
+        "studio-gpt-image", 1024, 1024, None
+    )
+    await chat.close()

@@ -2,7 +2,8 @@
 
 Extends the chat fake (tests/fakes/openai_server.py) with:
 - `POST /v1/images/generations`, both shapes: Nebius's (`width`, `height`, `num_inference_steps`,
-  `seed`, `response_extension`; one image a request) and OpenAI's (`size`, `n`). Each image is
+  `seed`, `response_extension`; one image a request) and OpenAI's (`size`, `n`; with `stream`, the
+  partial images as server-sent events, then the image). Each image is
   drawn with Pillow, deterministically from the prompt, seed and index (a colour field with a
   stripe), as PNG, JPEG or WebP, after `step_s` seconds a step;
 - `POST /v1/chat/completions` with `modalities` including "image": the images as data URLs in
@@ -85,6 +86,7 @@ class FakeStudio(FakeOpenAI):
     image_requests: list[dict[str, Any]] = field(default_factory=list)
     admitted: int = 0  # requests that reached the failure check
     textured: bool = False  # images with grain (as heavy as real ones)
+    stream_dies: bool = False  # a streamed image's connection closes after its first partial
     took_s: list[float] = field(default_factory=list)  # each image request's time in here
 
     def app(self) -> Starlette:
@@ -115,11 +117,34 @@ class FakeStudio(FakeOpenAI):
         failed = await self._fail(steps, count)
         if failed is not None:
             return failed
-        items = [
-            {"b64_json": b64}
-            for b64 in self._images(body["prompt"], seed, count, width, height, kind)
-        ]
+        made = self._images(body["prompt"], seed, count, width, height, kind)
+        if body.get("stream"):
+            return StreamingResponse(
+                self._partials(made, int(body.get("partial_images", 0))),
+                media_type="text/event-stream",
+            )
+        items = [{"b64_json": b64} for b64 in made]
         return self._answer({"id": "img-fake", "created": 0, "data": items})
+
+    async def _partials(self, made: list[str], partials: int) -> AsyncIterator[bytes]:
+        """OpenAI's streamed image: blurry partial images, then the image (`die`: the connection
+        closes after the first partial)."""
+        [b64] = made
+        with Image.open(io.BytesIO(base64.b64decode(b64))) as final:
+            for index in range(partials):
+                await asyncio.sleep(self.step_s)
+                rough = final.reduce(8).resize(final.size)
+                out = io.BytesIO()
+                rough.save(out, "PNG")
+                event = {"type": "image_generation.partial_image", "partial_image_index": index,
+                         "b64_json": base64.b64encode(out.getvalue()).decode()}  # fmt: skip
+                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+                if self.stream_dies:
+                    raise ConnectionResetError("the fake image server died mid-stream")
+        await asyncio.sleep(self.step_s)
+        done = {"type": "image_generation.completed", "b64_json": b64,
+                "usage": {"input_tokens": 10, "output_tokens": 1056}}  # fmt: skip
+        yield f"event: {done['type']}\ndata: {json.dumps(done)}\n\n".encode()
 
     async def completions(self, request: Request) -> Response:
         body = await request.json()

@@ -52,6 +52,7 @@ async def made(model: Model, request: ImageRequest, timeout_s: float = 5) -> lis
         ("studio-schnell", (512, 384), 4, 3, "PNG"),
         ("studio-dev", (256, 256), 8, 1, "WEBP"),
         ("studio-gpt-image", (1536, 1024), None, 2, "PNG"),
+        ("studio-dalle", (512, 512), None, 3, "PNG"),
         ("studio-chat-image", (1024, 1024), None, 2, "PNG"),
     ],
 )
@@ -72,8 +73,12 @@ async def test_every_request_shape_brings_the_images_asked_for(
         assert {(r["width"], r["height"], r["response_format"]) for r in sent} == {
             (*size, "b64_json")
         }
+    elif model.image.api == "openai" and model.image.partials:  # streamed: one request an image
+        assert [(r["size"], r["n"]) for r in sent] == [(f"{size[0]}x{size[1]}", 1)] * count
     elif model.image.api == "openai":
-        assert [(r["size"], r["n"]) for r in sent] == [(f"{size[0]}x{size[1]}", count)]
+        assert [(r["size"], r["n"], r["response_format"]) for r in sent] == [
+            (f"{size[0]}x{size[1]}", count, "b64_json")
+        ]
     else:
         assert len(sent) == count and all(r["modalities"] == ["image", "text"] for r in sent)
 
@@ -122,7 +127,7 @@ async def test_some_images_can_come_while_others_fail(catalog: Catalog, studio: 
     assert len(got) == 2 and len(failed.value.reasons) == 1
 
 
-@pytest.mark.parametrize("model_id", ["studio-gpt-image", "studio-schnell", "studio-chat-image"])
+@pytest.mark.parametrize("model_id", ["studio-dalle", "studio-schnell", "studio-chat-image"])
 async def test_fewer_images_than_asked_are_counted(
     catalog: Catalog, studio: FakeStudio, model_id: str
 ) -> None:
@@ -341,3 +346,44 @@ def test_a_bmp_is_refused_by_its_type() -> None:
     Image.new("RGB", (10, 10)).save(out, "BMP")
     with pytest.raises(vision.NotAnImage, match="BMP image; send a PNG, JPEG, WebP or GIF"):
         vision.prepare(out.getvalue(), "x.bmp", MB, 10**6)
+
+
+async def test_a_streamed_image_shows_its_partials_before_it_comes(
+    catalog: Catalog, studio: FakeStudio
+) -> None:
+    model = catalog.get("studio-gpt-image")
+    seen: list[tuple[int, int]] = []
+
+    async def preview(index: int, data: bytes) -> None:
+        with Image.open(io.BytesIO(data)) as partial:
+            seen.append((index, partial.width))
+
+    studio.image_requests.clear()
+    got = [
+        p async for p in images.pictures(model, ImageRequest("x", 1024, 1024, None, 2), 5, preview)
+    ]
+    assert len(got) == 2 and sorted(seen) == [(0, 1024), (0, 1024), (1, 1024), (1, 1024)]
+    sent = studio.image_requests
+    assert [(r["n"], r["stream"], r["partial_images"]) for r in sent] == [(1, True, 2)] * 2
+    assert all("response_format" not in r for r in sent)  # gpt-image refuses it
+
+
+async def test_a_stream_that_dies_after_a_partial_delivers_nothing(
+    catalog: Catalog, studio: FakeStudio
+) -> None:
+    model = catalog.get("studio-gpt-image")
+    partials: list[int] = []
+
+    async def preview(index: int, data: bytes) -> None:
+        partials.append(index)
+
+    with studio.behaving(stream_dies=True), pytest.raises(ImageFailed) as failed:
+        await made_with(model, ImageRequest("x", 1024, 1024, None, 1), preview)
+    assert partials == [0]
+    assert "could not be reached" in str(failed.value)
+
+
+async def made_with(
+    model: Model, request: ImageRequest, preview: images.Preview
+) -> list[images.Picture]:
+    return [p async for p in images.pictures(model, request, 5, preview)]
