@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.catalog import load_catalog
 from auth.providers import parse_oidc_list
 from settings import ROOT, Settings
 
@@ -82,3 +83,14 @@ def test_provider_secret_reads_the_environment(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("SOME_PROVIDER_KEY", "sk-test")
     assert Settings(_env_file=None).provider_secret("SOME_PROVIDER_KEY") == "sk-test"  # type: ignore[call-arg]
     assert Settings(_env_file=None).provider_secret("NOT_SET_ANYWHERE_KEY") is None  # type: ignore[call-arg]
+
+
+def test_chainlits_ci_placeholder_key_enables_no_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`chainlit run` with CI set puts a fake OPENAI_API_KEY in the environment before the app
+    loads: OpenAI's models (chat and images) appeared in every CI run, answering nothing."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-FAKE-OPENAI-API-KEY")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.provider_secret("OPENAI_API_KEY") is None
+    catalog = load_catalog(settings.models_file, settings.provider_secret, "smollm2-135m")
+    assert [m.id for m in catalog.enabled("chat")] == ["smollm2-135m"]
+    assert catalog.enabled("image") == []
