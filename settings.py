@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent
+CHAINLIT_CI_KEY = "sk-FAKE-OPENAI-API-KEY"  # chainlit/cli sets OPENAI_API_KEY to it when CI is set
 
 
 class Settings(BaseSettings):
@@ -377,10 +378,14 @@ class Settings(BaseSettings):
         return path.read_text().strip()
 
     def provider_secret(self, name: str) -> str | None:
-        """A provider's API key or URL named in models.toml (environment first, then `.env`)."""
+        """A provider's API key or URL named in models.toml (environment first, then `.env`).
+        Chainlit's placeholder key is none: `chainlit run` puts it in the environment whenever CI
+        is set, and it would enable OpenAI's models, which could only fail."""
         value = os.environ.get(name)
         if value is None:
             value = _dotenv().get(name)
+        if value == CHAINLIT_CI_KEY:
+            return None
         return value or None
 
     def export_for_chainlit(self) -> None:
