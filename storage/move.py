@@ -38,6 +38,7 @@ APP_TABLES = (
     "users", "threads", "steps", "elements", "feedbacks", "logins", "preferences", "identities",
     "account_standing", "invitations", "orders", "payment_events", "wallets", "crypto_quotes",
     "crypto_payments", "chain_cursors", "images", "work_quotes", "image_choices",
+    "task_runs",
 )  # fmt: skip
 # What lives minutes and is not moved: sign-ins and wallet bindings under way start again.
 PASSING = ("sign_in_flows", "wallet_nonces")
