@@ -258,8 +258,7 @@ async def _images(
     items = answer.get("data")
     if not isinstance(items, list):
         raise ModelFailed("The image server sent a response we could not use.")
-    encoded = [_b64_of(item) for item in items]
-    return await asyncio.to_thread(lambda: [decode(b64) for b64 in encoded])
+    return await decoded([_b64_of(item) for item in items])
 
 
 async def _chat(
@@ -284,8 +283,7 @@ async def _chat(
         raise ModelFailed("The image server sent a response we could not use.") from exc
     if not urls:
         raise ModelFailed("The model answered without an image.")
-    encoded = [_b64_of_data_url(url) for url in urls]
-    return await asyncio.to_thread(lambda: [decode(b64) for b64 in encoded])
+    return await decoded([_b64_of_data_url(url) for url in urls])
 
 
 async def _post(
@@ -339,6 +337,11 @@ def _b64_of_data_url(url: str) -> str:
     if not (head.startswith("data:image/") and head.endswith(";base64")):
         raise ModelFailed("The image server sent an image in a form we could not use.")
     return data
+
+
+async def decoded(encoded: list[str]) -> list[Picture]:
+    """Each image of `encoded` checked, off the event loop."""
+    return await asyncio.to_thread(lambda: [decode(b64) for b64 in encoded])
 
 
 def decode(b64: str) -> Picture:

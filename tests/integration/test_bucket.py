@@ -7,7 +7,6 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import boto3
 import botocore.auth
@@ -20,8 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import images as kept
 from storage.bucket import Bucket, sign
-from storage.engine import create_engine
-from storage.migrate import upgrade_async
 from tests.e2e.process import free_port
 from tests.fakes.image_server import picture
 
@@ -99,15 +96,6 @@ async def test_a_store_that_refuses_or_is_down_is_an_os_error(s3: str) -> None:
     with pytest.raises(OSError, match="could not be reached"):
         await down.get("x")
     await down.close()
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
-    await upgrade_async(url)
-    made = create_engine(url)
-    yield made
-    await made.dispose()
 
 
 async def test_images_kept_in_a_bucket_are_served_like_those_in_a_folder(

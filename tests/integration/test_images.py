@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,8 +21,6 @@ from agents.images import ImageFailed, ImageRefused, ImageRequest
 from agents.prices import Pricing
 from settings import ROOT
 from storage import images as kept
-from storage.engine import create_engine
-from storage.migrate import upgrade_async
 from tests.fakes.image_server import FakeStudio, picture
 
 STUDIO = ROOT / "tests" / "fakes" / "studio.toml"
@@ -235,15 +233,6 @@ def _gif() -> bytes:
 
 
 # Where images are kept
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
-    await upgrade_async(url)
-    made = create_engine(url)
-    yield made
-    await made.dispose()
 
 
 async def test_an_image_is_served_to_its_owner_only_and_never_when_changed(

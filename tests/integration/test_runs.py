@@ -4,22 +4,10 @@ each change made only by whoever may make it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import runs
-from storage.engine import create_engine
-from storage.migrate import upgrade_async
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await upgrade_async(database_url)
-    made = create_engine(database_url)
-    yield made
-    await made.dispose()
 
 
 async def test_a_run_goes_from_pending_to_its_end_by_its_worker(engine: AsyncEngine) -> None:
