@@ -55,7 +55,7 @@ from storage.bucket import Bucket  # noqa: E402
 from storage.element_files import ElementFiles  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.history import ChatHistory  # noqa: E402
-from storage.images import Folder, Shelf  # noqa: E402
+from storage.images import Folder, Shelf, finish_thumbnails  # noqa: E402
 from storage.ledger import ledger_from_settings  # noqa: E402
 from storage.migrate import upgrade_async  # noqa: E402
 from storage.move import left_behind  # noqa: E402
@@ -258,6 +258,7 @@ async def stop() -> None:
     await metering.finish_settling()
     await d.live.close()
     await remote.close_pools()
+    await finish_thumbnails()
     await d.shelf.close()
     await d.ledger.close()
     d.runner.close()

@@ -16,7 +16,6 @@ was delivered before it stays delivered. Nothing here prices anything: the calle
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import io
 import json
@@ -300,7 +299,7 @@ async def _post(
     if response.status_code >= 400:
         raise ModelFailed(said(response))
     try:
-        answer = response.json()
+        answer = await asyncio.to_thread(response.json)  # megabytes of base64: off the loop
     except ValueError as exc:
         raise ModelFailed("The image server sent a response we could not use.") from exc
     if not isinstance(answer, dict):
@@ -349,7 +348,7 @@ def decode(b64: str) -> Picture:
     if len(b64) > MOST_IMAGE_BYTES * 4 // 3 + 4:
         raise ModelFailed("The image server sent an image larger than any it should make.")
     try:
-        data = base64.b64decode(b64, validate=True)
+        data = binascii.a2b_base64(b64, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise ModelFailed("The image server sent a broken image (bad base64).") from exc
     return inspect(data, MOST_PIXELS)
@@ -357,9 +356,10 @@ def decode(b64: str) -> Picture:
 
 def inspect(data: bytes, most_pixels: int) -> Picture:
     """What Pillow finds in `data`: a whole PNG, JPEG or WebP image of at most `most_pixels`
-    pixels (from its header: a decompression bomb is refused before a pixel is decoded, and
-    `verify` checks its structure), or `ModelFailed`. Its pixels are decoded once, later, into
-    its thumbnail (storage/images.py), which refuses what does not decode."""
+    pixels, or `ModelFailed`. The size is read from the header (a decompression bomb is refused
+    before a pixel is decoded); then the whole file is checked, as cheaply as each format allows:
+    a PNG's every chunk and checksum (`verify`), a JPEG decoded at an eighth of its size (every
+    byte of its data is still read: a truncated file fails), a WebP decoded."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -367,7 +367,11 @@ def inspect(data: bytes, most_pixels: int) -> Picture:
                 image_format, (width, height) = image.format, image.size
                 if width * height > most_pixels:
                     raise ModelFailed("The image server sent an image too large to show.")
-                image.verify()  # PNG: every chunk and its checksum; a truncated file fails here
+                if image_format == "PNG":
+                    image.verify()
+                else:
+                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                    image.load()
     except ModelFailed:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

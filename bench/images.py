@@ -1,9 +1,10 @@
 """Images and vision: what the app adds around a provider's image, and preparing a photo.
 
 The real app process runs with the image models of tests/fakes/studio.toml, served by the
-loopback studio (tests/fakes/image_server.py, in this process) with grainy 1024x1024 PNGs as heavy
-as generated ones. Each request is `/image ...` from an open chat, below the person's "ask me
-above" price, so it runs at once.
+loopback studio (tests/fakes/image_server.py, in a process of its own: neither it nor this client
+shares a process with the other) with grainy 1024x1024 PNGs as heavy as generated ones. Each
+request is `/image ...` from an open chat, below the person's "ask me above" price, so it runs at
+once.
 
 Prints `name: value` lines:
   image_overhead_ms_p50 / _p95   our time around one 1024x1024 image: from the message sent to
@@ -34,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx
 from PIL import Image
 
 from agents import vision
@@ -46,8 +48,7 @@ from storage.engine import create_engine
 from storage.ledger import ledger_from_settings
 from storage.migrate import upgrade_async
 from tests.e2e.client import ChatSession, login, messages
-from tests.e2e.process import app_process
-from tests.fakes.image_server import FakeStudio
+from tests.e2e.process import app_process, free_port
 
 PASSWORD = "bench-password-long-enough"
 STUDIO = ROOT / "tests" / "fakes" / "studio.toml"
@@ -74,17 +75,19 @@ async def image_done(chat: ChatSession, after: int) -> None:
     await chat.wait_for_badge(after)
 
 
-async def overhead(chat: ChatSession, fake: FakeStudio, count: int) -> None:
+async def overhead(chat: ChatSession, studio: str, count: int) -> None:
     took, provider = [], []
-    for n in range(count + 3):  # the first three warm the app up
-        fake.took_s.clear()
-        start = len(chat.events)
-        began = time.perf_counter()
-        await chat.emit_message(f"/image a lighthouse at dusk, take {n}")
-        await image_done(chat, start)
-        total = time.perf_counter() - began
-        if n >= 3:
-            [provider_s] = fake.took_s
+    async with httpx.AsyncClient(base_url=studio) as fake:
+        for n in range(count + 3):  # the first three warm the app up
+            await fake.post("/took")  # forget the times so far
+            start = len(chat.events)
+            began = time.perf_counter()
+            await chat.emit_message(f"/image a lighthouse at dusk, take {n}")
+            await image_done(chat, start)
+            total = time.perf_counter() - began
+            if n < 3:
+                continue
+            [provider_s] = (await fake.post("/took")).json()
             took.append((total - provider_s) * 1000)
             provider.append(provider_s * 1000)
     print(f"image_overhead_ms_p50: {statistics.median(took):.1f}")
@@ -139,14 +142,20 @@ async def concurrent(base_url: str, data_dir: Path, engine: object, sessions: in
 
 async def run(args: argparse.Namespace) -> None:
     vision_prep(args.photos)
-    fake = FakeStudio(textured=True).start()
+    port = free_port()
+    fake = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.fakes.image_server", "--port", str(port), "--textured",
+        cwd=ROOT,
+    )  # fmt: skip
+    studio = f"http://127.0.0.1:{port}"
+    await wait_up(studio)
     data_dir = Path(tempfile.mkdtemp(prefix="bench-images-"))
     db = f"sqlite+aiosqlite:///{(data_dir / 'app.db').resolve()}"
     await upgrade_async(db)
     engine = create_engine(db)
     await passwords.create(engine, "painter@example.com", PASSWORD)
     overrides = dict(
-        MODELS_FILE=str(STUDIO), STUDIO_BASE_URL=fake.base_url, ADMIN_EMAIL="admin@example.com",
+        MODELS_FILE=str(STUDIO), STUDIO_BASE_URL=f"{studio}/v1", ADMIN_EMAIL="admin@example.com",
         ADMIN_PASSWORD=PASSWORD, LOG_LEVEL="WARNING",
         LOGIN_ATTEMPTS_PER_ADDRESS="100000/minute", LOGIN_ATTEMPTS_PER_ACCOUNT="100000/minute",
     )  # fmt: skip
@@ -155,12 +164,24 @@ async def run(args: argparse.Namespace) -> None:
             chat = ChatSession(base_url, await login(base_url, "painter@example.com", PASSWORD))
             await chat.connect()
             await chat.wait_for_badge(0)
-            await overhead(chat, fake, args.images)
+            await overhead(chat, studio, args.images)
             await chat.close()
             await concurrent(base_url, data_dir, engine, args.sessions)
     finally:
         await engine.dispose()
-        fake.stop()
+        fake.terminate()
+        await fake.wait()
+
+
+async def wait_up(url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        for _ in range(200):
+            try:
+                await http.get(f"{url}/v1/models")
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+    raise RuntimeError("the fake studio did not start")
 
 
 def main() -> None:

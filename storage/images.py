@@ -2,10 +2,14 @@
 
 An image is a row in `images` (its owner, the work that made it, what it shows, the SHA-256 of its
 two files) and two files in a `Shelf`: the image as the provider made it and a thumbnail made once,
-here, with Pillow. The shelf is a folder under the data directory by default (`Folder`), or an
-S3-compatible bucket (`storage/bucket.py`, IMAGES_S3_*). `fetch` gives a file to its owner only: an image of
-someone else, or one that does not exist, is the same `None`, so ids cannot be probed; a file
-changed or lost behind the app's back is `None` too (and logged), never served.
+here, with Pillow. `keep` stores the image and records it; its thumbnail is made beside, off the
+person's path (`thumbnail_soon`: decoding a large PNG takes longer than all else around an
+image), or, if asked for before it is done or after a restart lost it, when first served.
+
+The shelf is a folder under the data directory by default (`Folder`), or an S3-compatible bucket
+(`storage/bucket.py`, IMAGES_S3_*). `fetch` gives a file to its owner only: an image of someone
+else, or one that does not exist, is the same `None`, so ids cannot be probed; a file changed or
+lost behind the app's back is `None` too (and logged), never served.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from sqlalchemy import (
     Text,
     insert,
     select,
+    update,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -55,7 +60,7 @@ images = Table(
     Column("height", Integer, nullable=False),
     Column("content_type", Text, nullable=False),
     Column("sha256", Text, nullable=False),
-    Column("thumb_sha256", Text, nullable=False),
+    Column("thumb_sha256", Text),  # None until its thumbnail is made
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_images_owner", images.c.owner, images.c.created_at)
@@ -179,34 +184,56 @@ async def keep(
     width: int,
     height: int,
 ) -> Stored:
-    """Store an image and its thumbnail, then record it: a row never points at missing files.
-    `Unreadable` when its pixels do not decode (nothing is kept)."""
+    """Store an image, then record it: a row never points at a missing file. Its thumbnail is
+    made soon after (`thumbnail_soon`)."""
     image_id = secrets.token_urlsafe(ID_BYTES)
-    full = asyncio.ensure_future(shelf.put(_key(image_id, "full"), data, content_type))
-    try:
-        thumb = await asyncio.to_thread(thumbnail, data)  # meanwhile the image is written
-        await shelf.put(_key(image_id, "thumb"), thumb, THUMB_TYPE)
-    except BaseException:
-        await asyncio.shield(_forget(shelf, image_id, full))
-        raise
-    await full
+    await shelf.put(_key(image_id, "full"), data, content_type)
     async with engine.begin() as conn:
         await conn.execute(
             insert(images).values(
                 id=image_id, owner=made.owner, thread_id=made.thread_id, work=made.work,
                 model=made.model, prompt=made.prompt, width=width, height=height,
-                content_type=content_type, sha256=_digest(data), thumb_sha256=_digest(thumb),
-                created_at=datetime.now(UTC),
+                content_type=content_type, sha256=_digest(data), created_at=datetime.now(UTC),
             )
         )  # fmt: skip
     return Stored(image_id, width, height, content_type, made.prompt)
 
 
-async def _forget(shelf: Shelf, image_id: str, writing: asyncio.Future[None]) -> None:
-    """The files of an image that will not be kept, once its write is done."""
-    await asyncio.gather(writing, return_exceptions=True)
-    for variant in ("full", "thumb"):
-        await shelf.delete(_key(image_id, variant))
+_making: set[asyncio.Task[bytes]] = set()  # thumbnails being made, held so they are not collected
+
+
+def thumbnail_soon(engine: AsyncEngine, shelf: Shelf, image_id: str, data: bytes) -> None:
+    """Make the thumbnail of a kept image in the background; a failure is logged, and the
+    thumbnail is made again when it is first served."""
+    task = asyncio.create_task(make_thumbnail(engine, shelf, image_id, data))
+    _making.add(task)
+    task.add_done_callback(_made)
+
+
+def _made(task: asyncio.Task[bytes]) -> None:
+    _making.discard(task)
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("A thumbnail could not be made: %s", error)
+
+
+async def finish_thumbnails() -> None:
+    """Wait for the thumbnails being made (at shutdown)."""
+    while _making:
+        await asyncio.gather(*list(_making), return_exceptions=True)
+
+
+async def make_thumbnail(engine: AsyncEngine, shelf: Shelf, image_id: str, data: bytes) -> bytes:
+    """The thumbnail of image `image_id` (whose bytes are `data`), stored and recorded once:
+    made twice at once, both make the same bytes and the first record stands."""
+    thumb = await asyncio.to_thread(thumbnail, data)
+    await shelf.put(_key(image_id, "thumb"), thumb, THUMB_TYPE)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(images)
+            .where(images.c.id == image_id, images.c.thumb_sha256.is_(None))
+            .values(thumb_sha256=_digest(thumb))
+        )
+    return thumb
 
 
 @dataclass(frozen=True)
@@ -234,6 +261,17 @@ async def fetch(
         ).first()
     if row is None:
         return None
+    if variant == "thumb" and row.thumb_sha256 is None:  # not made yet, or lost in a restart
+        full = await shelf.get(_key(image_id, "full"))
+        if full is None or _digest(full) != row.sha256:
+            log.error("Image %s is missing or changed since it was stored: not served", image_id)
+            return None
+        try:
+            thumb = await make_thumbnail(engine, shelf, image_id, full)
+        except Unreadable:
+            log.error("Image %s does not decode: no thumbnail", image_id)
+            return None
+        return File(thumb, THUMB_TYPE, _digest(thumb), f"image-{image_id[:8]}.jpg")
     data = await shelf.get(_key(image_id, variant))
     expected = row.sha256 if variant == "full" else row.thumb_sha256
     if data is None or _digest(data) != expected:

@@ -279,7 +279,6 @@ class Making:
         self.message = cl.Message(
             content=f"Making {self._count()} with {plan.model.label}…",
             author=plan.model.label,
-            elements=[self.progress],
         )
 
     def _count(self) -> str:
@@ -309,6 +308,10 @@ class Making:
 
     async def run(self) -> None:
         await self.message.send()
+        # The bar goes straight to the page (element.send would also write its props to a file
+        # at every update, for a history write that storage/history.py skips).
+        self.progress.for_id = self.message.id
+        await self.show("working")
         ticker = asyncio.create_task(self.tick(), name="image-progress")
         state = "stopped"
         try:
@@ -345,13 +348,11 @@ class Making:
                         d.engine, d.shelf, made, picture.data, picture.content_type,
                         picture.width, picture.height,
                     )  # fmt: skip
-                except kept_images.Unreadable:
-                    self.failures.append("The image server sent a broken image.")
-                    continue
                 except OSError as error:
                     log.error("An image could not be stored: %s", error)
                     self.failures.append("An image came back but could not be stored here.")
                     continue
+                kept_images.thumbnail_soon(d.engine, d.shelf, stored.id, picture.data)
                 self.kept.append(stored)
                 if self.meter is not None:
                     self.meter.use(

@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("height", sa.Integer, nullable=False),
         sa.Column("content_type", sa.Text, nullable=False),
         sa.Column("sha256", sa.Text, nullable=False),
-        sa.Column("thumb_sha256", sa.Text, nullable=False),
+        sa.Column("thumb_sha256", sa.Text),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_images_owner", "images", ["owner", "created_at"])

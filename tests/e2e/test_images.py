@@ -317,7 +317,7 @@ async def test_an_image_question_is_answered_by_a_model_that_sees(
     assert "**Vision**" in route["output"]
     assert "SmolLM2 135M (local) cannot see images: Studio Gemma 3 27B (vision)" in route["output"]
     answer = said(asked)
-    assert "The image is 1024x768; its dominant colour is red" in answer
+    assert "The image is 1000x750; its dominant colour is red" in answer
     [sent] = [r for r in studio.fake.requests if isinstance(r["messages"][-1]["content"], list)][
         -1:
     ]

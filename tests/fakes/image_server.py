@@ -20,6 +20,7 @@ lets that many images through before failing.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import hashlib
@@ -31,6 +32,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
 from PIL import Image, ImageDraw
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -94,7 +96,14 @@ class FakeStudio(FakeOpenAI):
         app.router.routes.append(
             Route("/v1/images/generations", self.generations, methods=["POST"])
         )
+        app.router.routes.append(Route("/took", self.took, methods=["POST"]))
         return app
+
+    async def took(self, request: Request) -> Response:
+        """The time each image request took in here, in seconds, since the last ask (for a
+        benchmark running this fake in a process of its own)."""
+        took, self.took_s = self.took_s, []
+        return JSONResponse(took)
 
     async def generations(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -256,3 +265,18 @@ class FakeStudio(FakeOpenAI):
 async def _dying() -> AsyncIterator[bytes]:
     yield b'{"data": [{"b64_json": "iVBORw0KGgo'
     raise ConnectionResetError("the fake image server died mid-answer")
+
+
+def main() -> None:
+    """Serve in the foreground, for benchmarks (the provider must not share a process with the
+    load): `python -m tests.fakes.image_server --port 8012 --textured`."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--textured", action="store_true", help="images as heavy as real ones")
+    args = parser.parse_args()
+    fake = FakeStudio(textured=args.textured)
+    uvicorn.run(fake.app(), host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 from collections.abc import Iterator
 from decimal import Decimal
@@ -262,18 +263,34 @@ async def test_an_image_is_served_to_its_owner_only_and_never_when_changed(
     assert await kept.fetch(engine, shelf, stored.id, "ann", "thumb") is not None
 
 
-async def test_an_image_whose_pixels_do_not_decode_is_not_kept(
+def test_a_provider_image_whose_pixels_stop_short_is_not_delivered() -> None:
+    whole = picture("cut", 0, 0, 256, 256, "jpg", textured=True)
+    with pytest.raises(ModelFailed, match="broken image"):
+        images.decode(base64.b64encode(whole[: len(whole) // 2]).decode())  # its header reads
+
+
+async def test_a_thumbnail_is_made_beside_once_and_when_first_served_otherwise(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
-    whole = picture("cut", 0, 0, 256, 256, "jpg", textured=True)
-    cut = images.decode(base64.b64encode(whole[: len(whole) // 2]).decode())  # its header reads
-    with pytest.raises(kept.Unreadable):
-        await kept.keep(
-            engine, kept.Folder(tmp_path / "images"),
-            kept.Made("ann", "t1", "image:abc", "m", "p"), cut.data, "image/jpeg", 256, 256,
-        )  # fmt: skip
-    assert not [p for p in (tmp_path / "images").rglob("*") if p.is_file()]
-    assert await kept.of_thread(engine, "ann", "t1") == []
+    shelf = kept.Folder(tmp_path / "images")
+    made = kept.Made("ann", "t1", "image:abc", "m", "p")
+    data = picture("a boat", 2, 0, 1024, 1024, "png", textured=True)
+    soon = await kept.keep(engine, shelf, made, data, "image/png", 1024, 1024)
+    kept.thumbnail_soon(engine, shelf, soon.id, data)
+    await kept.finish_thumbnails()
+    thumb = await kept.fetch(engine, shelf, soon.id, "ann", "thumb")
+    assert thumb is not None and thumb.sha256 == hashlib.sha256(thumb.data).hexdigest()
+    with Image.open(io.BytesIO(thumb.data)) as small:
+        assert small.size == (384, 384)
+    # Never made (the app stopped first): made when first asked for, from the kept image...
+    later = await kept.keep(engine, shelf, made, data, "image/png", 1024, 1024)
+    first = await kept.fetch(engine, shelf, later.id, "ann", "thumb")
+    again = await kept.fetch(engine, shelf, later.id, "ann", "thumb")
+    assert first is not None and again is not None and first.data == again.data == thumb.data
+    # ...unless that image was changed behind the app's back.
+    changed = await kept.keep(engine, shelf, made, data, "image/png", 1024, 1024)
+    next((tmp_path / "images").rglob(f"{changed.id}-full")).write_bytes(data[:-4] + b"0000")
+    assert await kept.fetch(engine, shelf, changed.id, "ann", "thumb") is None
 
 
 # Uploads for vision
@@ -294,12 +311,20 @@ def test_a_large_photo_is_sent_upright_and_scaled_to_what_the_model_reads() -> N
     out = io.BytesIO()
     photo.save(out, "JPEG", exif=exif)
     seen = vision.prepare(out.getvalue(), "photo.jpg", 10 * MB, 25_000_000)
-    assert (seen.width, seen.height) == (768, 1024)
+    # Decoded at a quarter of its size (JPEG's reduced decoding), within 10% of 768x1024.
+    assert (seen.width, seen.height) == (750, 1000)
     assert seen.source == "JPEG 4000x3000"
     assert seen.data_uri.startswith("data:image/jpeg;base64,")
     with Image.open(io.BytesIO(base64.b64decode(seen.data_uri.split(",")[1]))) as sent:
-        assert sent.size == (768, 1024)
-    assert seen.tokens == 85 + max(170 * 4, 28 * 37)
+        assert sent.size == (750, 1000)
+    assert seen.tokens == 85 + max(170 * 4, 27 * 36)
+
+
+def test_a_large_png_is_scaled_to_the_short_side_the_model_reads() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (3000, 2000), (30, 170, 60)).save(out, "PNG")
+    seen = vision.prepare(out.getvalue(), "wide.png", 10 * MB, 25_000_000)
+    assert (seen.width, seen.height) == (1152, 768)
 
 
 def test_a_transparent_png_is_laid_on_white() -> None:
