@@ -1,6 +1,7 @@
 """A small OpenAI-compatible server on loopback, for tests that need a provider's failures.
 
-Streams a fixed reply word by word with stream usage, like real providers, or fails as told:
+Streams a fixed reply word by word with stream usage, like real providers; answers requests that
+offer tools from `script` (deterministic tool calls, for long tasks); or fails as told:
 `error` answers HTTP 500, `slow` waits `delay_s` before answering, `drop` closes the stream after
 `drop_after` chunks, `garble` sends a broken event there and `report` an error event; `endless`
 ignores `max_completion_tokens` and writes on until the client hangs up (a bounded million words).
@@ -35,6 +36,9 @@ class FakeOpenAI:
     token_delay_s: float = 0.0
     drop_after: int = 3
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # Answers to requests that offer tools, in order: each an assistant message (its "content",
+    # its "tool_calls"); a request with tools when none is left is answered "Done."
+    script: list[dict[str, Any]] = field(default_factory=list)
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
     port: int = 0
@@ -73,6 +77,8 @@ class FakeOpenAI:
             await asyncio.sleep(self.delay_s)
         if self.mode == "error":
             return JSONResponse({"error": {"message": "upstream exploded"}}, status_code=500)
+        if "tools" in body:
+            return JSONResponse(self._scripted(body))
         words = [w + " " for w in self.reply.split(" ")]
         words[-1] = words[-1].rstrip()
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
@@ -128,6 +134,25 @@ class FakeOpenAI:
             }
             yield f"data: {json.dumps(usage)}\n\n".encode()
         yield b"data: [DONE]\n\n"
+
+    def _scripted(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The next scripted answer to a request that offers tools, with usage counted from the
+        request's words and the answer's."""
+        message = {
+            "role": "assistant",
+            "content": "Done.",
+            **(self.script.pop(0) if self.script else {}),
+        }
+        said = json.dumps(message)
+        prompt = sum(len(json.dumps(m).split()) for m in body["messages"])
+        return {
+            "id": "chatcmpl-tools", "object": "chat.completion", "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"
+                         if message.get("tool_calls") else "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": len(said.split()),
+                      "total_tokens": prompt + len(said.split())},
+        }  # fmt: skip
 
     def _completion(
         self, body: dict[str, Any], text: str, prompt_tokens: int, completion_tokens: int
