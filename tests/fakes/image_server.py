@@ -38,6 +38,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -106,11 +107,22 @@ class FakeStudio(FakeOpenAI):
         return JSONResponse(took)
 
     async def generations(self, request: Request) -> Response:
+        """An image request, timed from its arrival to its answer's last byte handed to the
+        connection (`took_s`): all of it is the provider's time, sending included."""
         started = time.perf_counter()
-        try:
-            return await self._generations(request)
-        finally:
-            self.took_s.append(time.perf_counter() - started)
+        response = await self._generations(request)
+        took = self.took_s
+
+        async def timed(scope: Scope, receive: Receive, send: Send) -> None:
+            async def sending(message: Message) -> None:
+                await send(message)
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    took.append(time.perf_counter() - started)
+
+            await answer(scope, receive, sending)
+
+        answer = response
+        return timed  # type: ignore[return-value]
 
     async def _generations(self, request: Request) -> Response:
         body = await request.json()
