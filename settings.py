@@ -379,7 +379,7 @@ class Settings(BaseSettings):
 
     def provider_secret(self, name: str) -> str | None:
         """A provider's API key or URL named in models.toml (environment first, then `.env`).
-        Chainlit's placeholder key is none: `chainlit run` puts it in the environment whenever CI
+        Chainlit's stand-in key is none: `chainlit run` puts it in the environment whenever CI
         is set, and it would enable OpenAI's models, which could only fail."""
         value = os.environ.get(name)
         if value is None:

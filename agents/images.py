@@ -30,7 +30,7 @@ from PIL import Image
 
 from agents.catalog import ImageSpec, Model
 from agents.errors import AgentError, ModelFailed, ModelUnreachable
-from agents.remote import DONE, describe, event_data, pool
+from agents.remote import DONE, bearer, describe, event_data, pool, post
 
 MOST_IMAGE_BYTES = 40 * 2**20  # one generated image, decoded
 MOST_PIXELS = 4096 * 4096  # larger than any model makes: a bomb, not a picture
@@ -129,9 +129,7 @@ async def pictures(
     handed to `preview` as it comes."""
     assert model.image is not None, f"{model.id} makes no images"
     base = (model.provider.base_url or "").rstrip("/")
-    headers = (
-        {"Authorization": f"Bearer {model.provider.api_key}"} if model.provider.api_key else {}
-    )
+    headers = bearer(model.provider.api_key)
     client = pool(timeout_s)
     calls: list[Coroutine[Any, Any, list[Picture]]]
     if model.image.api == "openai" and model.image.partials:
@@ -288,14 +286,7 @@ async def _chat(
 async def _post(
     client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any]
 ) -> dict[str, Any]:
-    try:
-        response = await client.post(url, json=body, headers=headers)
-    except httpx.TimeoutException as exc:
-        raise ModelUnreachable("The image server did not answer in time.") from exc
-    except httpx.HTTPError as exc:
-        raise ModelUnreachable(
-            f"The image server could not be reached ({type(exc).__name__})."
-        ) from exc
+    response = await post(client, url, body, headers, "image server")
     if response.status_code >= 400:
         raise ModelFailed(said(response))
     try:

@@ -18,7 +18,7 @@ from langchain_core.messages import BaseMessage
 from agents.catalog import Catalog, Model, Provider
 from agents.errors import AgentError, ModelUnreachable
 from agents.local import LocalChatModel, LocalRunner
-from agents.remote import RemoteChatModel
+from agents.remote import RemoteChatModel, bearer
 from agents.streaming import StreamingChatModel
 
 HEALTH_TTL_S = 15.0
@@ -127,7 +127,7 @@ class HealthCheck:
             if self.runner.loaded:
                 return Health(True, "loaded")
             return Health(False, "not loaded")
-        headers = {"Authorization": f"Bearer {provider.api_key}"} if provider.api_key else {}
+        headers = bearer(provider.api_key)
         url = f"{(provider.base_url or '').rstrip('/')}/models"
         try:
             async with httpx.AsyncClient(timeout=3.0) as client:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from langchain_core.messages import BaseMessage
 
-from agents.errors import ModelFailed
+from agents.errors import ModelFailed, ModelUnreachable
 from agents.state import Usage
 from agents.streaming import StreamingChatModel
 
@@ -125,7 +125,7 @@ class RemoteChatModel(StreamingChatModel):
             "stream_options": {"include_usage": True},
             "max_completion_tokens": self.max_tokens,
         }
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        headers = bearer(self.api_key)
         return self.base_url.rstrip("/") + "/chat/completions", body, headers
 
 
@@ -163,6 +163,30 @@ def event_data(line: str) -> str | None:
     """The data of a server-sent event's line; None for blank separators, comments and other
     fields. The stream ends at `DONE`."""
     return line[5:].strip() if line.startswith("data:") else None
+
+
+def bearer(api_key: str | None) -> dict[str, str]:
+    """The headers that carry a provider's key (none without one)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+async def post(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    server: str = "model server",
+) -> httpx.Response:
+    """POST `body` as JSON to a provider; `ModelUnreachable` when the `server` cannot be reached
+    or does not answer in time (its error answers are the caller's to read)."""
+    try:
+        return await client.post(url, json=body, headers=headers)
+    except httpx.TimeoutException as exc:
+        raise ModelUnreachable(f"The {server} did not answer in time.") from exc
+    except httpx.HTTPError as exc:
+        raise ModelUnreachable(
+            f"The {server} could not be reached ({type(exc).__name__})."
+        ) from exc
 
 
 def refused(response: httpx.Response) -> ModelFailed:

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 
 from agents.catalog import Model
-from agents.errors import ModelFailed, ModelUnreachable
-from agents.remote import pool, refused
+from agents.errors import ModelFailed
+from agents.remote import bearer, pool, post, refused
 from agents.state import Usage
 
 
@@ -88,18 +88,8 @@ async def take_turn(
     }
     if tools:
         body |= {"tools": [t.schema() for t in tools], "tool_choice": "auto"}
-    headers = (
-        {"Authorization": f"Bearer {model.provider.api_key}"} if model.provider.api_key else {}
-    )
     url = (model.provider.base_url or "").rstrip("/") + "/chat/completions"
-    try:
-        response = await pool(timeout_s).post(url, json=body, headers=headers)
-    except httpx.TimeoutException as exc:
-        raise ModelUnreachable("The model server did not answer in time.") from exc
-    except httpx.HTTPError as exc:
-        raise ModelUnreachable(
-            f"The model server could not be reached ({type(exc).__name__})."
-        ) from exc
+    response = await post(pool(timeout_s), url, body, bearer(model.provider.api_key))
     if response.status_code >= 400:
         raise refused(response)
     return read_turn(response, {t.name for t in tools})
