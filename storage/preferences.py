@@ -3,6 +3,8 @@ images are made (and above what price they are asked first)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, Table, Text, select
@@ -55,11 +57,26 @@ image_choices = Table(
     Column("ask_above", Integer),  # credits: work quoted above this asks before it runs
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
-IMAGE_CHOICES = ("model", "size", "steps", "count", "seed", "ask_above")
 
 
-async def image_choices_of(engine: AsyncEngine, identifier: str) -> dict[str, object]:
-    """What `identifier` chose for images (and when to be asked first); absent: never chosen."""
+@dataclass(frozen=True)
+class ImageChoices:
+    """How a person wants their images (None: the model's default, or the deployment's)."""
+
+    model: str | None = None
+    size: str | None = None  # "WIDTHxHEIGHT"
+    steps: int | None = None
+    count: int | None = None
+    seed: int | None = None
+    ask_above: int | None = None  # credits: work quoted at this or more waits for a Confirm
+
+
+IMAGE_CHOICES = tuple(f.name for f in fields(ImageChoices))
+Choice = str | int | None
+
+
+async def image_choices_of(engine: AsyncEngine, identifier: str) -> ImageChoices:
+    """What `identifier` chose for images (and when to be asked first)."""
     async with engine.connect() as conn:
         row = (
             await conn.execute(
@@ -67,11 +84,11 @@ async def image_choices_of(engine: AsyncEngine, identifier: str) -> dict[str, ob
             )
         ).first()
     if row is None:
-        return {}
-    return {name: getattr(row, name) for name in IMAGE_CHOICES if getattr(row, name) is not None}
+        return ImageChoices()
+    return ImageChoices(**{name: getattr(row, name) for name in IMAGE_CHOICES})
 
 
-async def choose_images(engine: AsyncEngine, identifier: str, chosen: dict[str, object]) -> None:
+async def choose_images(engine: AsyncEngine, identifier: str, chosen: Mapping[str, Choice]) -> None:
     """Remember `chosen` (some of IMAGE_CHOICES; None forgets one) for `identifier`."""
     values = {name: chosen[name] for name in IMAGE_CHOICES if name in chosen}
     insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert

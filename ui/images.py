@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import chainlit as cl
@@ -106,23 +106,22 @@ async def plan_for(d: Deployment, prompt: str) -> tuple[Plan, int]:
     """The plan for `prompt` with the person's choices, and the price in units at or above which
     they are asked first; `ImageRefused` when the model cannot make it."""
     chosen = await preferences.image_choices_of(d.engine, person())
-    ask_above = chosen.get("ask_above", d.settings.image_ask_above_credits)
-    model = image_model(d, chosen.get("model"))
-    spec = model.image
-    assert spec is not None
-    size = str(chosen.get("size") or DEFAULT)
-    width, height = spec.default_size if size == DEFAULT else _size(size)
-    steps = chosen.get("steps") or spec.default_steps
-    seed = chosen.get("seed")
-    request = images.check(
-        spec,
-        ImageRequest(
-            prompt, width, height, int(steps) if steps else None, int(chosen.get("count") or 1),  # type: ignore[call-overload]
-            int(seed) if seed is not None else None,  # type: ignore[call-overload]
-        ),
-    )  # fmt: skip
-    per_image = d.pricing.image(spec, request.width, request.height, request.steps)
-    return Plan(model, request, per_image), int(ask_above) * UNITS_PER_CREDIT  # type: ignore[call-overload]
+    model = image_model(d, chosen.model)
+    assert model.image is not None
+    request = request_for(model, chosen, prompt)
+    per_image = d.pricing.image(model.image, request.width, request.height, request.steps)
+    ask_above = d.settings.image_ask_above_credits if chosen.ask_above is None else chosen.ask_above
+    return Plan(model, request, per_image), ask_above * UNITS_PER_CREDIT
+
+
+def request_for(model: Model, chosen: preferences.ImageChoices, prompt: str) -> ImageRequest:
+    """The request `chosen` makes of `model`, checked (`ImageRefused` saying what it takes)."""
+    assert model.image is not None
+    size = chosen.size or DEFAULT
+    width, height = model.image.default_size if size == DEFAULT else _size(size)
+    steps = chosen.steps or model.image.default_steps
+    request = ImageRequest(prompt, width, height, steps, chosen.count or 1, chosen.seed)
+    return images.check(model.image, request)
 
 
 async def ask(d: Deployment, prompt: str, why: str) -> None:
@@ -437,13 +436,14 @@ def _size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def widgets(d: Deployment, chosen: dict[str, object]) -> list[InputWidget]:
+def widgets(d: Deployment, chosen: preferences.ImageChoices) -> list[InputWidget]:
     """The image choices in the chat settings (shown only where an image model is enabled)."""
     able = d.catalog.enabled("image")
     if not able:
         return []
-    current = image_model(d, chosen.get("model"))
-    seed = chosen.get("seed")
+    current = image_model(d, chosen.model)
+    seed = chosen.seed
+    ask_above = d.settings.image_ask_above_credits if chosen.ask_above is None else chosen.ask_above
     return [
         Select(
             id="image_model", label="Image model", initial_value=current.id,
@@ -451,18 +451,18 @@ def widgets(d: Deployment, chosen: dict[str, object]) -> list[InputWidget]:
             description="Prices are for one image at the model's default size and steps.",
         ),
         Select(
-            id="image_size", label="Image size", initial_value=str(chosen.get("size") or DEFAULT),
+            id="image_size", label="Image size", initial_value=chosen.size or DEFAULT,
             items={"The model's default": DEFAULT, **{s: s for s in SIZES}},
             description="Width x height in pixels; the price scales with the pixels.",
         ),
         Slider(
             id="image_steps", label="Image steps (0: the model's default)",
-            initial=float(chosen.get("steps") or 0), min=0, max=50, step=1,  # type: ignore[arg-type]
+            initial=float(chosen.steps or 0), min=0, max=50, step=1,
             description="More steps: finer images, slower, and priced in proportion.",
         ),
         Slider(
             id="image_count", label="Images per request",
-            initial=float(chosen.get("count") or 1), min=1, max=4, step=1,  # type: ignore[arg-type]
+            initial=float(chosen.count or 1), min=1, max=4, step=1,
         ),
         TextInput(
             id="image_seed", label="Image seed (empty: random)",
@@ -470,7 +470,7 @@ def widgets(d: Deployment, chosen: dict[str, object]) -> list[InputWidget]:
         ),
         Slider(
             id="ask_above", label="Ask me before work costing at least (credits)",
-            initial=float(chosen.get("ask_above", d.settings.image_ask_above_credits)),  # type: ignore[arg-type]
+            initial=float(ask_above),
             min=0, max=500, step=1,
         ),
     ]  # fmt: skip
@@ -487,21 +487,16 @@ async def settings_update(d: Deployment, chosen: dict[str, object]) -> None:
     if not any(key in chosen for key in WIDGETS) or not d.catalog.enabled("image"):
         return
     wanted = parse_choices(chosen)
-    model = image_model(d, wanted.get("model"))
-    assert model.image is not None
-    size = str(wanted.get("size") or DEFAULT)
-    width, height = model.image.default_size if size == DEFAULT else _size(size)
-    steps = wanted.get("steps") or model.image.default_steps
-    images.check(
-        model.image,
-        ImageRequest("a check", width, height, steps, wanted.get("count", 1), wanted.get("seed")),  # type: ignore[arg-type]
-    )
+    kept = await preferences.image_choices_of(d.engine, person())
+    after = replace(kept, **wanted)  # type: ignore[arg-type]
+    model = image_model(d, after.model)
+    request_for(model, after, "a check")
     await preferences.choose_images(d.engine, person(), {**wanted, "model": model.id})
 
 
-def parse_choices(chosen: dict[str, object]) -> dict[str, object]:
+def parse_choices(chosen: dict[str, object]) -> dict[str, preferences.Choice]:
     """The settings' values as preferences; `Refused` for one that is not a choice at all."""
-    out: dict[str, object] = {}
+    out: dict[str, preferences.Choice] = {}
     for widget, name in WIDGETS.items():
         if widget not in chosen:
             continue
