@@ -283,14 +283,3 @@ async def fetch(
     content_type = row.content_type if variant == "full" else THUMB_TYPE
     extension = content_type.rsplit("/", 1)[-1].replace("jpeg", "jpg")
     return File(data, content_type, expected, f"image-{image_id[:8]}.{extension}")
-
-
-async def of_thread(engine: AsyncEngine, owner: str, thread_id: str) -> list[Stored]:
-    """`owner`'s images made in `thread_id`, oldest first."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(images)
-            .where(images.c.owner == owner, images.c.thread_id == thread_id)
-            .order_by(images.c.created_at)
-        )
-        return [Stored(r.id, r.width, r.height, r.content_type, r.prompt) for r in rows]

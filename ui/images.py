@@ -248,14 +248,10 @@ async def make(d: Deployment, plan: Plan) -> None:
         await Making(d, plan, meter).run()
 
     async def short(available: int) -> None:
-        selling = d.selling
-        await cl.Message(
-            content=f"**Not enough credits for this image.** You have **{show_credits(available)} "
-            f"credits**; {plan.describe()}. Nothing was sent to the model. A smaller size, fewer "
-            f"steps or fewer images cost less. To get more credits, {wallet.MORE[selling]}.",
-            actions=[wallet.buy_action()] if selling else [],
-            author=AUTHOR,
-        ).send()
+        await wallet.tell_cannot_cover(
+            d, available, "this image", plan.describe(),
+            "A smaller size, fewer steps or fewer images cost less.",
+        )  # fmt: skip
 
     await metered.run(d, work, do, short)
 

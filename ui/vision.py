@@ -128,14 +128,10 @@ async def respond(d: Deployment, message: cl.Message, files: list[Element], why:
         )  # fmt: skip
 
     async def short(available: int) -> None:
-        selling = d.selling
-        await cl.Message(
-            content=f"**Not enough credits for this answer.** You have **{show_credits(available)} "
-            f"credits**; {model.label} could cost up to **{show_credits(work.most)} credits** to "
-            f"look at this and answer, so nothing was sent. To get more credits, "
-            f"{wallet.MORE[selling]}.",
-            actions=[wallet.buy_action()] if selling else [],
-            author=wallet.AUTHOR,
-        ).send()
+        await wallet.tell_cannot_cover(
+            d, available, "this answer",
+            f"{model.label} could cost up to **{show_credits(work.most)} credits** to look at "
+            "this and answer",
+        )  # fmt: skip
 
     await metered.run(d, work, reply, short)

@@ -149,6 +149,21 @@ async def refresh(d: Deployment, news: News) -> None:
         await show_balance(d, cl.context.session.thread_id, None)
 
 
+async def tell_cannot_cover(
+    d: Deployment, available: int, what: str, cost: str, advice: str = ""
+) -> None:
+    """Work other than a chat answer that `available` units cannot cover: nothing was sent.
+    `what` names it ("this image"), `cost` says what it could cost, `advice` how to pay less."""
+    selling = d.selling
+    await cl.Message(
+        content=f"**Not enough credits for {what}.** You have **{show_credits(available)} "
+        f"credits**; {cost}, so nothing was sent to the model.{' ' + advice if advice else ''} "
+        f"To get more credits, {MORE[selling]}.",
+        actions=[buy_action()] if selling else [],
+        author=AUTHOR,
+    ).send()
+
+
 async def tell_shortfall(short: Shortfall) -> None:
     await cl.Message(
         content=shortfall_text(short), actions=shortfall_actions(short), author=AUTHOR
