@@ -30,9 +30,11 @@ from chainlit.session import WebsocketSession  # noqa: E402
 from chainlit.types import ThreadDict  # noqa: E402
 
 from agents import graph as conversation  # noqa: E402
-from agents import local_check, remote  # noqa: E402
+from agents import local_check, remote, sandbox  # noqa: E402
+from agents import tasks as task_graph  # noqa: E402
 from agents.catalog import load_catalog  # noqa: E402
 from agents.checkpoints import open_checkpointer  # noqa: E402
+from agents.fetch import networks as fetch_networks  # noqa: E402
 from agents.local import LocalRunner, bundled_model_path  # noqa: E402
 from agents.prices import Pricing  # noqa: E402
 from agents.providers import Health, HealthCheck  # noqa: E402
@@ -51,6 +53,7 @@ from payments.crypto import CryptoPayments  # noqa: E402
 from payments.errors import ProviderDown  # noqa: E402
 from payments.inbox import Inbox  # noqa: E402
 from payments.watcher import Watcher  # noqa: E402
+from storage import runs  # noqa: E402
 from storage.bucket import Bucket  # noqa: E402
 from storage.element_files import ElementFiles  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
@@ -60,6 +63,8 @@ from storage.ledger import ledger_from_settings  # noqa: E402
 from storage.migrate import upgrade_async  # noqa: E402
 from storage.move import left_behind  # noqa: E402
 from storage.session_files import use_own_folder  # noqa: E402
+from tasks.carry import Workplace, carry_out  # noqa: E402
+from tasks.worker import Worker  # noqa: E402
 from ui import (  # noqa: E402
     buy,
     channels,
@@ -70,6 +75,7 @@ from ui import (  # noqa: E402
     route,
     signins,
     statement,
+    tasks,
     wallet,
 )  # fmt: skip
 from ui.deployment import Deployment, person  # noqa: E402
@@ -92,7 +98,8 @@ def build(settings: Settings) -> Deployment:
     )
     live = Live(
         channels.chosen(settings.redis_url, settings.db_url),
-        lambda news: wallet.refresh(d, news),
+        lambda news: (wallet.refresh if news.kind == "balance" else tasks.refresh)(d, news),
+        heard=lambda news: tasks.heard(d, news),
     )
     ledger = ledger_from_settings(settings)
     sellers = payments_configured.providers(settings)
@@ -119,6 +126,7 @@ def build(settings: Settings) -> Deployment:
             live.health,
             d.inbox.health,
             lambda: Health(*d.watcher.summary()) if d.watcher else Health(True, "not used"),
+            lambda: d.worker.health() if d.worker else Health(False, "not started"),
         ),
     )
     throttle = Throttle(
@@ -202,7 +210,7 @@ async def start_all() -> None:
     if d.watcher is not None:  # first: a wrong chain stops the start before anything runs
         await check_chain(d.watcher.chain)
     use_own_folder(settings.data_dir)
-    wallet.send_badges_after_resume(chainlit_sio.handlers["/"], d)
+    wallet.send_badges_after_resume(chainlit_sio.handlers["/"], d, lambda: tasks.show_due(d))
     guard_events(chainlit_sio.handlers["/"], session_counts, chainlit_sio.disconnect)
     if settings.is_postgres and (behind := left_behind(settings.data_dir)):
         log.warning(behind)
@@ -217,6 +225,7 @@ async def start_all() -> None:
     )
     d.graphs["conversation"] = conversation.build(checkpointer)
     await d.ledger.start()
+    await start_worker(task_graph.build(checkpointer))
     d.live.start()
     d.inbox.start()
     resources.push_async_callback(d.inbox.close)
@@ -241,6 +250,27 @@ async def start_all() -> None:
     gc.collect()
     gc.freeze()
     log.info("Ready: %d chat model(s) enabled", len(d.catalog.enabled("chat")))
+
+
+async def start_worker(graph: task_graph.Task) -> None:
+    """The worker of long tasks (on SQLite the only one: what it was doing when the process was
+    killed is taken up again at once)."""
+    if not settings.is_postgres:
+        await runs.recover(d.engine)
+    workplace = Workplace(
+        d.engine, d.ledger if settings.metering else None, graph, d.catalog, d.runner, d.pricing,
+        d.shelf, settings.task_scratch,
+        lambda owner, run_id: d.live.tell(owner, kind="task", task=run_id),
+        settings.task_model or settings.default_model, settings.max_output_tokens,
+        settings.model_timeout_s, settings.hold_timeout_s, fetch_networks(settings.task_fetch_allow),
+        sandbox.Limits(cpu_s=settings.task_python_cpu_s, memory_mb=settings.task_python_memory_mb),
+    )  # fmt: skip
+    d.worker = Worker(
+        d.engine, lambda run, name: carry_out(workplace, run, name), settings.task_lease_s,
+        settings.task_worker_runs, sweep=lambda: tasks.sweep(d),
+    )  # fmt: skip
+    d.worker.start()
+    resources.push_async_callback(d.worker.close)
 
 
 async def check_chain(chain: Chain) -> None:
@@ -317,6 +347,7 @@ async def chat_resume(thread: ThreadDict) -> None:
         if settings.metering:
             wallet.show_after_resume(thread["id"], wallet.badge_host(thread))
         await images.show_open_quotes(d, thread["id"])
+        tasks.due_after_resume(thread["id"])
 
 
 @cl.on_chat_end
@@ -415,6 +446,36 @@ async def cancel_images(action: cl.Action) -> None:
 async def images_as_text(action: cl.Action) -> None:
     async with told():
         await route.as_text(d, action)
+
+
+@cl.action_callback(tasks.START_ACTION)
+async def start_task(action: cl.Action) -> None:
+    async with told("Starting a task"):
+        await tasks.start(d, action)
+
+
+@cl.action_callback(tasks.MORE_BUDGET_ACTION)
+async def more_task_budget(action: cl.Action) -> None:
+    async with told():
+        await tasks.more_budget(d, action)
+
+
+@cl.action_callback(tasks.DROP_ACTION)
+async def drop_task(action: cl.Action) -> None:
+    async with told():
+        await tasks.drop(d, action)
+
+
+@cl.action_callback(tasks.CANCEL_ACTION)
+async def cancel_task(action: cl.Action) -> None:
+    async with told("Cancelling a task"):
+        await tasks.cancel(d, action)
+
+
+@cl.action_callback(tasks.RAISE_ACTION)
+async def raise_task_budget(action: cl.Action) -> None:
+    async with told():
+        await tasks.raise_budget(d, action)
 
 
 @cl.on_message

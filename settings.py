@@ -317,7 +317,36 @@ class Settings(BaseSettings):
         description="Largest image a person may upload, in megapixels (larger ones, and "
         "decompression bombs, are refused).",
     )  # fmt: skip
+
+    # Long tasks
+    task_model: str | None = Field(
+        None,
+        description="The model long tasks think with (one that calls tools does much better). "
+        "Default: the person's chat model.",
+    )
+    task_budget_credits: int = Field(
+        20, ge=1, description="A new task's budget unless the person gives another."
+    )
+    task_goal_max_chars: int = Field(2000, ge=10, description="Longest goal a task may have.")
+    task_lease_s: float = Field(
+        30.0, ge=3,
+        description="Seconds a worker holds a run between heartbeats: a run whose replica died "
+        "is taken over this long after its last heartbeat.",
+    )  # fmt: skip
+    task_worker_runs: int = Field(8, ge=1, description="Runs one app process works on at once.")
+    task_fetch_allow: str = Field(
+        "",
+        description="Private networks tasks may fetch from, e.g. 10.0.0.0/8 (public addresses "
+        "always; private, loopback and link-local never unless listed).",
+    )
+    task_python_cpu_s: int = Field(10, ge=1, description="CPU seconds of one sandboxed program.")
+    task_python_memory_mb: int = Field(512, ge=64, description="Memory of one sandboxed program.")
     log_level: str = Field("INFO", description="Python log level.")
+
+    @property
+    def task_scratch(self) -> Path:
+        """Where runs' working folders are made (emptied as each run stops here)."""
+        return self.data_dir / "task-scratch"
 
     @property
     def image_folder(self) -> Path:

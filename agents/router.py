@@ -1,4 +1,5 @@
-"""What a message asks for: a text answer, an image, or an answer about an image it carries.
+"""What a message asks for: a text answer, an image, an answer about an image it carries, or a long
+task.
 
 On every deployment the decision is made by the rules below, in order, from the message's command,
 its attachments and its words; each decision says why in a sentence the person sees (a step of the
@@ -7,10 +8,13 @@ chat), and a person can always override it ("no, just answer in text").
 1. Typed words that refuse images ("no, just answer in text", "text only") win: chat.
 2. `/image` is an image.
 3. An attached image is a question about it: vision.
-4. A request to draw, paint, sketch or illustrate, to make, generate or show a picture, photo,
+4. Other files attached (text, CSV, code) are for a long task to read: a task is proposed.
+5. A request to research or investigate something, or to write and test code, is proposed as a
+   long task (it needs several steps); the person sees the quote and may answer in chat instead.
+6. A request to draw, paint, sketch or illustrate, to make, generate or show a picture, photo,
    illustration, logo..., or for one ("I want a wallpaper of..."), is an image; unless it is
    about code (a Python turtle, SVG, CSS, ASCII art, matplotlib...), which is text.
-5. Anything else is chat.
+7. Anything else is chat.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["chat", "image", "vision"]
+Kind = Literal["chat", "image", "vision", "task"]
 
 TEXT_ONLY = re.compile(
     r"^\W*(no\b[\s,.!]*)?(just\s+)?(answer|reply|respond|write)\s+(in|with)\s+(plain\s+)?text\b"
@@ -55,6 +59,14 @@ ABOUT_CODE = re.compile(
 )
 
 
+SEVERAL_STEPS = re.compile(
+    r"^\W*(please\s+)?((can|could|would|will)\s+you\s+(please\s+)?)?"
+    r"(research|investigate|do\s+(some\s+)?research\s+on|write\s+and\s+test|"
+    r"(build|implement|code)\s+and\s+test)\b",
+    re.IGNORECASE,
+)
+
+
 @dataclass(frozen=True)
 class Decision:
     """What the message is (`kind`), why, and the text of the request for that kind of work."""
@@ -64,9 +76,9 @@ class Decision:
     text: str
 
 
-def decide(text: str, command: str | None = None, images: int = 0) -> Decision:
-    """The decision for a message of `text` with `command` (if picked from the menu or typed)
-    and `images` image attachments."""
+def decide(text: str, command: str | None = None, images: int = 0, files: int = 0) -> Decision:
+    """The decision for a message of `text` with `command` (if picked from the menu or typed),
+    `images` image attachments and `files` other files."""
     words = text.strip()
     if TEXT_ONLY.search(words):
         return Decision("chat", "You asked for a text answer.", words)
@@ -76,6 +88,10 @@ def decide(text: str, command: str | None = None, images: int = 0) -> Decision:
         return Decision(
             "vision", f"Your message carries {_images(images)}: a question about it.", words
         )
+    if files:
+        return Decision("task", f"Your message carries {_files(files)}: a task can read it.", words)
+    if SEVERAL_STEPS.search(words):
+        return Decision("task", "Your request needs several steps: a task can take them.", words)
     if not ABOUT_CODE.search(words) and (
         DRAW.search(words)
         or MAKE_PICTURE.search(words)
@@ -94,3 +110,7 @@ def wants_text_only(text: str) -> bool:
 
 def _images(n: int) -> str:
     return "an image" if n == 1 else f"{n} images"
+
+
+def _files(n: int) -> str:
+    return "a file" if n == 1 else f"{n} files"

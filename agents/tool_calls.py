@@ -6,21 +6,30 @@ the tools' JSON schemas, and reads back the text, the tool calls and the usage. 
 as JSON text; one that does not parse, or names a tool that was not offered, is a `ToolCall` with
 `problem` set, so the task can tell the model instead of failing. Errors are the agents package's
 own, as for a chat answer.
+
+The bundled local model has no tool-calling API: `take_local_turn` describes the tools in the
+system prompt and reads a line `CALL <tool> {json}` from its answer as the call. A small model
+follows this as well as it can; a provider's model, with real tool calls, does much better.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from agents.catalog import Model
 from agents.errors import ModelFailed
+from agents.local import LocalRunner
 from agents.remote import bearer, pool, post, refused
 from agents.state import Usage
+
+CALL_LINE = re.compile(r"^\s*CALL\s+([A-Za-z_][A-Za-z0-9_]*)\s*(\{.*\})?\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -123,3 +132,54 @@ def _call(raw: dict[str, Any], offered: set[str]) -> ToolCall:
     if not isinstance(arguments, dict):
         return ToolCall(call_id, name, {}, "Its arguments must be a JSON object.")
     return ToolCall(call_id, name, arguments)
+
+
+async def take_local_turn(
+    runner: LocalRunner, messages: Sequence[dict[str, Any]], tools: Sequence[Tool], max_tokens: int
+) -> Turn:
+    """One turn of the bundled model on `messages`, the tools described in words."""
+    prompt = as_local_prompt(messages, tools)
+    text, usage = "", None
+    async for item in runner.stream(prompt, max_tokens, temperature=0.2):
+        if isinstance(item, Usage):
+            usage = item
+        else:
+            text += item
+    return read_local_turn(text, {t.name for t in tools}, usage)
+
+
+def as_local_prompt(messages: Sequence[dict[str, Any]], tools: Sequence[Tool]) -> list[BaseMessage]:
+    described = "\n".join(
+        f"- {t.name}: {t.description} Arguments: {json.dumps(list(t.parameters['properties']))}"
+        for t in tools
+    )
+    how = (
+        f"\n\nTools you may call:\n{described}\nTo call one, answer with one line "
+        'CALL <tool> {"argument": "value"} and nothing else; its answer comes back to you.'
+    )
+    prompt: list[BaseMessage] = []
+    for m in messages:
+        content = str(m.get("content") or "")
+        if m["role"] == "system":
+            prompt.append(SystemMessage(content + (how if tools else "")))
+        elif m["role"] == "assistant":
+            said = [content] + [
+                f"CALL {c['function']['name']} {c['function']['arguments']}"
+                for c in m.get("tool_calls") or []
+            ]
+            prompt.append(AIMessage("\n".join(s for s in said if s)))
+        elif m["role"] == "tool":
+            prompt.append(HumanMessage(f"The tool answered:\n{content}"))
+        else:
+            prompt.append(HumanMessage(content))
+    return prompt
+
+
+def read_local_turn(text: str, offered: set[str], usage: Usage | None) -> Turn:
+    """The bundled model's answer: a tool call where it wrote a CALL line for an offered tool."""
+    found = CALL_LINE.search(text) if offered else None
+    if found is None:
+        return Turn(text.strip(), [], usage)
+    raw = {"id": f"local-{found.start()}", "function": {
+        "name": found.group(1), "arguments": found.group(2) or "{}"}}  # fmt: skip
+    return Turn(text[: found.start()].strip(), [_call(raw, offered)], usage)

@@ -41,6 +41,12 @@ def _object(**properties: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    refused: bool = False  # the tool did not run (bad arguments, a name or address refused)
+
+
 @dataclass
 class Toolbox:
     """The tools of one task: its files' folder, and the limits of its fetches and code."""
@@ -72,8 +78,12 @@ class Toolbox:
 
     async def run(self, call: ToolCall) -> str:
         """What the tool answers to `call` (a refusal is an answer too)."""
+        return (await self.answer(call)).text
+
+    async def answer(self, call: ToolCall) -> Answer:
+        """What the tool answers to `call`, and whether it refused (then it did no work)."""
         if call.problem:
-            return f"refused: {call.problem}"
+            return Answer(f"refused: {call.problem}", refused=True)
         runs: dict[str, Run] = {
             "read_file": self._read, "search_files": self._search, "fetch_url": self._fetch,
             "run_python": self._python, "calculator": self._calculate,
@@ -81,8 +91,8 @@ class Toolbox:
         try:
             answer = await runs[call.name](call.arguments)
         except (AgentError, ValueError, OSError) as refused:
-            answer = f"refused: {refused}"
-        return cut(answer)
+            return Answer(cut(f"refused: {refused}"), refused=True)
+        return Answer(cut(answer))
 
     def _file(self, name: object) -> Path:
         """The task's file called `name`; `ValueError` for any name that leads elsewhere."""

@@ -29,6 +29,7 @@ def router(
     live: Callable[[], Health] = lambda: Health(True, "not used"),
     payments: Callable[[], Health] = lambda: Health(True, "not used"),
     chain: Callable[[], Health] = lambda: Health(True, "not used"),
+    tasks: Callable[[], Health] = lambda: Health(True, "not used"),
 ) -> APIRouter:
     routes = APIRouter()
     asked: list[tuple[float, str | None]] = []  # when the ledger was last asked, and its answer
@@ -56,6 +57,7 @@ def router(
             "live_updates": {"ok": (heard := live()).ok, "detail": heard.detail},
             "payment_notifications": {"ok": (inbox := payments()).ok, "detail": inbox.detail},
             "crypto_watcher": {"ok": (watcher := chain()).ok, "detail": watcher.detail},
+            "task_worker": {"ok": (worker := tasks()).ok, "detail": worker.detail},
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -71,11 +71,13 @@ def transfer_id(prefix: str, ref: str) -> str:
 class Meter:
     """The credits side of one piece of work, from its hold to its settlement."""
 
-    def __init__(self, ledger: Ledger, user: str, work: Work, timeout_s: int) -> None:
+    def __init__(
+        self, ledger: Ledger, user: str, work: Work, timeout_s: int, transfer_id: str | None = None
+    ) -> None:
         self.ledger = ledger
         self.user = user
         self.work = work
-        self.transfer_id = work_id()
+        self.transfer_id = transfer_id or work_id()
         self.timeout_s = timeout_s
         self.holding = False
         self.held = 0
@@ -137,6 +139,32 @@ async def hold(ledger: Ledger, user: str, work: Work, timeout_s: int) -> Meter:
     """The step before any work: `work.most` of `user`'s credits held under a new server-minted
     id. `InsufficientCredits` (nothing held) when they cannot cover it: the work must not start."""
     meter = Meter(ledger, user, work, timeout_s)
+    await meter.hold()
+    return meter
+
+
+async def hold_step(
+    ledger: Ledger, user: str, work: Work, step: str, attempt: int, since: int, timeout_s: int
+) -> Meter | None:
+    """The hold for one step of long work (a task's model call or tool call), whose id is derived
+    from the step (`step`, e.g. `task:<run>:<n>`) and the attempt that runs it: `<step>.<attempt>`.
+
+    A step is run again when the process running it died before its result was saved; the
+    attempts that may have run it before are `since` to `attempt - 1`. One of them charged: None,
+    the step is paid for and runs again free. One left a hold (dead, so it will never settle):
+    released first, its credits back. Then the step is held under this attempt's own id."""
+    for earlier in range(max(since, 1), attempt):
+        hold_id = f"{step}.{earlier}"
+        if await ledger.transfer(hold_id) is None:
+            continue
+        if await ledger.transfer(f"{hold_id}/post") is not None:
+            return None
+        try:
+            await ledger.release(hold_id, {"reason": "a later attempt runs the step"})
+        except CreditsError:  # resolved meanwhile: settled by its attempt after all, or expired
+            if await ledger.transfer(f"{hold_id}/post") is not None:
+                return None
+    meter = Meter(ledger, user, work, timeout_s, transfer_id=f"{step}.{attempt}")
     await meter.hold()
     return meter
 

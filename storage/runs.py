@@ -2,7 +2,11 @@
 
 A run is `pending` until a worker claims it (`running`, its `attempt` counted, its lease held for
 `lease_s` and renewed by `heartbeat`); it ends `succeeded`, `failed` or `cancelled`, or waits
-`paused` (credits ran out, or its budget did: `paused_reason`) until `wake` puts it back to pending.
+`paused` (credits ran out, or its budget did: `paused_reason`, and what it `needs`) until `wake`
+puts it back to pending. A run whose provider failed for a moment goes back to pending with a
+`not_before` (`retry_later`), and one whose worker stops cleanly too (`release`). The row also
+keeps what the person sees of the run (`progress`: its plan, steps, tool calls and answer), so
+that any replica can show it.
 Every change is one conditional update, so two workers, two tabs or two replicas cannot both move a
 run: a worker whose lease was taken over finds its next heartbeat refused and stops.
 
@@ -18,8 +22,9 @@ credits, spent against the budget) has to live in a row we own anyway.
 
 from __future__ import annotations
 
+import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -63,6 +68,14 @@ task_runs = Table(
     Column("outcome", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("message_id", Text),  # the chat message that shows the run
+    Column("model", Text),  # the model it thinks with (None: the deployment's task model)
+    Column("files", Text, nullable=False, server_default="[]"),  # JSON: the names of its files
+    Column("progress", Text, nullable=False, server_default="{}"),  # JSON: what the person sees
+    Column("needs", BigInteger, nullable=False, server_default="0"),  # paused: units to go on
+    Column("not_before", DateTime(timezone=True)),  # pending: not claimed before then
+    Column("failures", Integer, nullable=False, server_default="0"),  # in a row, of its provider
+    CheckConstraint("needs >= 0 AND failures >= 0", name="ck_task_run_needs"),
     CheckConstraint(
         "status IN ('pending', 'running', 'paused', 'cancelled', 'succeeded', 'failed')",
         name="ck_task_run_status",
@@ -88,27 +101,51 @@ class Run:
     paused_reason: str | None
     outcome: str | None
     created_at: datetime
+    message_id: str | None = None
+    model: str | None = None
+    files: tuple[str, ...] = ()
+    progress: dict[str, Any] = field(default_factory=dict)
+    needs: int = 0
+    failures: int = 0
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
 
 
 def _run(row: Any) -> Run:
     created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
     return Run(
         row.id, row.owner, row.thread_id, row.goal, row.status, row.attempt, row.worker,
-        row.budget, row.spent, row.paused_reason, row.outcome, created,
+        row.budget, row.spent, row.paused_reason, row.outcome, created, row.message_id,
+        row.model, tuple(json.loads(row.files)), json.loads(row.progress), row.needs, row.failures,
     )  # fmt: skip
 
 
+def new_id() -> str:
+    return f"run-{secrets.token_hex(12)}"
+
+
 async def start(
-    engine: AsyncEngine, owner: str, thread_id: str | None, goal: str, budget: int
+    engine: AsyncEngine,
+    owner: str,
+    thread_id: str | None,
+    goal: str,
+    budget: int,
+    message_id: str | None = None,
+    files: tuple[str, ...] = (),
+    run_id: str | None = None,
+    model: str | None = None,
 ) -> Run:
-    """A new pending run."""
+    """A new pending run (under `run_id` when its files were stored under it first)."""
     now = datetime.now(UTC)
-    run_id = f"run-{secrets.token_hex(12)}"
+    run_id = run_id or new_id()
     async with engine.begin() as conn:
         await conn.execute(
             insert(task_runs).values(
                 id=run_id, owner=owner, thread_id=thread_id, goal=goal, status="pending",
                 attempt=0, budget=budget, spent=0, created_at=now, updated_at=now,
+                message_id=message_id, files=json.dumps(list(files)), model=model,
             )
         )  # fmt: skip
         return await _get(conn, run_id)
@@ -140,7 +177,10 @@ async def claim(engine: AsyncEngine, worker: str, lease_s: float) -> Run | None:
     """The next run for `worker` to work on, its lease taken; None when there is none."""
     now = datetime.now(UTC)
     claimable = or_(
-        task_runs.c.status == "pending",
+        and_(
+            task_runs.c.status == "pending",
+            or_(task_runs.c.not_before.is_(None), task_runs.c.not_before <= now),
+        ),
         and_(task_runs.c.status == "running", task_runs.c.lease_until < now),
     )
     oldest = select(task_runs.c.id).where(claimable).order_by(task_runs.c.created_at).limit(1)
@@ -153,6 +193,7 @@ async def claim(engine: AsyncEngine, worker: str, lease_s: float) -> Run | None:
             .values(
                 status="running", worker=worker, attempt=task_runs.c.attempt + 1,
                 lease_until=now + timedelta(seconds=lease_s), heartbeat_at=now, updated_at=now,
+                not_before=None,
             )
             .returning(task_runs.c.id)
         )  # fmt: skip
@@ -165,7 +206,7 @@ async def heartbeat(engine: AsyncEngine, run: Run, worker: str, lease_s: float) 
     over, cancelled): the worker stops."""
     now = datetime.now(UTC)
     return await _move(
-        engine, run.id, {"status": "running", "worker": worker, "attempt": run.attempt},
+        engine, run.id, _held_by(run, worker),
         lease_until=now + timedelta(seconds=lease_s), heartbeat_at=now,
     )  # fmt: skip
 
@@ -185,20 +226,61 @@ async def spend(engine: AsyncEngine, run: Run, worker: str, units: int) -> bool:
         return bool(done.rowcount == 1)
 
 
-async def pause(engine: AsyncEngine, run: Run, worker: str, reason: str) -> bool:
-    """Its worker pauses the run (credits or budget ran out)."""
+async def show(engine: AsyncEngine, run: Run, worker: str, progress: dict[str, Any]) -> bool:
+    """Its worker records what the person sees of the run now."""
     return await _move(
-        engine, run.id, {"status": "running", "worker": worker, "attempt": run.attempt},
-        status="paused", paused_reason=reason, worker=None, lease_until=None,
+        engine, run.id, _held_by(run, worker), progress=json.dumps(progress, ensure_ascii=False)
+    )
+
+
+async def pause(engine: AsyncEngine, run: Run, worker: str, reason: str, needs: int = 0) -> bool:
+    """Its worker pauses the run: credits ran out (it `needs` that many units to go on), or its
+    budget did."""
+    return await _move(
+        engine, run.id, _held_by(run, worker),
+        status="paused", paused_reason=reason, needs=needs, worker=None, lease_until=None,
+        failures=0,
     )  # fmt: skip
+
+
+async def retry_later(engine: AsyncEngine, run: Run, worker: str, after_s: float) -> bool:
+    """Its worker puts the run back, to be claimed again after `after_s` (its provider failed)."""
+    return await _move(
+        engine, run.id, _held_by(run, worker),
+        status="pending", worker=None, lease_until=None, failures=task_runs.c.failures + 1,
+        not_before=datetime.now(UTC) + timedelta(seconds=after_s),
+    )  # fmt: skip
+
+
+async def release(engine: AsyncEngine, run: Run, worker: str) -> bool:
+    """Its worker stops cleanly (the app is shutting down): the run is pending again at once."""
+    return await _move(
+        engine, run.id, _held_by(run, worker), status="pending", worker=None, lease_until=None
+    )
 
 
 async def finish(engine: AsyncEngine, run: Run, worker: str, status: Status, outcome: str) -> bool:
     """Its worker ends the run."""
     return await _move(
-        engine, run.id, {"status": "running", "worker": worker, "attempt": run.attempt},
-        status=status, outcome=outcome, worker=None, lease_until=None,
+        engine, run.id, _held_by(run, worker),
+        status=status, outcome=outcome, worker=None, lease_until=None, failures=0,
     )  # fmt: skip
+
+
+async def recover(engine: AsyncEngine) -> int:
+    """On SQLite, where one process works on runs: the runs it was working on when it stopped
+    (killed: no `release`) are pending again at once, without waiting for their leases."""
+    async with engine.begin() as conn:
+        done = await conn.execute(
+            update(task_runs)
+            .where(task_runs.c.status == "running")
+            .values(status="pending", worker=None, lease_until=None, updated_at=datetime.now(UTC))
+        )
+        return int(done.rowcount)
+
+
+def _held_by(run: Run, worker: str) -> dict[str, Any]:
+    return {"status": "running", "worker": worker, "attempt": run.attempt}
 
 
 async def cancel(engine: AsyncEngine, run_id: str, owner: str) -> bool:
@@ -212,26 +294,42 @@ async def cancel(engine: AsyncEngine, run_id: str, owner: str) -> bool:
                 task_runs.c.status.not_in(ENDED),
             )
             .values(status="cancelled", worker=None, lease_until=None, updated_at=now,
-                    outcome="Cancelled by its owner.")
+                    outcome="Cancelled by its owner.", needs=0)
         )  # fmt: skip
         return bool(done.rowcount == 1)
 
 
-async def wake(engine: AsyncEngine, owner: str, run_id: str | None = None) -> list[str]:
-    """Paused runs of `owner` (or just `run_id`) back to pending: credits arrived, or the budget
-    was raised. The ids woken."""
+async def wake(
+    engine: AsyncEngine, owner: str, run_id: str | None = None, available: int | None = None
+) -> list[str]:
+    """Paused runs of `owner` (or just `run_id`) back to pending: credits arrived (only the
+    runs that `available` units cover, when given), or the budget was raised. The ids woken."""
     now = datetime.now(UTC)
     where = [task_runs.c.owner == owner, task_runs.c.status == "paused"]
     if run_id is not None:
         where.append(task_runs.c.id == run_id)
+    if available is not None:
+        where.append(task_runs.c.needs <= available)
     async with engine.begin() as conn:
         done = await conn.execute(
             update(task_runs)
             .where(*where)
-            .values(status="pending", paused_reason=None, updated_at=now)
+            .values(status="pending", paused_reason=None, needs=0, updated_at=now)
             .returning(task_runs.c.id)
         )
         return [str(r) for r in done.scalars()]
+
+
+async def waiting_for_credits(engine: AsyncEngine) -> list[tuple[str, int]]:
+    """(owner, units needed) of the runs paused for credits, for a sweep that wakes the ones
+    whose owners got credits while no replica heard of it."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(task_runs.c.owner, task_runs.c.needs).where(
+                task_runs.c.status == "paused", task_runs.c.needs > 0
+            )
+        )
+        return [(str(r.owner), int(r.needs)) for r in rows]
 
 
 async def raise_budget(engine: AsyncEngine, run_id: str, owner: str, budget: int) -> bool:

@@ -4,7 +4,7 @@ A plain record of this deployment's parts: its settings, the database, the ledge
 catalogue and runner, the conversation graph (made at startup, once its checkpointer is open), who
 is signed in, the channel that reaches a person's open chats on every replica, and the credit packs
 with the payment providers that sell them, where images are kept and how fast each image model
-has been. Nothing here opens or starts anything.
+has been, and the worker of long tasks. Nothing here opens or starts anything.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from payments.provider import PaymentProvider
 from payments.watcher import Watcher
 from settings import Settings
 from storage.images import Shelf
+from tasks.worker import Worker
 from ui.live import Live
 
 
@@ -53,6 +54,7 @@ class Deployment:
     watcher: Watcher | None = None  # finds and credits the crypto payments
     pace: Pace = field(default_factory=Pace)  # how fast each image model has been
     graphs: dict[str, conversation.Conversation] = field(default_factory=dict)
+    worker: Worker | None = None  # carries out long tasks (made at startup)
 
     @property
     def conversation(self) -> conversation.Conversation:

@@ -1,10 +1,13 @@
 """Updates to a person's open chats from outside them: an administrator's grant, a payment's
-webhook or return page, a reconciliation; tasks next.
+webhook or return page, a reconciliation, a long task's progress.
 
 Each replica keeps which of its open chat sessions belong to whom. `Live.tell(person)` reaches every
 replica through a channel: Redis pub/sub when REDIS_URL is set, PostgreSQL LISTEN/NOTIFY when the
 database is PostgreSQL, this process alone otherwise (one process on SQLite). Each replica then
-refreshes the badge of that person's sessions it holds, and shows the toast if there is one.
+refreshes the badge of that person's sessions it holds, and shows the toast if there is one; a
+task's news shows the task again where its chat is open. Every replica also hears every piece of
+news (`heard`, whether or not it holds the person's sessions): credits arriving wake the person's
+paused tasks, a cancelled task stops on the replica that runs it.
 
 The listener is supervised: when its connection drops or it fails, that is logged and it listens
 again after a pause (1 s, doubling up to 30 s). What is told while a replica is not listening is
@@ -18,8 +21,9 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass
+from typing import Any, Literal, cast
 
 from chainlit.context import init_ws_context
 from chainlit.session import WebsocketSession
@@ -31,13 +35,19 @@ log = logging.getLogger("live")
 MAX_PAUSE_S = 30.0
 
 
+Kind = Literal["balance", "task", "cancel"]
+
+
 @dataclass(frozen=True)
 class News:
-    """Something that changed a person's balance, told to every replica."""
+    """Something that changed for a person, told to every replica: their balance (credits
+    arrived or were taken back), a task's progress, or a task cancelled (`task`: its run)."""
 
     person: str
     toast: str = ""
     message: str = ""  # said in the chat too (what a payment credited), when not empty
+    kind: Kind = "balance"
+    task: str = ""
 
     def encode(self) -> str:
         return json.dumps(asdict(self))
@@ -46,22 +56,34 @@ class News:
     def decode(cls, text: str) -> News | None:
         try:
             found = json.loads(text)
+            kind = str(found.get("kind", "balance"))
+            if kind not in ("balance", "task", "cancel"):
+                return None
             return cls(
-                str(found["person"]), str(found.get("toast", "")), str(found.get("message", ""))
-            )
-        except (ValueError, KeyError, TypeError):
+                str(found["person"]), str(found.get("toast", "")), str(found.get("message", "")),
+                cast(Kind, kind), str(found.get("task", "")),
+            )  # fmt: skip
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
 
 Refresh = Callable[[News], Awaitable[None]]  # runs in the context of one of the person's sessions
+Heard = Callable[[News], Awaitable[None]]  # runs on every replica, in no session
 
 
 class Live:
     """This replica's open sessions by person, and the channel that tells every replica."""
 
-    def __init__(self, channel: Channel, refresh: Refresh, first_pause_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        refresh: Refresh,
+        first_pause_s: float = 1.0,
+        heard: Heard | None = None,
+    ) -> None:
         self.channel = channel
         self.refresh = refresh
+        self.heard = heard
         self.first_pause_s = first_pause_s
         self.sessions: dict[str, set[str]] = defaultdict(set)
         self.listening = False
@@ -92,10 +114,17 @@ class Live:
         self._leaving.add(task)
         task.add_done_callback(self._leaving.discard)
 
-    async def tell(self, person: str, toast: str = "", message: str = "") -> None:
-        """Tell every replica that `person`'s balance changed."""
+    async def tell(
+        self,
+        person: str,
+        toast: str = "",
+        message: str = "",
+        kind: Kind = "balance",
+        task: str = "",
+    ) -> None:
+        """Tell every replica that `person`'s balance changed (or their task, `kind` says)."""
         try:
-            await self.channel.publish(News(person, toast, message).encode())
+            await self.channel.publish(News(person, toast, message, kind, task).encode())
         except Exception:
             log.exception("Could not tell the replicas about %s", person)
 
@@ -143,14 +172,26 @@ class Live:
         if news is None:
             log.warning("Ignored a malformed live update: %.200r", text)
             return
+        if self.heard is not None:
+            self._spawn(self._hear(news))
         for session_id in list(self.sessions.get(news.person, ())):
             session = WebsocketSession.get_by_id(session_id)
             if session is None:  # closed without saying so
                 self.leave(session_id)
                 continue
-            task = asyncio.create_task(self._refresh(session, news))
-            self._refreshing.add(task)
-            task.add_done_callback(self._refreshing.discard)
+            self._spawn(self._refresh(session, news))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
+
+    async def _hear(self, news: News) -> None:
+        assert self.heard is not None
+        try:
+            await self.heard(news)
+        except Exception:
+            log.exception("Could not act on news for %s", news.person)
 
     async def _refresh(self, session: WebsocketSession, news: News) -> None:
         init_ws_context(session)  # this task speaks to that session

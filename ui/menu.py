@@ -11,7 +11,7 @@ import chainlit as cl
 from chainlit.types import CommandDict
 
 from auth.roles import is_admin
-from ui import admin, buy, crypto, images, sales, signins, statement, summary
+from ui import admin, buy, crypto, images, sales, signins, statement, summary, tasks
 from ui.command import Command
 from ui.deployment import Deployment, person, session_role
 from ui.errors import Refused
@@ -19,6 +19,7 @@ from ui.wallet import NOT_SELLING
 
 ALL: tuple[Command, ...] = (
     *images.COMMANDS,
+    *tasks.COMMANDS,
     *statement.COMMANDS,
     *buy.COMMANDS,
     *crypto.COMMANDS,

@@ -1,4 +1,4 @@
-"""Where a person's message goes: a text answer, images, or an answer about their image.
+"""Where a person's message goes: a text answer, images, an answer about their image, or a task.
 
 `agents.router` decides; this module shows the decision (in the answer's step for chat, in the
 quote's step for images and vision) and hands the message on. "No, just answer in text" (typed, or
@@ -11,19 +11,22 @@ import chainlit as cl
 
 from agents import router
 from storage import work_quotes
-from ui import images, turn, vision
+from ui import images, tasks, turn, vision
 from ui.deployment import Deployment, person
 
 
 async def respond(d: Deployment, message: cl.Message) -> None:
     """Answer `message` as the router decides."""
     pictures = vision.attached_images(message)
-    decision = router.decide(message.content, None, len(pictures))
+    others = len(vision.attached(message)) - len(pictures)
+    decision = router.decide(message.content, None, len(pictures), others)
     text_only = decision.kind == "chat" and router.wants_text_only(message.content)
     if text_only and await answer_open_quote_in_text(d):
         return
     if decision.kind == "image":
         await images.ask(d, decision.text, decision.reason)
+    elif decision.kind == "task":
+        await tasks.propose(d, message, decision.text, decision.reason)
     elif decision.kind == "vision":
         await vision.respond(d, message, pictures, decision.reason)
     else:

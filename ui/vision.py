@@ -40,8 +40,20 @@ DESCRIBE = "Describe this image."
 
 
 def attached_images(message: cl.Message) -> list[Element]:
-    """The files attached to `message` (each is checked as an image before use)."""
+    """The files attached to `message` that say they are images (each is checked as one before
+    use: what the browser says is not trusted)."""
+    return [e for e in attached(message) if _says_image(e)]
+
+
+def attached(message: cl.Message) -> list[Element]:
+    """Every file attached to `message`."""
     return [e for e in (message.elements or []) if getattr(e, "path", None)]
+
+
+def _says_image(element: Element) -> bool:
+    mime = str(getattr(element, "mime", None) or "")
+    name = str(element.name or "").lower()
+    return mime.startswith("image/") or name.endswith((".png", ".jpg", ".jpeg", ".webp", ".gif"))
 
 
 def seeing_model(d: Deployment, chosen: Model) -> tuple[Model, str]:

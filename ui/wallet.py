@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -102,21 +102,31 @@ def badge_host(thread: Mapping[str, Any]) -> str | None:
     return mine[-1] if mine else None
 
 
-def send_badges_after_resume(handlers: dict[str, Any], d: Deployment) -> None:
+def send_badges_after_resume(
+    handlers: dict[str, Any], d: Deployment, also: Callable[[], Awaitable[None]] | None = None
+) -> None:
     """Wrap Chainlit's `connection_successful` socket handler (which resumes a thread): once it
-    has run, send the badge `show_after_resume` left due, in that session."""
+    has run, send the badge `show_after_resume` left due, in that session; then `also` (what else
+    a reopened thread shows that is not kept with it: its tasks)."""
     resume = handlers["connection_successful"]
 
     async def resumed(sid: str, *args: Any) -> Any:
         done = await resume(sid, *args)
         session = WebsocketSession.get(sid)
-        if session is not None and (due := user_sessions.get(session.id, {}).get("badge_due")):
-            init_ws_context(session)
+        if session is None:
+            return done
+        init_ws_context(session)
+        if due := user_sessions.get(session.id, {}).get("badge_due"):
             cl.user_session.set("badge_due", None)
             try:
                 await show_balance(d, *due)
             except Exception:  # the thread is open; only its badge is missing
                 log.exception("Could not show the badge of a reopened thread")
+        if also is not None:
+            try:
+                await also()
+            except Exception:
+                log.exception("Could not show the rest of a reopened thread")
         return done
 
     handlers["connection_successful"] = resumed

@@ -1,7 +1,8 @@
 """A small OpenAI-compatible server on loopback, for tests that need a provider's failures.
 
 Streams a fixed reply word by word with stream usage, like real providers; answers requests that
-offer tools from `script` (deterministic tool calls, for long tasks); or fails as told:
+offer tools, and unstreamed ones, from `script` (deterministic tool calls, for long tasks); or
+fails as told:
 `error` answers HTTP 500, `slow` waits `delay_s` before answering, `drop` closes the stream after
 `drop_after` chunks, `garble` sends a broken event there and `report` an error event; `endless`
 ignores `max_completion_tokens` and writes on until the client hangs up (a bounded million words).
@@ -36,8 +37,9 @@ class FakeOpenAI:
     token_delay_s: float = 0.0
     drop_after: int = 3
     requests: list[dict[str, Any]] = field(default_factory=list)
-    # Answers to requests that offer tools, in order: each an assistant message (its "content",
-    # its "tool_calls"); a request with tools when none is left is answered "Done."
+    # Answers to requests that offer tools (and to unstreamed ones while any is left), in order:
+    # each an assistant message (its "content", its "tool_calls"); a request with tools when none
+    # is left is answered "Done."
     script: list[dict[str, Any]] = field(default_factory=list)
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
@@ -77,7 +79,7 @@ class FakeOpenAI:
             await asyncio.sleep(self.delay_s)
         if self.mode == "error":
             return JSONResponse({"error": {"message": "upstream exploded"}}, status_code=500)
-        if "tools" in body:
+        if "tools" in body or (self.script and not body.get("stream")):
             return JSONResponse(self._scripted(body))
         words = [w + " " for w in self.reply.split(" ")]
         words[-1] = words[-1].rstrip()
