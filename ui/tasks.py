@@ -52,6 +52,7 @@ TYPICAL_TURNS = 8  # model calls of a task of three steps: a plan, two per step,
 TYPICAL_TOOLS = 3
 TYPICAL_PROMPT_TOKENS = 3000
 SHOWN = "tasks_shown"  # user_session: the ids of the task steps this page has
+ACTIONS = "task_actions"  # user_session: the buttons each task's message has on this page
 STATUS = {
     "pending": "waiting for a worker", "running": "running", "paused": "paused",
     "succeeded": "done", "failed": "failed", "cancelled": "cancelled",
@@ -253,6 +254,7 @@ async def refresh(d: Deployment, news: News) -> None:
 async def show_in_thread(d: Deployment, thread_id: str) -> None:
     """A reopened chat's tasks, as they stand."""
     cl.user_session.set(SHOWN, set())  # the page drew the thread afresh
+    cl.user_session.set(ACTIONS, {})
     for run in reversed(await runs.of_owner(d.engine, person(), limit=50)):
         if run.thread_id == thread_id:
             await show(d, run)
@@ -267,6 +269,11 @@ async def show_due(d: Deployment) -> None:
 
 
 def due_after_resume(thread_id: str) -> None:
+    """A reopened chat: its tasks are drawn once the page has the thread (`show_due`). What this
+    session had of them came back from the thread's metadata, where Chainlit keeps the user
+    session, as stale JSON: the page has none of it."""
+    cl.user_session.set(SHOWN, set())
+    cl.user_session.set(ACTIONS, {})
     cl.user_session.set("tasks_due", thread_id)
 
 
@@ -291,13 +298,13 @@ async def show(d: Deployment, run: runs.Run) -> None:
 
 async def _replace_actions(run: runs.Run, actions: Sequence[cl.Action]) -> None:
     """The task message's buttons, as its state now offers (Chainlit keeps none with a thread)."""
-    kept: dict[str, list[cl.Action]] = cl.user_session.get("task_actions") or {}
+    kept: dict[str, list[cl.Action]] = cl.user_session.get(ACTIONS) or {}
     for old in kept.get(run.id, []):
         await old.remove()
     for action in actions:
         await action.send(for_id=run.message_id or "")
     kept[run.id] = list(actions)
-    cl.user_session.set("task_actions", kept)
+    cl.user_session.set(ACTIONS, kept)
 
 
 def head(run: runs.Run) -> str:

@@ -41,6 +41,7 @@ class FakeOpenAI:
     # each an assistant message (its "content", its "tool_calls"); a request with tools when none
     # is left is answered "Done."
     script: list[dict[str, Any]] = field(default_factory=list)
+    answered: dict[str, dict[str, Any]] = field(default_factory=dict)  # request -> its answer
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
     port: int = 0
@@ -139,12 +140,18 @@ class FakeOpenAI:
 
     def _scripted(self, body: dict[str, Any]) -> dict[str, Any]:
         """The next scripted answer to a request that offers tools, with usage counted from the
-        request's words and the answer's."""
-        message = {
-            "role": "assistant",
-            "content": "Done.",
-            **(self.script.pop(0) if self.script else {}),
-        }
+        request's words and the answer's. A request asked again word for word (a client that
+        died before it read the answer, asking again) gets the answer it got before."""
+        asked = json.dumps([body["messages"], body.get("tools")], sort_keys=True)
+        if asked in self.answered:
+            message = self.answered[asked]
+        else:
+            message = {
+                "role": "assistant",
+                "content": "Done.",
+                **(self.script.pop(0) if self.script else {}),
+            }
+            self.answered[asked] = message
         said = json.dumps(message)
         prompt = sum(len(json.dumps(m).split()) for m in body["messages"])
         return {

@@ -45,6 +45,7 @@ def fake() -> Iterator[FakeOpenAI]:
 def catalog(fake: FakeOpenAI) -> Catalog:
     fake.script.clear()
     fake.requests.clear()
+    fake.answered.clear()
     fake.mode = "ok"
     return load_catalog(ROOT / "models.toml", {"VLLM_BASE_URL": fake.base_url}.get, MODEL)
 

@@ -1,0 +1,324 @@
+"""Long tasks through the real app process, with a scripted loopback provider (deterministic tool
+calls) and the loopback Stripe: a three-step task runs, shows its steps and tool results live, is
+charged its priced calls, and streams the rest into a page reloaded mid-task; the app killed
+mid-task (SIGKILL) and started again resumes it, charging no call twice; a task paused on an empty
+balance goes on by itself once a Stripe payment arrives; cancel stops it at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agents.catalog import load_catalog
+from agents.prices import Pricing
+from credits.store import Ledger
+from credits.verify import verify
+from settings import ROOT, Settings
+from storage.ledger import ledger_from_settings
+from tests.e2e.client import ChatSession, login, messages
+from tests.e2e.conftest import ADMIN, add_login, new_user
+from tests.e2e.process import app_process, free_port
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.stripe_server import FakeStripe
+
+MODEL = "vllm-llama-3.1-8b"
+CATALOG = load_catalog(ROOT / "models.toml", {"VLLM_BASE_URL": "http://x"}.get, MODEL)
+PRICING = Pricing(Decimal("0.024"))
+NOTES = b"The tower is 30 m tall.\n"
+
+
+@dataclass
+class Tasker:
+    """The app with tasks thinking on the scripted provider, selling credits through Stripe; it
+    can be killed and started again on the same data and port."""
+
+    base_url: str
+    data_dir: Path
+    fake: FakeOpenAI
+    stripe: FakeStripe
+    settings: dict[str, str]
+    port: int
+    stack: ExitStack = field(default_factory=ExitStack)
+    proc: subprocess.Popen | None = None
+
+    def add_login(self, identifier: str, password: str) -> None:
+        add_login(self.data_dir, identifier, password)
+
+    def start(self) -> None:
+        _, self.proc = self.stack.enter_context(
+            app_process(self.data_dir, port=self.port, **self.settings)
+        )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.stack.close()
+        self.stack = ExitStack()
+
+
+@pytest.fixture(scope="module")
+def tasker() -> Iterator[Tasker]:
+    fake = FakeOpenAI().start()
+    stripe = FakeStripe("whsec_tasks").start()
+    data_dir = Path(tempfile.mkdtemp(prefix="creditchat-tasks-"))
+    port = free_port()
+    settings = dict(
+        ADMIN_EMAIL=ADMIN[0], ADMIN_PASSWORD=ADMIN[1], LOG_LEVEL="INFO", CHECKPOINT_EVERY_S="1",
+        VLLM_BASE_URL=fake.base_url, TASK_MODEL=MODEL, MODEL_TIMEOUT_S="5",
+        STRIPE_SECRET_KEY=stripe.api_key, STRIPE_WEBHOOK_SECRET="whsec_tasks",
+        STRIPE_API_BASE=stripe.url, RECONCILE_EVERY_S="0",
+        LOGIN_ATTEMPTS_PER_ADDRESS="100000/minute", LOGIN_ATTEMPTS_PER_ACCOUNT="100000/minute",
+    )  # fmt: skip
+    shop = Tasker(f"http://127.0.0.1:{port}", data_dir, fake, stripe, settings, port)
+    stripe.webhook_url = f"{shop.base_url}/api/payments/stripe/webhook"
+    shop.start()
+    try:
+        yield shop
+    finally:
+        shop.stack.close()
+        fake.stop()
+        stripe.stop()
+
+
+@pytest.fixture
+async def ledger(tasker: Tasker) -> AsyncIterator[Ledger]:
+    book = ledger_from_settings(Settings(data_dir=tasker.data_dir))
+    await book.start(background=False)
+    yield book
+    report = await verify(book)
+    await book.close()
+    assert report.ok, report.problems
+
+
+def call(tool: str, **arguments: Any) -> dict[str, Any]:
+    return {"content": "", "tool_calls": [{"id": f"c-{tool}", "type": "function",
+            "function": {"name": tool, "arguments": json.dumps(arguments)}}]}  # fmt: skip
+
+
+def three_steps() -> list[dict[str, Any]]:
+    return [
+        {"content": "1. Read the notes\n2. Compute\n3. Check with Python"},
+        call("read_file", name="notes.txt"),
+        {"content": "The tower is 30 m tall."},
+        call("calculator", expression="30 * 2"),
+        {"content": "Twice is 60."},
+        call("run_python", code="print(30 * 3)"),
+        {"content": "Python says 90."},
+        {"content": "The tower is 30 m; twice is 60, three times 90."},
+    ]
+
+
+async def person(tasker: Tasker) -> tuple[str, ChatSession]:
+    user, password = await new_user(tasker)  # type: ignore[arg-type]
+    chat = ChatSession(tasker.base_url, await login(tasker.base_url, user, password))
+    await chat.connect()
+    await chat.wait_for_badge(0)
+    return user, chat
+
+
+async def start_task(chat: ChatSession, goal: str) -> str:
+    """`/task` with the notes attached, then Start: the run's id."""
+    notes = await chat.upload("notes.txt", NOTES, "text/plain")
+    asked = await chat.send(f"/task {goal}", files=[notes])
+    [start] = [d for n, d in asked if n == "action" and d.get("name") == "task_start"]
+    quote = [m["output"] for m in messages(asked, "assistant_message") if "Start this task" in
+             m["output"]]  # fmt: skip
+    assert quote and "notes.txt" in quote[0] and "budget is **20 credits**" in quote[0]
+    assert await chat.call_action(start) == 200
+    return await run_of(chat)
+
+
+def app_db(tasker: Tasker) -> sqlite3.Connection:
+    db = sqlite3.connect(tasker.data_dir / "app.db")
+    db.row_factory = sqlite3.Row
+    return db
+
+
+async def run_of(chat: ChatSession) -> str:
+    async with asyncio.timeout(10):
+        while True:
+            for name, data in chat.events:
+                if name == "action" and data.get("name") == "task_cancel":
+                    return str(data["payload"]["run"])
+            await asyncio.sleep(0.05)
+
+
+def row(tasker: Tasker, run_id: str) -> dict[str, Any]:
+    with app_db(tasker) as db:
+        found = db.execute("SELECT * FROM task_runs WHERE id = ?", (run_id,)).fetchone()
+    return {**dict(found), "progress": json.loads(found["progress"])}
+
+
+async def until_status(tasker: Tasker, run_id: str, *wanted: str, timeout: float = 60) -> dict:
+    async with asyncio.timeout(timeout):
+        while (found := row(tasker, run_id))["status"] not in wanted:
+            await asyncio.sleep(0.1)
+    return found
+
+
+def task_text(events: list[tuple[str, Any]]) -> str:
+    """The task's message as the page shows it last."""
+    found = [m["output"] for m in messages(events, "assistant_message") if
+             m["output"].startswith("**Task**")]  # fmt: skip
+    return found[-1] if found else ""
+
+
+def tool_steps(events: list[tuple[str, Any]]) -> dict[str, dict]:
+    latest: dict[str, dict] = {}
+    for name, data in events:
+        if name in ("new_message", "update_message") and data.get("type") == "tool" and \
+                data.get("name") in ("read_file", "calculator", "run_python"):  # fmt: skip
+            latest[data["id"]] = {**latest.get(data["id"], {}), **data}
+    return latest
+
+
+async def charges_of(ledger: Ledger, user: str) -> list[Any]:
+    return [t for t in await ledger.charges(user) if t.meta.get("kind") == "task"]
+
+
+def priced(t: Any) -> int:
+    meta = t.meta
+    if meta["model"] == MODEL:
+        return PRICING.tokens(CATALOG.get(MODEL), meta["tokens_in"], meta["tokens_out"])
+    return PRICING.work(CATALOG.work[meta["model"]], calls=1)
+
+
+async def test_a_task_runs_live_survives_a_reload_and_is_charged_its_priced_steps(
+    tasker: Tasker, ledger: Ledger
+) -> None:
+    user, chat = await person(tasker)
+    tasker.fake.script = three_steps()
+    with tasker.fake.behaving(delay_s=0.4):
+        run_id = await start_task(chat, "How tall is the tower, twice and thrice?")
+        # Live: the plan's steps and the first tool's answer arrive while it runs.
+        await chat.wait_until(lambda ev: any(
+            s["name"] == "read_file" and "30 m tall" in s.get("output", "")
+            for s in tool_steps(ev).values()), timeout=30)  # fmt: skip
+        assert row(tasker, run_id)["status"] == "running"
+        thread_id = chat.thread_id
+        await chat.close()  # the tab closes mid-task; the page is loaded again
+        back = ChatSession(tasker.base_url, chat.cookies, thread_id=thread_id)
+        await back.connect()
+        done = await until_status(tasker, run_id, "succeeded", "failed")
+    assert done["status"] == "succeeded", done
+    await back.wait_until(lambda ev: "The tower is 30 m; twice is 60" in task_text(ev), timeout=15)
+    shown = tool_steps(back.events)
+    assert sorted(s["name"] for s in shown.values()) == ["calculator", "read_file", "run_python"]
+    assert any("90" in s["output"] for s in shown.values() if s["name"] == "run_python")
+    steps_shown = {d["name"] for n, d in back.events
+                   if n in ("new_message", "update_message") and d.get("type") == "run"}  # fmt: skip
+    assert {"✓ Step 1: Read the notes", "✓ Step 3: Check with Python"} <= steps_shown
+
+    charged = await charges_of(ledger, user)
+    assert len(charged) == 11  # 8 model calls and 3 tools, each once
+    assert all(t.amount == priced(t) for t in charged)
+    assert done["spent"] == sum(t.amount for t in charged) > 0
+    assert "done" in task_text(back.events) and "of 20 credits spent" in task_text(back.events)
+    listed = await back.send("/tasks")
+    assert "How tall is the tower" in "".join(
+        m["output"] for m in messages(listed, "assistant_message")
+    )
+    await back.close()
+
+
+async def test_a_task_killed_with_the_app_resumes_after_a_restart_without_charging_twice(
+    tasker: Tasker, ledger: Ledger
+) -> None:
+    user, chat = await person(tasker)
+    tasker.fake.script = three_steps()
+    with tasker.fake.behaving(delay_s=0.5):
+        run_id = await start_task(chat, "The tower again, killed on the way")
+        async with asyncio.timeout(30):
+            while row(tasker, run_id)["progress"].get("actions", 0) < 4:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # inside the next step
+        tasker.kill()
+        killed = row(tasker, run_id)
+        assert killed["status"] == "running" and killed["attempt"] == 1
+        tasker.start()
+        done = await until_status(tasker, run_id, "succeeded", "failed")
+    assert done["status"] == "succeeded" and done["attempt"] == 2, done
+    assert done["progress"]["answer"] == "The tower is 30 m; twice is 60, three times 90."
+    charged = await charges_of(ledger, user)
+    actions = sorted(int(t.transfer_id.split(":")[2].split(".")[0]) for t in charged)
+    assert actions == list(range(1, 12))  # every call charged once, over both attempts
+    assert done["spent"] == sum(t.amount for t in charged)
+    assert (await ledger.balance(user)).held == 0
+
+
+async def test_a_task_paused_on_an_empty_balance_resumes_by_itself_after_a_stripe_top_up(
+    tasker: Tasker, ledger: Ledger
+) -> None:
+    user, chat = await person(tasker)
+    available = (await ledger.balance(user)).available
+    await ledger.adjust(user, -available, "test: an empty balance", ADMIN[0], f"adj:{user}")
+    tasker.fake.script = three_steps()
+    run_id = await start_task(chat, "The tower, on credits I do not have yet")
+    paused = await until_status(tasker, run_id, "paused")
+    assert paused["needs"] > 0 and "and you have 0." in (paused["paused_reason"] or "")
+    await chat.wait_until(lambda ev: "**Paused.**" in task_text(ev), timeout=10)
+    assert [d for n, d in chat.events if n == "action" and d.get("name") == "buy_credits"]
+
+    link = await pay_link(chat)
+    async with httpx.AsyncClient(cookies=chat.cookies, follow_redirects=True, timeout=30) as web:
+        session_id = link.rsplit("/", 1)[1]
+        await web.post(f"{tasker.stripe.url}/checkout/{session_id}/pay", data={"method": "card"})
+    done = await until_status(tasker, run_id, "succeeded", "failed", timeout=30)
+    assert done["status"] == "succeeded", done
+    await chat.wait_until(lambda ev: "The tower is 30 m; twice is 60" in task_text(ev), timeout=15)
+    charged = await charges_of(ledger, user)
+    assert len(charged) == 11 and done["spent"] == sum(t.amount for t in charged)
+
+
+async def pay_link(chat: ChatSession) -> str:
+    events = await chat.send("/buy")
+    [button] = [a for n, a in events if n == "action" and a.get("payload") ==
+                {"pack": "starter", "provider": "stripe"}]  # fmt: skip
+    start = len(chat.events)
+    assert await chat.call_action(button) == 200
+    await chat.wait_until(lambda ev: any("Pay with" in str(d.get("output", "")) for _, d in ev),
+                          start)  # fmt: skip
+    said = next(d["output"] for _, d in chat.events[start:] if "Pay with" in str(d.get("output")))
+    return said.split("](", 1)[1].split(")", 1)[0]
+
+
+async def test_cancel_stops_a_task_at_once_and_holds_nothing_more(
+    tasker: Tasker, ledger: Ledger
+) -> None:
+    user, chat = await person(tasker)
+    tasker.fake.script = [
+        {"content": "1. Wait a long time"},
+        call("run_python", code="import time; time.sleep(60)"),
+    ]
+    run_id = await start_task(chat, "Wait for a minute")
+    async with asyncio.timeout(20):
+        while (await ledger.balance(user)).held == 0 or row(tasker, run_id)["progress"].get(
+                "actions", 0) < 2:  # fmt: skip
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # the program runs
+    [cancel] = [d for n, d in chat.events if n == "action" and d.get("name") == "task_cancel"][:1]
+    assert await chat.call_action(cancel) == 200
+    done = await until_status(tasker, run_id, "cancelled", timeout=5)
+    async with asyncio.timeout(5):
+        while (await ledger.balance(user)).held:
+            await asyncio.sleep(0.05)
+    charged = await charges_of(ledger, user)
+    assert [t.meta["model"] for t in charged] == [MODEL, MODEL]  # the cut-off program is free
+    assert done["spent"] == sum(t.amount for t in charged)
+    await chat.wait_until(lambda ev: "cancelled" in task_text(ev), timeout=10)
+    again = await chat.send("/tasks")
+    assert "cancelled" in "".join(m["output"] for m in messages(again, "assistant_message"))
