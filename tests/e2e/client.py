@@ -107,6 +107,16 @@ class ChatSession:
                 self._changed.clear()
                 await self._changed.wait()
 
+    async def wait_for_action(self, name: str, after: int = 0, timeout: float = 10) -> Any:
+        """The first action button called `name` the app sent at index `after` or later."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for event, data in self.events[after:]:
+                    if event == "action" and data.get("name") == name:
+                        return data
+                self._changed.clear()
+                await self._changed.wait()
+
     async def wait_until(
         self, done: Callable[[list[tuple[str, Any]]], bool], after: int = 0, timeout: float = 60
     ) -> None:

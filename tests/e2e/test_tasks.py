@@ -7,12 +7,13 @@ balance goes on by itself once a Stripe payment arrives; cancel stops it at once
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import signal
 import sqlite3
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -149,12 +150,9 @@ def app_db(tasker: Tasker) -> sqlite3.Connection:
 
 
 async def run_of(chat: ChatSession) -> str:
-    async with asyncio.timeout(10):
-        while True:
-            for name, data in chat.events:
-                if name == "action" and data.get("name") == "task_cancel":
-                    return str(data["payload"]["run"])
-            await asyncio.sleep(0.05)
+    """The run the chat shows (its Cancel button names it)."""
+    data = await chat.wait_for_action("task_cancel")
+    return str(data["payload"]["run"])
 
 
 def row(tasker: Tasker, run_id: str) -> dict[str, Any]:
@@ -164,10 +162,18 @@ def row(tasker: Tasker, run_id: str) -> dict[str, Any]:
 
 
 async def until_status(tasker: Tasker, run_id: str, *wanted: str, timeout: float = 60) -> dict:
+    await until(lambda: row(tasker, run_id)["status"] in wanted, timeout)
+    return row(tasker, run_id)
+
+
+async def until(holds: Callable[[], bool | Awaitable[bool]], timeout: float) -> None:
+    """Wait until `holds()` (polled: it reads another process's database)."""
     async with asyncio.timeout(timeout):
-        while (found := row(tasker, run_id))["status"] not in wanted:
-            await asyncio.sleep(0.1)
-    return found
+        while True:
+            answer = holds()
+            if await answer if inspect.isawaitable(answer) else answer:
+                return
+            await asyncio.sleep(0.05)
 
 
 def task_text(events: list[tuple[str, Any]]) -> str:
@@ -242,9 +248,7 @@ async def test_a_task_killed_with_the_app_resumes_after_a_restart_without_chargi
     tasker.fake.script = three_steps()
     with tasker.fake.behaving(delay_s=0.5):
         run_id = await start_task(chat, "The tower again, killed on the way")
-        async with asyncio.timeout(30):
-            while row(tasker, run_id)["progress"].get("actions", 0) < 4:
-                await asyncio.sleep(0.05)
+        await until(lambda: row(tasker, run_id)["progress"].get("actions", 0) >= 4, 30)
         await asyncio.sleep(0.2)  # inside the next step
         tasker.kill()
         killed = row(tasker, run_id)
@@ -271,7 +275,8 @@ async def test_a_task_paused_on_an_empty_balance_resumes_by_itself_after_a_strip
     paused = await until_status(tasker, run_id, "paused")
     assert paused["needs"] > 0 and "and you have 0." in (paused["paused_reason"] or "")
     await chat.wait_until(lambda ev: "**Paused.**" in task_text(ev), timeout=10)
-    assert [d for n, d in chat.events if n == "action" and d.get("name") == "buy_credits"]
+    top_up = await chat.wait_for_action("buy_credits")
+    assert top_up["forId"] == row(tasker, run_id)["message_id"]  # on the task's message
 
     link = await pay_link(chat)
     async with httpx.AsyncClient(cookies=chat.cookies, follow_redirects=True, timeout=30) as web:
@@ -305,17 +310,21 @@ async def test_cancel_stops_a_task_at_once_and_holds_nothing_more(
         call("run_python", code="import time; time.sleep(60)"),
     ]
     run_id = await start_task(chat, "Wait for a minute")
-    async with asyncio.timeout(20):
-        while (await ledger.balance(user)).held == 0 or row(tasker, run_id)["progress"].get(
-                "actions", 0) < 2:  # fmt: skip
-            await asyncio.sleep(0.05)
+
+    async def program_runs() -> bool:
+        working = row(tasker, run_id)["progress"].get("actions", 0) >= 2
+        return working and (await ledger.balance(user)).held > 0
+
+    await until(program_runs, 20)
     await asyncio.sleep(0.5)  # the program runs
     [cancel] = [d for n, d in chat.events if n == "action" and d.get("name") == "task_cancel"][:1]
     assert await chat.call_action(cancel) == 200
     done = await until_status(tasker, run_id, "cancelled", timeout=5)
-    async with asyncio.timeout(5):
-        while (await ledger.balance(user)).held:
-            await asyncio.sleep(0.05)
+
+    async def nothing_held() -> bool:
+        return (await ledger.balance(user)).held == 0
+
+    await until(nothing_held, 5)
     charged = await charges_of(ledger, user)
     assert [t.meta["model"] for t in charged] == [MODEL, MODEL]  # the cut-off program is free
     assert done["spent"] == sum(t.amount for t in charged)
