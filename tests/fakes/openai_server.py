@@ -17,7 +17,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +42,8 @@ class FakeOpenAI:
     # is left is answered "Done."
     script: list[dict[str, Any]] = field(default_factory=list)
     answered: dict[str, dict[str, Any]] = field(default_factory=dict)  # request -> its answer
+    # Or answers made from each request (many tasks at once, whose requests interleave).
+    respond: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
     port: int = 0
@@ -80,7 +82,7 @@ class FakeOpenAI:
             await asyncio.sleep(self.delay_s)
         if self.mode == "error":
             return JSONResponse({"error": {"message": "upstream exploded"}}, status_code=500)
-        if "tools" in body or (self.script and not body.get("stream")):
+        if "tools" in body or ((self.script or self.respond) and not body.get("stream")):
             return JSONResponse(self._scripted(body))
         words = [w + " " for w in self.reply.split(" ")]
         words[-1] = words[-1].rstrip()
@@ -143,7 +145,9 @@ class FakeOpenAI:
         request's words and the answer's. A request asked again word for word (a client that
         died before it read the answer, asking again) gets the answer it got before."""
         asked = json.dumps([body["messages"], body.get("tools")], sort_keys=True)
-        if asked in self.answered:
+        if self.respond is not None:
+            message = {"role": "assistant", "content": "Done.", **self.respond(body)}
+        elif asked in self.answered:
             message = self.answered[asked]
         else:
             message = {
@@ -223,3 +227,16 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def one_step_task(body: dict[str, Any]) -> dict[str, Any]:
+    """A `respond` for many tasks at once: each plans one step, asks the calculator for 6 * 7,
+    says what it found, and answers; what each request gets depends on that request alone."""
+    messages = body["messages"]
+    if not body.get("tools"):
+        planning = "plan" in str(messages[0].get("content", "")).lower()
+        return {"content": "1. Compute six times seven" if planning else "The answer is 42."}
+    if messages[-1]["role"] == "tool":
+        return {"content": f"The calculator said {messages[-1]['content']}."}
+    return {"content": "", "tool_calls": [{"id": "c-calc", "type": "function", "function": {
+        "name": "calculator", "arguments": json.dumps({"expression": "6 * 7"})}}]}  # fmt: skip
