@@ -39,6 +39,7 @@ bench: setup
 	$(BIN)/python bench/payments.py
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/images.py
+	$(BIN)/python bench/tasks.py
 
 # Re-resolve the pins from pyproject.toml's ranges (needs the package index).
 lock:
