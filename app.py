@@ -315,9 +315,10 @@ def data_layer() -> ChatHistory:
 
 
 async def forget_thread(thread_id: str) -> None:
-    """A deleted thread's model memory goes with it."""
+    """A deleted thread's model memory goes with it, and its tasks stop."""
     if graph := d.graphs.get("conversation"):
         await conversation.forget(graph, thread_id)
+        await tasks.forget_thread(d, graph.checkpointer, thread_id)
 
 
 @cl.password_auth_callback

@@ -332,6 +332,21 @@ async def waiting_for_credits(engine: AsyncEngine) -> list[tuple[str, int]]:
         return [(str(r.owner), int(r.needs)) for r in rows]
 
 
+async def cancel_in_thread(engine: AsyncEngine, thread_id: str) -> list[Run]:
+    """The runs of a deleted thread that had not ended, cancelled (all of them: for their
+    checkpoints to go too)."""
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(task_runs)
+            .where(task_runs.c.thread_id == thread_id, task_runs.c.status.not_in(ENDED))
+            .values(status="cancelled", worker=None, lease_until=None, updated_at=now,
+                    outcome="Its chat was deleted.", needs=0)
+        )  # fmt: skip
+        rows = await conn.execute(select(task_runs).where(task_runs.c.thread_id == thread_id))
+        return [_run(r) for r in rows]
+
+
 async def raise_budget(engine: AsyncEngine, run_id: str, owner: str, budget: int) -> bool:
     """Its owner raises a run's budget (never below what it spent)."""
     now = datetime.now(UTC)

@@ -31,9 +31,10 @@ RECEIPT_ACTION = "receipt"
 
 Spending = dict[tuple[str, str, str], int]  # (day, kind of work, model id) -> units
 # What each kind of work is called (a kind not here is shown as it is recorded).
-KINDS = {"chat": "Chat", "image": "Images", "vision": "Vision", "summary": "Summary"}
+KINDS = {"chat": "Chat", "image": "Images", "vision": "Vision", "summary": "Summary",
+         "task": "Tasks"}  # fmt: skip
 WORK = {"chat": "Answer", "image": "Images", "vision": "Answer about an image",
-        "summary": "Summary"}  # fmt: skip
+        "summary": "Summary", "task": "Task step"}  # fmt: skip
 
 
 def spending(charges: list[Transfer]) -> Spending:
@@ -104,7 +105,9 @@ def describe(t: Transfer, labels: Mapping[str, str]) -> str:
         case Kind.POSTED, "adjustment":
             return f"Correction by an administrator{reason}"
         case Kind.PENDING, _:
-            held = "images" if meta.get("kind") == "image" else "an answer"
+            held = {"image": "images", "task": "a task step"}.get(
+                str(meta.get("kind")), "an answer"
+            )
             return f"Held for {held} ({model})" if model else "Held"
         case Kind.POST, _:
             work = WORK.get(str(meta.get("kind", "chat")), "Work")
@@ -232,6 +235,7 @@ async def receipt_action(d: Deployment, action: cl.Action) -> None:
 
 async def _usage(d: Deployment, verb: str, text: str, message: cl.Message) -> None:
     labels = {m.id: m.label for m in d.catalog.models.values()}
+    labels |= {kind: price.label for kind, price in d.catalog.work.items()}  # a task's tools
     await (await statement(d.ledger, person(), labels, AUTHOR)).send()
 
 

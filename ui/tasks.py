@@ -28,8 +28,10 @@ from typing import Any, cast
 
 import chainlit as cl
 from chainlit.step import StepDict
+from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from agents.catalog import Model
+from agents.tasks import config_of as task_config
 from credits.ledger import UNITS_PER_CREDIT, show_credits
 from storage import runs, work_quotes
 from tasks import files as task_files
@@ -216,6 +218,17 @@ async def raise_budget(d: Deployment, action: cl.Action) -> None:
     if d.worker is not None:
         d.worker.poke()
     await d.live.tell(person(), kind="task", task=run_id)
+
+
+async def forget_thread(d: Deployment, checkpointer: object, thread_id: str) -> None:
+    """A deleted chat's tasks: stopped wherever they run, their checkpoints deleted (their runs
+    stay, cancelled, with what they spent, in /tasks and /usage)."""
+    for run in await runs.cancel_in_thread(d.engine, thread_id):
+        if d.worker is not None:
+            d.worker.stop_run(run.id)
+        await d.live.tell(run.owner, kind="cancel", task=run.id)
+        if isinstance(checkpointer, BaseCheckpointSaver):
+            await checkpointer.adelete_thread(task_config(run.id)["configurable"]["thread_id"])
 
 
 async def heard(d: Deployment, news: News) -> None:

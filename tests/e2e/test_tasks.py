@@ -331,3 +331,75 @@ async def test_cancel_stops_a_task_at_once_and_holds_nothing_more(
     await chat.wait_until(lambda ev: "cancelled" in task_text(ev), timeout=10)
     again = await chat.send("/tasks")
     assert "cancelled" in "".join(m["output"] for m in messages(again, "assistant_message"))
+
+
+async def test_bad_requests_for_a_task_are_refused_and_cost_nothing(
+    tasker: Tasker, ledger: Ledger
+) -> None:
+    user, chat = await person(tasker)
+    before = await ledger.balance(user)
+
+    async def said(text: str, files: list[dict[str, Any]] | None = None) -> str:
+        events = await chat.send(text, files=files)
+        return "\n".join(d.get("output", "") for n, d in events if n == "new_message")
+
+    assert "Say what the task should do" in await said("/task")
+    assert "at most 2,000 characters" in await said("/task " + "x" * 2001)
+    binary = await chat.upload("data.csv", b"\x00\x01binary\x00" * 10, "text/csv")
+    assert "data.csv is not a text file" in await said("/task sum the file", [binary])
+    many = [await chat.upload(f"f{n}.txt", b"text", "text/plain") for n in range(6)]
+    assert "at most 5 files" in await said("/task read them all", many)
+    assert not [d for n, d in chat.events if n == "action" and d.get("name") == "task_start"]
+    with app_db(tasker) as db:
+        assert (
+            db.execute("SELECT count(*) FROM task_runs WHERE owner = ?", (user,)).fetchone()[0] == 0
+        )
+    after = await ledger.balance(user)
+    assert (after.available, after.held) == (before.available, 0)
+    # Another person's run cannot be cancelled: refused, the run goes on.
+    other_user, other = await person(tasker)
+    tasker.fake.script = three_steps()
+    with tasker.fake.behaving(delay_s=0.3):
+        run_id = await start_task(other, "The tower, not yours to cancel")
+        refused = await chat.call_action({"name": "task_cancel", "payload": {"run": run_id},
+                                          "id": "x", "forId": "y"})  # fmt: skip
+        assert refused == 200
+        await chat.wait_until(lambda ev: "not yours" in task_or_quote(ev, "new_message"))
+        done = await until_status(tasker, run_id, "succeeded", "failed", "cancelled")
+    assert done["status"] == "succeeded" and done["owner"] == other_user
+
+
+async def test_a_request_that_needs_several_steps_is_proposed_as_a_task(tasker: Tasker) -> None:
+    _, chat = await person(tasker)
+    events = await chat.send("Research the history of lighthouses in Brittany")
+    route = [d for n, d in events if n == "new_message" and d.get("name") == "Route"]
+    assert route and "several steps" in route[0]["output"]
+    assert [d for n, d in events if n == "action" and d.get("name") == "task_start"]
+    assert "Start this task?" in task_or_quote(events)
+
+
+def task_or_quote(events: list[tuple[str, Any]], event: str = "") -> str:
+    """What the app said (in `event`s only, when given)."""
+    if event:
+        return "\n".join(str(d.get("output", "")) for n, d in events if n == event)
+    return "\n".join(m["output"] for m in messages(events, "assistant_message"))
+
+
+async def test_deleting_a_chat_stops_its_task(tasker: Tasker, ledger: Ledger) -> None:
+    user, chat = await person(tasker)
+    tasker.fake.script = [
+        {"content": "1. Wait a long time"},
+        call("run_python", code="import time; time.sleep(60)"),
+    ]
+    run_id = await start_task(chat, "Wait while my chat is deleted")
+    await until(lambda: row(tasker, run_id)["progress"].get("actions", 0) >= 2, 20)
+    async with httpx.AsyncClient(base_url=tasker.base_url, cookies=chat.cookies) as http:
+        gone = await http.request("DELETE", "/project/thread", json={"threadId": chat.thread_id})
+    assert gone.status_code == 200
+    done = await until_status(tasker, run_id, "cancelled", timeout=10)
+    assert done["outcome"] == "Its chat was deleted."
+
+    async def nothing_held() -> bool:
+        return (await ledger.balance(user)).held == 0
+
+    await until(nothing_held, 5)

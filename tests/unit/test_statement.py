@@ -79,3 +79,18 @@ def test_each_transfer_in_a_persons_words() -> None:
                      metadata='{"admin":"root","reason":"refund error"}')  # fmt: skip
     assert describe(taken, LABELS) == "Correction by an administrator: refund error"
     assert signed(taken, ME) == "−0.500"
+
+
+def test_a_tasks_model_and_tool_calls_are_their_own_kind_of_work() -> None:
+    labels = {**LABELS, "run_python": "Python in the sandbox"}
+    charges = [charge(DAY2, "a", 300, 1, "task"), charge(DAY2, "run_python", 9, 2, "task")]
+    totals = spending([*charges, charge(DAY2, "a", 100, 3)])
+    assert table(totals, labels).splitlines()[2:5] == [
+        "| 2026-11-21 | Tasks | Python in the sandbox | 0.009 |",
+        "| 2026-11-21 | Tasks | Model A | 0.300 |",
+        "| 2026-11-21 | Chat | Model A | 0.100 |",
+    ]
+    assert describe(charges[1], labels) == "Task step (Python in the sandbox)"
+    held = Transfer("task:r:1.1", Kind.PENDING, "usage", 20, ME, "system:usage_revenue", 1,
+                    metadata='{"kind":"task","model":"a"}')  # fmt: skip
+    assert describe(held, labels) == "Held for a task step (Model A)"
