@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,57 @@ async def chain_shop(
     finally:
         shop.stop()
         await shop.evm.close()
+
+
+@dataclass
+class Tasker:
+    """The app with tasks thinking on the scripted provider, selling credits through Stripe; it
+    can be killed and started again on the same data and port."""
+
+    base_url: str
+    data_dir: Path
+    fake: FakeOpenAI
+    stripe: FakeStripe
+    settings: dict[str, str]
+    port: int
+    stack: ExitStack = field(default_factory=ExitStack)
+    proc: subprocess.Popen | None = None
+
+    def add_login(self, identifier: str, password: str) -> None:
+        add_login(self.data_dir, identifier, password)
+
+    def start(self) -> None:
+        _, self.proc = self.stack.enter_context(
+            app_process(self.data_dir, port=self.port, **self.settings)
+        )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.stack.close()
+        self.stack = ExitStack()
+
+
+@pytest.fixture(scope="module")
+def tasker() -> Iterator[Tasker]:
+    fake = FakeOpenAI().start()
+    stripe = FakeStripe("whsec_tasks").start()
+    data_dir = Path(tempfile.mkdtemp(prefix="creditchat-tasks-"))
+    port = free_port()
+    settings = dict(
+        ADMIN_EMAIL=ADMIN[0], ADMIN_PASSWORD=ADMIN[1], LOG_LEVEL="INFO", CHECKPOINT_EVERY_S="1",
+        VLLM_BASE_URL=fake.base_url, TASK_MODEL="vllm-llama-3.1-8b", MODEL_TIMEOUT_S="5",
+        STRIPE_SECRET_KEY=stripe.api_key, STRIPE_WEBHOOK_SECRET="whsec_tasks",
+        STRIPE_API_BASE=stripe.url, RECONCILE_EVERY_S="0",
+        LOGIN_ATTEMPTS_PER_ADDRESS="100000/minute", LOGIN_ATTEMPTS_PER_ACCOUNT="100000/minute",
+    )  # fmt: skip
+    shop = Tasker(f"http://127.0.0.1:{port}", data_dir, fake, stripe, settings, port)
+    stripe.webhook_url = f"{shop.base_url}/api/payments/stripe/webhook"
+    shop.start()
+    try:
+        yield shop
+    finally:
+        shop.stack.close()
+        fake.stop()
+        stripe.stop()

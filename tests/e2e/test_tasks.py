@@ -9,15 +9,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import signal
 import sqlite3
-import subprocess
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,69 +24,12 @@ from credits.verify import verify
 from settings import ROOT, Settings
 from storage.ledger import ledger_from_settings
 from tests.e2e.client import ChatSession, login, messages
-from tests.e2e.conftest import ADMIN, add_login, new_user
-from tests.e2e.process import app_process, free_port
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.stripe_server import FakeStripe
+from tests.e2e.conftest import ADMIN, Tasker, new_user
 
 MODEL = "vllm-llama-3.1-8b"
 CATALOG = load_catalog(ROOT / "models.toml", {"VLLM_BASE_URL": "http://x"}.get, MODEL)
 PRICING = Pricing(Decimal("0.024"))
 NOTES = b"The tower is 30 m tall.\n"
-
-
-@dataclass
-class Tasker:
-    """The app with tasks thinking on the scripted provider, selling credits through Stripe; it
-    can be killed and started again on the same data and port."""
-
-    base_url: str
-    data_dir: Path
-    fake: FakeOpenAI
-    stripe: FakeStripe
-    settings: dict[str, str]
-    port: int
-    stack: ExitStack = field(default_factory=ExitStack)
-    proc: subprocess.Popen | None = None
-
-    def add_login(self, identifier: str, password: str) -> None:
-        add_login(self.data_dir, identifier, password)
-
-    def start(self) -> None:
-        _, self.proc = self.stack.enter_context(
-            app_process(self.data_dir, port=self.port, **self.settings)
-        )
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.stack.close()
-        self.stack = ExitStack()
-
-
-@pytest.fixture(scope="module")
-def tasker() -> Iterator[Tasker]:
-    fake = FakeOpenAI().start()
-    stripe = FakeStripe("whsec_tasks").start()
-    data_dir = Path(tempfile.mkdtemp(prefix="creditchat-tasks-"))
-    port = free_port()
-    settings = dict(
-        ADMIN_EMAIL=ADMIN[0], ADMIN_PASSWORD=ADMIN[1], LOG_LEVEL="INFO", CHECKPOINT_EVERY_S="1",
-        VLLM_BASE_URL=fake.base_url, TASK_MODEL=MODEL, MODEL_TIMEOUT_S="5",
-        STRIPE_SECRET_KEY=stripe.api_key, STRIPE_WEBHOOK_SECRET="whsec_tasks",
-        STRIPE_API_BASE=stripe.url, RECONCILE_EVERY_S="0",
-        LOGIN_ATTEMPTS_PER_ADDRESS="100000/minute", LOGIN_ATTEMPTS_PER_ACCOUNT="100000/minute",
-    )  # fmt: skip
-    shop = Tasker(f"http://127.0.0.1:{port}", data_dir, fake, stripe, settings, port)
-    stripe.webhook_url = f"{shop.base_url}/api/payments/stripe/webhook"
-    shop.start()
-    try:
-        yield shop
-    finally:
-        shop.stack.close()
-        fake.stop()
-        stripe.stop()
 
 
 @pytest.fixture
