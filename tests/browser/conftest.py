@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from tests.e2e.conftest import anvil, app, chain_shop, shop, studio  # noqa: F401  (the running apps)
+from tests.e2e.conftest import anvil, app, chain_shop, shop, studio, tasker  # noqa: F401  (the apps)
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAS_CHROMIUM = CHROMIUM.exists()
