@@ -211,8 +211,10 @@ async def cancel(d: Deployment, action: cl.Action) -> None:
 
 async def raise_budget(d: Deployment, action: cl.Action) -> None:
     payload = action.payload or {}
-    run_id, budget = str(payload.get("run", "")), int(payload.get("budget", 0))
-    if budget <= 0 or not await runs.raise_budget(d.engine, run_id, person(), budget):
+    run_id, budget = str(payload.get("run", "")), payload.get("budget")
+    if not isinstance(budget, int) or isinstance(budget, bool) or not 0 < budget < 2**62:
+        raise Refused("That is not a budget: nothing changed.")
+    if not await runs.raise_budget(d.engine, run_id, person(), budget):
         raise Refused("This task has ended already (or is not yours): its budget stays.")
     await runs.wake(d.engine, person(), run_id)
     if d.worker is not None:
