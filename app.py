@@ -348,6 +348,7 @@ async def chat_resume(thread: ThreadDict) -> None:
         if settings.metering:
             wallet.show_after_resume(thread["id"], wallet.badge_host(thread))
         await images.show_open_quotes(d, thread["id"])
+        await tasks.show_open_quotes(d, thread["id"])
         tasks.due_after_resume(thread["id"])
 
 

@@ -36,7 +36,7 @@ from credits import metering
 from credits.ledger import UNITS_PER_CREDIT, show_credits
 from storage import images as kept_images
 from storage import preferences, work_quotes
-from ui import metered, wallet
+from ui import metered, quotes, wallet
 from ui.command import Command
 from ui.deployment import Deployment, person
 from ui.errors import Refused, told
@@ -157,9 +157,7 @@ async def show_quote(quote: work_quotes.Quote, plan: Plan) -> None:
         author=AUTHOR,
     )
     await message.send()
-    shown: dict[str, cl.Message] = cl.user_session.get("quotes") or {}
-    shown[quote.id] = message
-    cl.user_session.set("quotes", shown)
+    quotes.remember(quote.id, message)
 
 
 async def show_open_quotes(d: Deployment, thread_id: str) -> None:
@@ -183,19 +181,8 @@ def plan_of(d: Deployment, quote: work_quotes.Quote) -> Plan:
 async def decide(
     d: Deployment, action: cl.Action, decision: work_quotes.Decision
 ) -> work_quotes.Quote | None:
-    """Confirm or cancel a quote: once, by its owner; its buttons go."""
-    quote_id = str((action.payload or {}).get("quote", ""))
-    quote = await work_quotes.decide(d.engine, quote_id, person(), decision)
-    shown: dict[str, cl.Message] = cl.user_session.get("quotes") or {}
-    if (message := shown.pop(quote_id, None)) is not None:
-        await message.remove_actions()
-    if quote is None:
-        await cl.Message(
-            content="This quote was answered already or has expired: nothing was done. Ask again "
-            "for a new one.",
-            author=AUTHOR,
-        ).send()
-    return quote
+    """Confirm or cancel an image quote: once, by its owner; its buttons go."""
+    return await quotes.decide(d, action, decision, AUTHOR, "Ask again for a new one.")
 
 
 async def confirm(d: Deployment, action: cl.Action) -> None:

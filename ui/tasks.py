@@ -35,7 +35,7 @@ from agents.tasks import config_of as task_config
 from credits.ledger import UNITS_PER_CREDIT, show_credits
 from storage import runs, work_quotes
 from tasks import files as task_files
-from ui import wallet
+from ui import quotes, wallet
 from ui.command import Command
 from ui.deployment import Deployment, person
 from ui.errors import Refused
@@ -140,26 +140,20 @@ async def show_quote(d: Deployment, quote: work_quotes.Quote) -> None:
         author=AUTHOR,
     )
     await message.send()
-    shown: dict[str, cl.Message] = cl.user_session.get("quotes") or {}
-    shown[quote.id] = message
-    cl.user_session.set("quotes", shown)
+    quotes.remember(quote.id, message)
 
 
 async def decide(
     d: Deployment, action: cl.Action, decision: work_quotes.Decision
 ) -> work_quotes.Quote | None:
-    quote_id = str((action.payload or {}).get("quote", ""))
-    quote = await work_quotes.decide(d.engine, quote_id, person(), decision)
-    shown: dict[str, cl.Message] = cl.user_session.get("quotes") or {}
-    if (message := shown.pop(quote_id, None)) is not None:
-        await message.remove_actions()
-    if quote is None:
-        await cl.Message(
-            content="This quote was answered already or has expired: nothing was started. Ask "
-            "again with /task.",
-            author=AUTHOR,
-        ).send()
-    return quote
+    return await quotes.decide(d, action, decision, AUTHOR, "Ask again with /task.")
+
+
+async def show_open_quotes(d: Deployment, thread_id: str) -> None:
+    """A reopened chat's task quotes that still wait for an answer, with their buttons again."""
+    for quote in await work_quotes.open_in(d.engine, person(), thread_id):
+        if quote.kind == "task" and str(quote.request.get("model")) in d.catalog.models:
+            await show_quote(d, quote)
 
 
 async def start(d: Deployment, action: cl.Action) -> None:

@@ -3,9 +3,7 @@ the page mid-task and finds it going on, then reads its answer."""
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
 
 import pytest
 from playwright.async_api import Browser, expect
@@ -13,14 +11,10 @@ from playwright.async_api import Browser, expect
 from tests.browser.conftest import signed_in
 from tests.browser.test_images_ui import type_and_send
 from tests.e2e.conftest import Tasker, new_user
+from tests.fakes.openai_server import tool_call
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 60_000
-
-
-def call(tool: str, **arguments: Any) -> dict[str, Any]:
-    return {"content": "", "tool_calls": [{"id": f"c-{tool}", "type": "function",
-            "function": {"name": tool, "arguments": json.dumps(arguments)}}]}  # fmt: skip
 
 
 async def test_start_watch_reload_and_read_a_task(browser: Browser, tasker: Tasker) -> None:
@@ -29,8 +23,8 @@ async def test_start_watch_reload_and_read_a_task(browser: Browser, tasker: Task
     page = await signed_in(context, tasker.base_url, user, password)
     tasker.fake.script = [
         {"content": "1. Multiply\n2. Check with Python"},
-        call("calculator", expression="6 * 7"), {"content": "Six times seven is 42."},
-        call("run_python", code="print(6 * 7)"), {"content": "Python agrees: 42."},
+        tool_call("calculator", expression="6 * 7"), {"content": "Six times seven is 42."},
+        tool_call("run_python", code="print(6 * 7)"), {"content": "Python agrees: 42."},
         {"content": "The answer is 42, checked twice."},
     ]  # fmt: skip
     try:

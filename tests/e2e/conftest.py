@@ -9,7 +9,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,9 +109,15 @@ def studio() -> Iterator[Studio]:
 
 @pytest.fixture
 async def ledger(app: RunningApp) -> AsyncIterator[Ledger]:
-    """The app's ledger, opened beside it (a second process on the same file is supported);
-    `verify` must pass after each story."""
-    book = ledger_from_settings(Settings(data_dir=app.data_dir))
+    async with ledger_beside(app.data_dir) as book:
+        yield book
+
+
+@asynccontextmanager
+async def ledger_beside(data_dir: Path) -> AsyncIterator[Ledger]:
+    """The ledger of the app on `data_dir`, opened beside it (a second process on the same file
+    is supported); `verify` must pass when the block ends."""
+    book = ledger_from_settings(Settings(data_dir=data_dir))
     await book.start(background=False)
     yield book
     report = await verify(book)

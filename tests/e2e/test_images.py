@@ -23,11 +23,8 @@ from agents.catalog import load_catalog
 from agents.prices import Pricing
 from credits.ledger import UNITS_PER_CREDIT
 from credits.store import Ledger
-from credits.verify import verify
-from settings import Settings
-from storage.ledger import ledger_from_settings
 from tests.e2e.client import ChatSession, login, messages, steps
-from tests.e2e.conftest import STUDIO, RunningApp, Studio, new_user, open_chat
+from tests.e2e.conftest import STUDIO, RunningApp, Studio, ledger_beside, new_user, open_chat
 
 pytestmark = pytest.mark.e2e
 
@@ -39,12 +36,8 @@ IMAGE_LINK = re.compile(r"\(/images/([\w-]+)\)")
 
 @pytest.fixture
 async def ledger(studio: Studio) -> AsyncIterator[Ledger]:
-    book = ledger_from_settings(Settings(data_dir=studio.data_dir))
-    await book.start(background=False)
-    yield book
-    report = await verify(book)
-    await book.close()
-    assert report.ok, report.problems
+    async with ledger_beside(studio.data_dir) as book:
+        yield book
 
 
 def per_image(model_id: str, width: int, height: int, steps_: int | None) -> int:

@@ -10,7 +10,7 @@ import asyncio
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -19,11 +19,9 @@ import pytest
 from credits.ledger import UNITS_PER_CREDIT
 from credits.receipts import check_receipt
 from credits.store import Ledger
-from credits.verify import verify
-from settings import ROOT, Settings
-from storage.ledger import ledger_from_settings
+from settings import ROOT
 from tests.e2e.client import ChatSession, login, messages
-from tests.e2e.conftest import ADMIN, Shop, new_user
+from tests.e2e.conftest import ADMIN, Shop, ledger_beside, new_user
 from tests.e2e.process import app_environment
 
 pytestmark = pytest.mark.e2e
@@ -33,13 +31,9 @@ WELCOME = 1000 * C
 
 
 @pytest.fixture
-async def ledger(shop: Shop) -> Iterator[Ledger]:
-    book = ledger_from_settings(Settings(data_dir=shop.data_dir))
-    await book.start(background=False)
-    yield book  # type: ignore[misc]
-    report = await verify(book)
-    await book.close()
-    assert report.ok, report.problems
+async def ledger(shop: Shop) -> AsyncIterator[Ledger]:
+    async with ledger_beside(shop.data_dir) as book:
+        yield book
 
 
 async def person(shop: Shop, tabs: int = 1) -> tuple[str, httpx.Cookies, list[ChatSession]]:

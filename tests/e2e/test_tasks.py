@@ -20,11 +20,10 @@ import pytest
 from agents.catalog import load_catalog
 from agents.prices import Pricing
 from credits.store import Ledger
-from credits.verify import verify
-from settings import ROOT, Settings
-from storage.ledger import ledger_from_settings
+from settings import ROOT
 from tests.e2e.client import ChatSession, login, messages
-from tests.e2e.conftest import ADMIN, Tasker, new_user
+from tests.e2e.conftest import ADMIN, Tasker, ledger_beside, new_user
+from tests.fakes.openai_server import tool_call, tower_task
 
 MODEL = "vllm-llama-3.1-8b"
 CATALOG = load_catalog(ROOT / "models.toml", {"VLLM_BASE_URL": "http://x"}.get, MODEL)
@@ -34,30 +33,8 @@ NOTES = b"The tower is 30 m tall.\n"
 
 @pytest.fixture
 async def ledger(tasker: Tasker) -> AsyncIterator[Ledger]:
-    book = ledger_from_settings(Settings(data_dir=tasker.data_dir))
-    await book.start(background=False)
-    yield book
-    report = await verify(book)
-    await book.close()
-    assert report.ok, report.problems
-
-
-def call(tool: str, **arguments: Any) -> dict[str, Any]:
-    return {"content": "", "tool_calls": [{"id": f"c-{tool}", "type": "function",
-            "function": {"name": tool, "arguments": json.dumps(arguments)}}]}  # fmt: skip
-
-
-def three_steps() -> list[dict[str, Any]]:
-    return [
-        {"content": "1. Read the notes\n2. Compute\n3. Check with Python"},
-        call("read_file", name="notes.txt"),
-        {"content": "The tower is 30 m tall."},
-        call("calculator", expression="30 * 2"),
-        {"content": "Twice is 60."},
-        call("run_python", code="print(30 * 3)"),
-        {"content": "Python says 90."},
-        {"content": "The tower is 30 m; twice is 60, three times 90."},
-    ]
+    async with ledger_beside(tasker.data_dir) as book:
+        yield book
 
 
 async def person(tasker: Tasker) -> tuple[str, ChatSession]:
@@ -144,7 +121,7 @@ async def test_a_task_runs_live_survives_a_reload_and_is_charged_its_priced_step
     tasker: Tasker, ledger: Ledger
 ) -> None:
     user, chat = await person(tasker)
-    tasker.fake.script = three_steps()
+    tasker.fake.script = tower_task()
     with tasker.fake.behaving(delay_s=0.4):
         run_id = await start_task(chat, "How tall is the tower, twice and thrice?")
         # Live: the plan's steps and the first tool's answer arrive while it runs.
@@ -182,7 +159,7 @@ async def test_a_task_killed_with_the_app_resumes_after_a_restart_without_chargi
     tasker: Tasker, ledger: Ledger
 ) -> None:
     user, chat = await person(tasker)
-    tasker.fake.script = three_steps()
+    tasker.fake.script = tower_task()
     with tasker.fake.behaving(delay_s=0.5):
         run_id = await start_task(chat, "The tower again, killed on the way")
         await until(lambda: row(tasker, run_id)["progress"].get("actions", 0) >= 4, 30)
@@ -207,7 +184,7 @@ async def test_a_task_paused_on_an_empty_balance_resumes_by_itself_after_a_strip
     user, chat = await person(tasker)
     available = (await ledger.balance(user)).available
     await ledger.adjust(user, -available, "test: an empty balance", ADMIN[0], f"adj:{user}")
-    tasker.fake.script = three_steps()
+    tasker.fake.script = tower_task()
     run_id = await start_task(chat, "The tower, on credits I do not have yet")
     paused = await until_status(tasker, run_id, "paused")
     assert paused["needs"] > 0 and "and you have 0." in (paused["paused_reason"] or "")
@@ -244,7 +221,7 @@ async def test_cancel_stops_a_task_at_once_and_holds_nothing_more(
     user, chat = await person(tasker)
     tasker.fake.script = [
         {"content": "1. Wait a long time"},
-        call("run_python", code="import time; time.sleep(60)"),
+        tool_call("run_python", code="import time; time.sleep(60)"),
     ]
     run_id = await start_task(chat, "Wait for a minute")
 
@@ -295,7 +272,7 @@ async def test_bad_requests_for_a_task_are_refused_and_cost_nothing(
     assert (after.available, after.held) == (before.available, 0)
     # Another person's run cannot be cancelled: refused, the run goes on.
     other_user, other = await person(tasker)
-    tasker.fake.script = three_steps()
+    tasker.fake.script = tower_task()
     with tasker.fake.behaving(delay_s=0.3):
         run_id = await start_task(other, "The tower, not yours to cancel")
         refused = await chat.call_action({"name": "task_cancel", "payload": {"run": run_id},
@@ -326,7 +303,7 @@ async def test_deleting_a_chat_stops_its_task(tasker: Tasker, ledger: Ledger) ->
     user, chat = await person(tasker)
     tasker.fake.script = [
         {"content": "1. Wait a long time"},
-        call("run_python", code="import time; time.sleep(60)"),
+        tool_call("run_python", code="import time; time.sleep(60)"),
     ]
     run_id = await start_task(chat, "Wait while my chat is deleted")
     await until(lambda: row(tasker, run_id)["progress"].get("actions", 0) >= 2, 20)

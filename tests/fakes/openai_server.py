@@ -240,3 +240,22 @@ def one_step_task(body: dict[str, Any]) -> dict[str, Any]:
         return {"content": f"The calculator said {messages[-1]['content']}."}
     return {"content": "", "tool_calls": [{"id": "c-calc", "type": "function", "function": {
         "name": "calculator", "arguments": json.dumps({"expression": "6 * 7"})}}]}  # fmt: skip
+
+
+def tool_call(tool: str, **arguments: Any) -> dict[str, Any]:
+    """A scripted answer that calls `tool` with `arguments`."""
+    return {"content": "", "tool_calls": [{"id": f"c-{tool}", "type": "function",
+            "function": {"name": tool, "arguments": json.dumps(arguments)}}]}  # fmt: skip
+
+
+def tower_task() -> list[dict[str, Any]]:
+    """The script of a three-step task over notes.txt ("The tower is 30 m tall."): a plan, then
+    per step a tool call and what it found (read_file, calculator, run_python), then the answer:
+    8 model calls and 3 tool calls."""
+    return [
+        {"content": "1. Read the notes\n2. Compute\n3. Check with Python"},
+        tool_call("read_file", name="notes.txt"), {"content": "The tower is 30 m tall."},
+        tool_call("calculator", expression="30 * 2"), {"content": "Twice is 60."},
+        tool_call("run_python", code="print(30 * 3)"), {"content": "Python says 90."},
+        {"content": "The tower is 30 m; twice is 60, three times 90."},
+    ]  # fmt: skip

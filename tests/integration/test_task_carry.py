@@ -6,7 +6,6 @@ nothing left held; an attempt's dead hold released and a paid step not charged a
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +27,7 @@ from storage import runs
 from storage.images import Folder
 from tasks import files
 from tasks.carry import Workplace, carry_out
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI, tool_call, tower_task
 
 MODEL = "vllm-llama-3.1-8b"
 OWNER = "ann@example.com"
@@ -68,24 +67,6 @@ async def place(
     await metering.finish_settling()
 
 
-def call(tool: str, **arguments: Any) -> dict[str, Any]:
-    return {"content": "", "tool_calls": [{"id": f"c-{tool}", "type": "function",
-            "function": {"name": tool, "arguments": json.dumps(arguments)}}]}  # fmt: skip
-
-
-def three_steps() -> list[dict[str, Any]]:
-    return [
-        {"content": "1. Read the notes\n2. Compute\n3. Check with Python"},
-        call("read_file", name="notes.txt"),
-        {"content": "The tower is 30 m tall."},
-        call("calculator", expression="30 * 2"),
-        {"content": "Twice is 60."},
-        call("run_python", code="print(30 * 3)"),
-        {"content": "Python says 90."},
-        {"content": "The tower is 30 m; twice is 60, three times 90."},
-    ]
-
-
 async def new_run(place: Workplace, budget: int = 50_000) -> runs.Run:
     run_id = runs.new_id()
     names = await files.keep(place.shelf, run_id, [("notes.txt", b"The tower is 30 m tall.\n")])
@@ -112,7 +93,7 @@ async def test_a_three_step_task_charges_each_call_once_at_its_price(
     place: Workplace, ledger: Ledger, fake: FakeOpenAI
 ) -> None:
     await ledger.grant(OWNER, 100_000, "grant:t1")
-    fake.script = three_steps()
+    fake.script = tower_task()
     run = await new_run(place)
     done = await claim_and_carry(place)
     assert done.status == "succeeded", done.outcome
@@ -143,7 +124,7 @@ async def test_a_three_step_task_charges_each_call_once_at_its_price(
 async def test_a_task_paused_for_credits_goes_on_where_it_stood_once_they_arrive(
     place: Workplace, ledger: Ledger, fake: FakeOpenAI
 ) -> None:
-    fake.script = three_steps()
+    fake.script = tower_task()
     await ledger.grant(OWNER, 8, "grant:little")  # a few calls, not Python (9)
     run = await new_run(place)
     paused = await claim_and_carry(place)
@@ -168,7 +149,7 @@ async def test_a_task_over_its_budget_pauses_and_asks_for_more(
     place: Workplace, ledger: Ledger, fake: FakeOpenAI
 ) -> None:
     await ledger.grant(OWNER, 100_000, "grant:t3")
-    fake.script = three_steps()
+    fake.script = tower_task()
     run = await new_run(place, budget=8)
     paused = await claim_and_carry(place)
     assert paused.status == "paused" and paused.needs == 0
@@ -212,7 +193,10 @@ async def test_a_task_cancelled_during_a_tool_call_stops_at_once_with_nothing_he
     place: Workplace, ledger: Ledger, fake: FakeOpenAI
 ) -> None:
     await ledger.grant(OWNER, 100_000, "grant:t5")
-    fake.script = [{"content": "1. Wait"}, call("run_python", code="import time; time.sleep(60)")]
+    fake.script = [
+        {"content": "1. Wait"},
+        tool_call("run_python", code="import time; time.sleep(60)"),
+    ]
     run = await new_run(place)
     claimed = await runs.claim(place.engine, "w1", 30)
     assert claimed is not None
