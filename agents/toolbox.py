@@ -24,6 +24,7 @@ from agents import calculator, fetch, sandbox
 from agents.errors import AgentError
 from agents.tool_calls import Tool, ToolCall
 
+TOOLS = ("read_file", "search_files", "fetch_url", "run_python", "calculator")  # by name
 MOST_ANSWER_CHARS = 8_000
 MOST_FILE_BYTES = 2 * 2**20
 MOST_MATCHES = 50

@@ -32,10 +32,11 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from agents.catalog import Model
 from agents.tasks import config_of as task_config
+from agents.toolbox import TOOLS
 from credits.ledger import UNITS_PER_CREDIT, show_credits
 from storage import runs, work_quotes
 from tasks import files as task_files
-from ui import quotes, wallet
+from ui import quotes, turn, wallet
 from ui.command import Command
 from ui.deployment import Deployment, person
 from ui.errors import Refused
@@ -64,8 +65,9 @@ MARK = {"planned": "○", "running": "◔", "done": "✓", "failed": "✗"}
 
 def task_model(d: Deployment) -> Model:
     """The model tasks think with: TASK_MODEL, else the chat's."""
-    chosen = d.settings.task_model or cl.user_session.get("model_id") or d.catalog.default_id
-    return d.catalog.get(str(chosen))
+    if d.settings.task_model:
+        return d.catalog.get(d.settings.task_model)
+    return turn.current_model(d)
 
 
 def estimate(d: Deployment, model: Model) -> int:
@@ -73,7 +75,7 @@ def estimate(d: Deployment, model: Model) -> int:
     turns = TYPICAL_TURNS * d.pricing.tokens(
         model, TYPICAL_PROMPT_TOKENS, d.settings.max_output_tokens
     )
-    tools = [d.pricing.work(p, calls=1) for name, p in d.catalog.work.items() if name != "summary"]
+    tools = [d.pricing.work(p, calls=1) for name, p in d.catalog.work.items() if name in TOOLS]
     return turns + TYPICAL_TOOLS * (max(tools) if tools else 0)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from agents.sandbox import Limits
 from agents.tool_calls import ToolCall
-from agents.toolbox import MOST_ANSWER_CHARS, Toolbox
+from agents.toolbox import MOST_ANSWER_CHARS, TOOLS, Toolbox
 
 
 @pytest.fixture
@@ -28,6 +28,7 @@ async def ask(box: Toolbox, tool: str, **arguments: object) -> str:
 
 async def test_each_tool_answers(box: Toolbox) -> None:
     assert box.listing() == ["notes.txt", "sales.csv"]  # the link out is not the task's
+    assert tuple(t.name for t in box.tools()) == TOOLS
     assert (await ask(box, "read_file", name="notes.txt")).startswith("The lighthouse")
     assert await ask(box, "search_files", pattern="tall") == "notes.txt:2: It is 30 m tall."
     assert await ask(box, "search_files", pattern="[unclosed") == "No line matches '[unclosed'."
