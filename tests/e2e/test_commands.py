@@ -119,6 +119,8 @@ async def test_an_admin_grants_and_adjusts_recorded_with_their_identity(
     admin = await admin_chat(app)
     commands = [d for n, d in admin.events if n == "set_commands"][-1]
     assert {c["id"] for c in commands} == {
+        "task",
+        "tasks",
         "usage",
         "summary",
         "signins",
@@ -185,6 +187,8 @@ async def test_someone_who_is_not_an_admin_cannot_grant(app: RunningApp, ledger:
     chat = await open_chat(app, user, password)
     commands = [d for n, d in chat.events if n == "set_commands"][-1]
     assert {c["id"] for c in commands} == {
+        "task",
+        "tasks",
         "usage",
         "summary",
         "signins",

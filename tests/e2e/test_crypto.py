@@ -55,10 +55,11 @@ async def quote(chat: ChatSession, pack: str = "starter") -> dict[str, Any]:
     ]
     start = len(chat.events)
     assert await chat.call_action(button) == 200
-    await chat.wait_until(lambda ev: any(
-        n == "element" and d.get("name") == "CryptoPay" for n, d in ev), start)  # fmt: skip
-    names = {d.get("name") for n, d in chat.events[start:] if n == "element"}
-    assert any(str(name).endswith(".png") for name in names)  # the QR code
+    # The button and the QR code come as two events, in either order (Chainlit sends a
+    # message's elements at once; the image is written to a file first).
+    await chat.wait_until(lambda ev: {"CryptoPay", "png"} <= {
+        "png" if str(d.get("name")).endswith(".png") else d.get("name")
+        for n, d in ev if n == "element"}, start)  # fmt: skip
     said = [m["output"] for m in messages(chat.events[start:]) if "Send exactly" in m["output"]]
     assert said and "**5 USDC**" in said[0], said
     return next(d["props"] for n, d in chat.events[start:]

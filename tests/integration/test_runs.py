@@ -4,7 +4,9 @@ each change made only by whoever may make it."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import runs
@@ -47,10 +49,10 @@ async def test_racing_workers_claim_each_run_once(engine: AsyncEngine) -> None:
 
 async def test_a_dead_workers_run_is_taken_over_after_its_lease(engine: AsyncEngine) -> None:
     await runs.start(engine, "ann", None, "goal", 100)
-    first = await runs.claim(engine, "dies", 0.2)
+    first = await runs.claim(engine, "dies", 30)
     assert first is not None
     assert await runs.claim(engine, "other", 30) is None  # its lease holds
-    await asyncio.sleep(0.3)
+    await lapse(engine, first.id)  # the worker stopped renewing it: its lease runs out
     second = await runs.claim(engine, "other", 30)
     assert second is not None and second.id == first.id and second.attempt == 2
     assert not await runs.heartbeat(engine, first, "dies", 30)  # it would stop, were it alive
@@ -85,3 +87,13 @@ async def test_only_the_owner_cancels_or_raises_the_budget(engine: AsyncEngine) 
     assert await runs.cancel(engine, run.id, "ann")
     assert not await runs.heartbeat(engine, claimed, "w", 30)  # its worker learns it and stops
     assert [r.status for r in await runs.of_owner(engine, "ann")] == ["cancelled"]
+
+
+async def lapse(engine: AsyncEngine, run_id: str) -> None:
+    """The lease of run `run_id` ran out (as it does when its worker stops renewing it)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(runs.task_runs)
+            .where(runs.task_runs.c.id == run_id)
+            .values(lease_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
