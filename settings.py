@@ -328,6 +328,11 @@ class Settings(BaseSettings):
         20, ge=1, description="A new task's budget unless the person gives another."
     )
     task_goal_max_chars: int = Field(2000, ge=10, description="Longest goal a task may have.")
+    task_most_going: int = Field(
+        3, ge=1,
+        description="Tasks one person may have going at once (waiting, running or paused); "
+        "more are refused until one ends.",
+    )  # fmt: skip
     task_lease_s: float = Field(
         30.0, ge=3,
         description="Seconds a worker holds a run between heartbeats: a run whose replica died "

@@ -39,6 +39,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    func,
     insert,
     or_,
     select,
@@ -171,6 +172,17 @@ async def of_owner(engine: AsyncEngine, owner: str, limit: int = 20) -> list[Run
             .limit(limit)
         )
         return [_run(r) for r in rows]
+
+
+async def going(engine: AsyncEngine, owner: str) -> int:
+    """How many of `owner`'s runs have not ended."""
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            select(func.count())
+            .select_from(task_runs)
+            .where(task_runs.c.owner == owner, task_runs.c.status.not_in(ENDED))
+        )
+        return int(found.scalar_one())
 
 
 async def claim(engine: AsyncEngine, worker: str, lease_s: float) -> Run | None:

@@ -102,6 +102,7 @@ async def propose(d: Deployment, message: cl.Message, text: str, why: str) -> No
     )
     if budget <= 0:
         raise Refused("A task's budget must be at least 1 credit.")
+    await check_room(d)
     model = task_model(d)
     run_id = runs.new_id()
     given = await _attached(message)
@@ -114,6 +115,17 @@ async def propose(d: Deployment, message: cl.Message, text: str, why: str) -> No
     step.output = f"**Task** · {why}"
     await step.send()
     await offer(d, request)
+
+
+async def check_room(d: Deployment) -> None:
+    """`Refused` when the person has as many tasks going as one may."""
+    most = d.settings.task_most_going
+    if await runs.going(d.engine, person()) >= most:
+        raise Refused(
+            f"You have {most} tasks going already (waiting, running or paused): one may have at "
+            "most that many at once. Cancel one (/tasks) or wait for one to end; nothing was "
+            "started."
+        )
 
 
 async def offer(d: Deployment, request: dict[str, Any]) -> None:
@@ -162,6 +174,7 @@ async def start(d: Deployment, action: cl.Action) -> None:
     """Start: the run is made pending and the worker poked; the task's message shows it."""
     if (quote := await decide(d, action, "confirmed")) is None:
         return
+    await check_room(d)  # again: another tab may have started one since the quote
     r = quote.request
     anchor = cl.Message(
         content=f"**Task** · starting\n\n> {_quoted(str(r['goal']))}", author=AUTHOR

@@ -69,6 +69,12 @@ async def run_of(chat: ChatSession) -> str:
     return str(data["payload"]["run"])
 
 
+def runs_of(tasker: Tasker, user: str) -> list[str]:
+    with app_db(tasker) as db:
+        found = db.execute("SELECT id FROM task_runs WHERE owner = ? ORDER BY id", (user,))
+        return [r[0] for r in found]
+
+
 def row(tasker: Tasker, run_id: str) -> dict[str, Any]:
     with app_db(tasker) as db:
         found = db.execute("SELECT * FROM task_runs WHERE id = ?", (run_id,)).fetchone()
@@ -317,3 +323,36 @@ async def test_deleting_a_chat_stops_its_task(tasker: Tasker, ledger: Ledger) ->
         return (await ledger.balance(user)).held == 0
 
     await until(nothing_held, 5)
+
+
+def waiting_task(body: dict[str, Any]) -> dict[str, Any]:
+    """Every task plans one step and runs a program that sleeps for a minute."""
+    if not body.get("tools"):
+        return {"content": "1. Wait"}
+    if body["messages"][-1]["role"] == "tool":
+        return {"content": "Waited."}
+    return tool_call("run_python", code="import time; time.sleep(60)")
+
+
+async def test_a_person_may_have_only_so_many_tasks_going(tasker: Tasker, ledger: Ledger) -> None:
+    user, chat = await person(tasker)
+    with tasker.fake.behaving(respond=waiting_task):
+        early = await chat.send("/task a fourth one, quoted early")
+        late_start = [d for n, d in early if n == "action" and d.get("name") == "task_start"][-1]
+        for n in range(3):  # TASK_MOST_GOING
+            asked = await chat.send(f"/task wait number {n}")
+            [start] = [e for name, e in asked if name == "action" and e.get("name") == "task_start"]
+            assert await chat.call_action(start) == 200
+            await until(lambda n=n: len(runs_of(tasker, user)) == n + 1, 10)
+        going = runs_of(tasker, user)
+        refused = await chat.send("/task one too many")
+        assert "You have 3 tasks going already" in task_or_quote(refused, "new_message")
+        assert not [d for n, d in refused if n == "action" and d.get("name") == "task_start"]
+        mark = len(chat.events)
+        assert await chat.call_action(late_start) == 200  # quoted before: refused at Start
+        await chat.wait_until(lambda ev: "3 tasks going" in task_or_quote(ev, "new_message"), mark)
+        assert runs_of(tasker, user) == going  # three, still
+        for run_id in going:
+            cancel = {"name": "task_cancel", "payload": {"run": run_id}, "id": run_id, "forId": "x"}
+            assert await chat.call_action(cancel) == 200
+            await until_status(tasker, run_id, "cancelled", timeout=10)
