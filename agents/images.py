@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import hashlib
 import io
 import json
 import warnings
@@ -73,6 +74,7 @@ class Picture:
     format: str  # PNG, JPEG, WEBP
     width: int
     height: int
+    sha256: str  # of `data`, hex
 
     @property
     def content_type(self) -> str:
@@ -251,11 +253,15 @@ def _event(data: str) -> dict[str, Any]:
 async def _images(
     client: httpx.AsyncClient, base: str, headers: dict[str, str], body: dict[str, Any]
 ) -> list[Picture]:
-    answer = await _post(client, f"{base}/images/generations", headers, body)
+    return await _post(client, f"{base}/images/generations", headers, body, _images_in_data)
+
+
+def _images_in_data(answer: dict[str, Any]) -> list[str]:
+    """The base64 images of an images-endpoint answer."""
     items = answer.get("data")
     if not isinstance(items, list):
         raise ModelFailed("The image server sent a response we could not use.")
-    return await decoded([_b64_of(item) for item in items])
+    return [_b64_of(item) for item in items]
 
 
 async def _chat(
@@ -272,7 +278,11 @@ async def _chat(
     }
     if request.seed is not None:
         body["seed"] = request.seed
-    answer = await _post(client, f"{base}/chat/completions", headers, body)
+    return await _post(client, f"{base}/chat/completions", headers, body, _images_in_message)
+
+
+def _images_in_message(answer: dict[str, Any]) -> list[str]:
+    """The base64 images of a chat completion with image output."""
     try:
         images = answer["choices"][0]["message"].get("images") or []
         urls = [str(image["image_url"]["url"]) for image in images]
@@ -280,22 +290,34 @@ async def _chat(
         raise ModelFailed("The image server sent a response we could not use.") from exc
     if not urls:
         raise ModelFailed("The model answered without an image.")
-    return await decoded([_b64_of_data_url(url) for url in urls])
+    return [_b64_of_data_url(url) for url in urls]
 
 
 async def _post(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any]
-) -> dict[str, Any]:
+    client: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    images_in: Callable[[dict[str, Any]], list[str]],
+) -> list[Picture]:
+    """POST `body`; the images `images_in` finds in the answer, each checked."""
     response = await post(client, url, body, headers, "image server")
     if response.status_code >= 400:
         raise ModelFailed(said(response))
+    # Megabytes of base64: parsed, decoded and checked off the event loop, in one hop.
+    return await asyncio.to_thread(_pictures_in, response, images_in)
+
+
+def _pictures_in(
+    response: httpx.Response, images_in: Callable[[dict[str, Any]], list[str]]
+) -> list[Picture]:
     try:
-        answer = await asyncio.to_thread(response.json)  # megabytes of base64: off the loop
+        answer = response.json()
     except ValueError as exc:
         raise ModelFailed("The image server sent a response we could not use.") from exc
     if not isinstance(answer, dict):
         raise ModelFailed("The image server sent a response we could not use.")
-    return answer
+    return [decode(b64) for b64 in images_in(answer)]
 
 
 def said(response: httpx.Response) -> str:
@@ -327,11 +349,6 @@ def _b64_of_data_url(url: str) -> str:
     if not (head.startswith("data:image/") and head.endswith(";base64")):
         raise ModelFailed("The image server sent an image in a form we could not use.")
     return data
-
-
-async def decoded(encoded: list[str]) -> list[Picture]:
-    """Each image of `encoded` checked, off the event loop."""
-    return await asyncio.to_thread(lambda: [decode(b64) for b64 in encoded])
 
 
 def decode(b64: str) -> Picture:
@@ -371,7 +388,7 @@ def inspect(data: bytes, most_pixels: int) -> Picture:
         raise ModelFailed("The image server sent a broken image.") from exc
     if image_format not in ("PNG", "JPEG", "WEBP"):
         raise ModelFailed(f"The image server sent a {image_format} file, not a PNG, JPEG or WebP.")
-    return Picture(data, image_format, width, height)
+    return Picture(data, image_format, width, height, hashlib.sha256(data).hexdigest())
 
 
 def summary(reasons: list[str]) -> str:

@@ -183,9 +183,11 @@ async def keep(
     content_type: str,
     width: int,
     height: int,
+    sha256: str | None = None,
 ) -> Stored:
-    """Store an image, then record it: a row never points at a missing file. Its thumbnail is
-    made soon after (`thumbnail_soon`)."""
+    """Store an image, then record it (its SHA-256 given when known: it was computed where the
+    image was checked): a row never points at a missing file. Its thumbnail is made soon after
+    (`thumbnail_soon`)."""
     image_id = secrets.token_urlsafe(ID_BYTES)
     await shelf.put(_key(image_id, "full"), data, content_type)
     async with engine.begin() as conn:
@@ -193,7 +195,8 @@ async def keep(
             insert(images).values(
                 id=image_id, owner=made.owner, thread_id=made.thread_id, work=made.work,
                 model=made.model, prompt=made.prompt, width=width, height=height,
-                content_type=content_type, sha256=_digest(data), created_at=datetime.now(UTC),
+                content_type=content_type, sha256=sha256 or _digest(data),
+                created_at=datetime.now(UTC),
             )
         )  # fmt: skip
     return Stored(image_id, width, height, content_type, made.prompt)

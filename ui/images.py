@@ -328,7 +328,7 @@ class Making:
                 try:
                     stored = await kept_images.keep(
                         d.engine, d.shelf, made, picture.data, picture.content_type,
-                        picture.width, picture.height,
+                        picture.width, picture.height, picture.sha256,
                     )  # fmt: skip
                 except OSError as error:
                     log.error("An image could not be stored: %s", error)
@@ -341,7 +341,8 @@ class Making:
                         plan.per_image * len(self.kept),
                         {"images": len(self.kept), "asked": plan.request.count},
                     )
-                await self.show("working")
+                if len(self.kept) < plan.request.count:  # the last one: the message says it
+                    await self.show("working")
         except images.ImageFailed as failed:
             self.failures += failed.reasons
         except AgentError as failed:
@@ -380,7 +381,8 @@ class Making:
         self.message.elements = []
         with contextlib.suppress(Exception):  # the bar's last word, then it goes: the message
             await self.show(state)  # says it all from here on (and is kept with the thread)
-            await self.progress.remove()
+            # From the page only: it was never stored (Element.remove would delete it there too).
+            await cl.context.emitter.emit("remove_element", {"id": self.progress.id})
         await self.message.update()
         step = cl.Step(name=plan.model.label, type="tool", show_input=False)
         step.output = (
