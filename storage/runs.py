@@ -225,17 +225,7 @@ async def heartbeat(engine: AsyncEngine, run: Run, worker: str, lease_s: float) 
 
 async def spend(engine: AsyncEngine, run: Run, worker: str, units: int) -> bool:
     """Add `units` to what the run spent (its worker, under its lease)."""
-    now = datetime.now(UTC)
-    async with engine.begin() as conn:
-        done = await conn.execute(
-            update(task_runs)
-            .where(
-                task_runs.c.id == run.id, task_runs.c.worker == worker,
-                task_runs.c.attempt == run.attempt, task_runs.c.status == "running",
-            )
-            .values(spent=task_runs.c.spent + units, updated_at=now)
-        )  # fmt: skip
-        return bool(done.rowcount == 1)
+    return await _move(engine, run.id, _held_by(run, worker), spent=task_runs.c.spent + units)
 
 
 async def show(engine: AsyncEngine, run: Run, worker: str, progress: dict[str, Any]) -> bool:
