@@ -4,8 +4,9 @@ row and told to their open chats after every step, and how the run ends.
 - The graph ends: the run `succeeded`, its answer kept.
 - A step's gate shuts (`Paused`): the run is `paused` with the reason and what it needs; it is
   woken by credits arriving or its budget raised, and the step runs again.
-- The model's provider fails or cannot be reached: the run is tried again later (5, 20, 80 s);
-  the third time in a row it `failed`, with the provider's reason. What was done stays done and
+- The model's provider fails or cannot be reached, or something of ours fails (the file store or
+  the database away, a bug: logged with a reference): the run is tried again after 5 s, then
+  20 s; the third failure in a row ends it `failed`, with the reason. What was done stays done and
   paid for; nothing more is held.
 - Cancelled (by its owner, a lost lease, shutdown): it stops where it is; the row was changed by
   whoever stopped it.
@@ -14,6 +15,7 @@ row and told to their open chats after every step, and how the run ends.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,15 +72,18 @@ async def carry_out(w: Workplace, run: runs.Run, worker: str) -> None:
     except ModelNotAvailable as gone:
         await _end(w, run, worker, "failed", f"The task's model is not available: {gone}")
         return
-    folder = await files.unpack(w.shelf, run.id, run.files, w.scratch)
-    steps = RunSteps(
-        run, worker, w.engine, w.ledger, w.pricing, w.catalog, model, w.runner,
-        Toolbox(folder, w.fetch_allowed, w.limits), w.max_tokens, w.timeout_s, w.hold_timeout_s,
-    )  # fmt: skip
-    saved = await w.graph.aget_state(config)
-    given = None if saved.values else task_graph.start_state(run.goal, run.files)
-    state: dict[str, Any] = dict(saved.values)
+    folder = w.scratch / run.id
+    state: dict[str, Any] = {}
     try:
+        folder = await files.unpack(w.shelf, run.id, run.files, w.scratch)
+        steps = RunSteps(
+            run, worker, w.engine, w.ledger, w.pricing, w.catalog, model, w.runner,
+            Toolbox(folder, w.fetch_allowed, w.limits), w.max_tokens, w.timeout_s,
+            w.hold_timeout_s,
+        )  # fmt: skip
+        saved = await w.graph.aget_state(config)
+        given = None if saved.values else task_graph.start_state(run.goal, run.files)
+        state = dict(saved.values)
         async for state in w.graph.astream(
             given, config, context=task_graph.TaskContext(steps), stream_mode="values",
             durability="sync",
@@ -91,23 +96,30 @@ async def carry_out(w: Workplace, run: runs.Run, worker: str) -> None:
         if await runs.pause(w.engine, run, worker, paused.reason, paused.needs):
             await w.tell(run.owner, run.id)
     except (ModelFailed, ModelUnreachable) as failed:
-        await _provider_failed(w, run, worker, state, str(failed))
+        await _try_again_later(w, run, worker, state, f"The model's provider failed: {failed}")
+    except Exception:  # ours (a store or database away, a bug): logged, tried again, then ended
+        reference = secrets.token_hex(4)
+        log.exception("Run %s failed here (reference %s)", run.id, reference)
+        await _try_again_later(
+            w, run, worker, state, f"An error here stopped it (ref {reference})."
+        )
     finally:
         await files.clear(folder)
 
 
-async def _provider_failed(
+async def _try_again_later(
     w: Workplace, run: runs.Run, worker: str, state: dict[str, Any], reason: str
 ) -> None:
+    """Back to pending for a while (5 s, then 20 s); the third failure in a row ends the run."""
     if run.failures + 1 >= MOST_FAILURES:
         await _show(w, run, worker, state, "failed")
-        await _end(w, run, worker, "failed", f"The model's provider failed {MOST_FAILURES} times "
-                   f"in a row; the last time: {reason}")  # fmt: skip
+        await _end(w, run, worker, "failed",
+                   f"It failed {MOST_FAILURES} times in a row; the last time: {reason}")  # fmt: skip
         return
     after_s = 5.0 * 4**run.failures
-    log.warning("Run %s: the provider failed (%s); trying again in %.0f s", run.id, reason, after_s)
-    await _show(w, run, worker, {**state, "note": f"The model's provider failed ({reason}); "
-                                 f"trying again in {after_s:.0f} s."}, "running")  # fmt: skip
+    log.warning("Run %s: %s Trying again in %.0f s", run.id, reason, after_s)
+    await _show(w, run, worker, {**state, "note": f"{reason} Trying again in {after_s:.0f} s."},
+                "running")  # fmt: skip
     if await runs.retry_later(w.engine, run, worker, after_s):
         await w.tell(run.owner, run.id)
 

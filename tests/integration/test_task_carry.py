@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,28 @@ async def test_a_dead_attempts_hold_is_released_and_a_paid_step_runs_again_free(
     assert fresh is not None and fresh.transfer_id == "task:run-x:1.4"
     await fresh.close()
     assert (await ledger.balance(OWNER)).available == 10_000 - 40
+
+
+class BrokenShelf(Folder):
+    """A file store that has gone away."""
+
+    async def get(self, key: str) -> bytes | None:
+        raise OSError("the store is away")
+
+
+async def test_a_failure_of_ours_is_logged_tried_again_then_ends_the_run(
+    place: Workplace, ledger: Ledger, fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    await ledger.grant(OWNER, 100_000, "grant:t7")
+    run = await new_run(place)  # its file kept while the store was there
+    broken = replace(place, shelf=BrokenShelf(tmp_path / "shelf"))
+    first = await claim_and_carry(broken)
+    assert (first.status, first.failures) == ("pending", 1)
+    assert "An error here stopped it (ref" in first.progress["note"]
+    for _ in range(2):
+        await _due_now(place.engine, run.id)
+        last = await claim_and_carry(broken)
+    assert last.status == "failed" and "failed 3 times in a row" in (last.outcome or "")
+    assert fake.requests == []  # nothing was asked of the model
+    balance = await ledger.balance(OWNER)
+    assert (balance.available, balance.held) == (100_000, 0)
