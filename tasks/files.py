@@ -44,6 +44,13 @@ def check(name: str, data: bytes) -> str:
         raise FileRefused(f"{name} is not UTF-8 text.") from exc
 
 
+def read_given(path: Path) -> bytes:
+    """A file given with a task, as uploaded: at most one byte more than `MOST_BYTES` is read
+    (enough for `check` to refuse it), whatever its size."""
+    with open(path, "rb") as file:
+        return file.read(MOST_BYTES + 1)
+
+
 def key_of(run_id: str, name: str) -> str:
     return f"task-{run_id}-{hashlib.sha256(name.encode()).hexdigest()[:24]}"
 

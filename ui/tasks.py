@@ -321,9 +321,13 @@ async def show(d: Deployment, run: runs.Run) -> None:
 
 
 async def _replace_actions(run: runs.Run, actions: Sequence[cl.Action]) -> None:
-    """The task message's buttons, as its state now offers (Chainlit keeps none with a thread)."""
+    """The task message's buttons, as its state now offers (Chainlit keeps none with a thread);
+    sent again only when they change, not at every step of the run."""
     kept: dict[str, list[cl.Action]] = cl.user_session.get(ACTIONS) or {}
-    for old in kept.get(run.id, []):
+    before = kept.get(run.id, [])
+    if [(a.name, a.payload) for a in before] == [(a.name, a.payload) for a in actions]:
+        return
+    for old in before:
         await old.remove()
     for action in actions:
         await action.send(for_id=run.message_id or "")
@@ -448,20 +452,10 @@ async def _attached(message: cl.Message) -> list[tuple[str, bytes]]:
     """The files `message` carries, read from where Chainlit put them (checked by `keep`)."""
     given: list[tuple[str, bytes]] = []
     for element in message.elements or []:
-        path = getattr(element, "path", None)
-        if not path:
-            continue
-        data = await asyncio.to_thread(_head, Path(path), task_files.MOST_BYTES + 1)
-        if len(data) > task_files.MOST_BYTES:
-            raise Refused(f"{element.name} is larger than {task_files.MOST_BYTES // 2**20} MB; "
-                          "nothing was started.")  # fmt: skip
-        given.append((str(element.name or Path(path).name), data))
+        if path := getattr(element, "path", None):
+            data = await asyncio.to_thread(task_files.read_given, Path(path))
+            given.append((str(element.name or Path(path).name), data))
     return given
-
-
-def _head(path: Path, most: int) -> bytes:
-    with open(path, "rb") as file:
-        return file.read(most)
 
 
 def _quoted(text: str) -> str:

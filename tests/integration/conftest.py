@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,15 @@ from credits.store import Ledger
 from credits.verify import verify
 from storage.engine import create_engine
 from storage.migrate import upgrade_async
+from tests.fakes.openai_server import FakeOpenAI
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    """The loopback OpenAI-compatible server, one per test module."""
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ nothing left held; an attempt's dead hold released and a paid step not charged a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -32,13 +32,6 @@ from tests.fakes.openai_server import FakeOpenAI, tool_call, tower_task
 
 MODEL = "vllm-llama-3.1-8b"
 OWNER = "ann@example.com"
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,13 +17,6 @@ CALCULATOR = Tool(
     {"type": "object", "properties": {"expression": {"type": "string"}},
      "required": ["expression"]},
 )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
