@@ -1,10 +1,11 @@
 """The ledger's hot path on PostgreSQL: concurrent reserves and resolutions sent as batches.
 
 Requests that arrive while a batch is being written wait for the next one; each batch is one call of
-a PL/pgSQL function (`credits/pg.sql`) and one commit, every request in its own subtransaction with
-its own outcome — SQLite's group commit, in PostgreSQL. Batches are sorted by user so that batches
-running side by side take row locks in the same order. A request the batch could not decide (a race
-with a twin request, stale holds to sweep) comes back as None for the store's general path.
+a PL/pgSQL function (`credits/migrations/versions/0001_ledger_functions.sql`) and one commit, every
+request in its own subtransaction with its own outcome — SQLite's group commit, in PostgreSQL.
+Batches are sorted by user so that batches running side by side take row locks in the same order.
+A request the batch could not decide (a race with a twin request, stale holds to sweep) comes back
+as None for the store's general path.
 """
 
 from __future__ import annotations
@@ -24,10 +25,16 @@ R = TypeVar("R")
 
 
 class Batcher(Generic[T, R]):
-    """Groups concurrent `submit`s into calls of `run` (a few at a time, up to `size` each)."""
+    """Groups concurrent `submit`s into calls of `run` (a few at a time, up to `size` each).
+
+    A batch runs on one PostgreSQL backend, so on one core: a burst larger than `size` is split
+    into batches that run side by side on their own connections. With one batch of up to 256, 64
+    clients' requests went as one batch and one core stayed ~40% idle (bench/ledger.py, two cores:
+    885-1,178 turns/s); at most 32 a batch and 4 at once, 1,241-1,576 in the same run.
+    """
 
     def __init__(
-        self, run: Callable[[list[T]], Awaitable[list[R]]], size: int = 256, parallel: int = 2
+        self, run: Callable[[list[T]], Awaitable[list[R]]], size: int = 32, parallel: int = 4
     ) -> None:
         self._run = run
         self._size = size
