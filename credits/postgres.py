@@ -29,8 +29,9 @@ class Batcher(Generic[T, R]):
 
     A batch runs on one PostgreSQL backend, so on one core: a burst larger than `size` is split
     into batches that run side by side on their own connections. With one batch of up to 256, 64
-    clients' requests went as one batch and one core stayed ~40% idle (bench/ledger.py, two cores:
-    885-1,178 turns/s); at most 32 a batch and 4 at once, 1,241-1,576 in the same run.
+    clients' requests went as one batch and one core stayed ~40% idle (bench/ledger.py's c64 turns
+    on two cores: 885-1,178 turns/s); at most 32 a batch and 4 at once, 1,241-1,576, the two
+    alternating in one session.
     """
 
     def __init__(
