@@ -16,7 +16,9 @@ a piece of work can end:
 
 The settle runs in a task of its own, after the block: the work is already delivered, so the person
 does not wait for a second durable commit (only the hold's is on their path), and Stop does not
-cancel it. `after` runs once it is done (the app tells the person there). `finish_settling` waits
+cancel it. Work that knows it is over before its block ends (the last image is in; the page is
+still being told) starts that task early with `meter.settle_soon()`: once started, nothing more is
+`use`d. `after` runs once it is done (the app tells the person there). `finish_settling` waits
 for the ones in flight (at shutdown). Work priced at nothing (a free local model) holds zero units and
 settles at zero, so it still shows in the person's usage.
 """
@@ -84,6 +86,7 @@ class Meter:
         self.used: int | None = None
         self.details: dict[str, Any] = {}
         self.settled: Transfer | None = None
+        self._settling: asyncio.Task[None] | None = None
 
     async def hold(self) -> None:
         """Hold the most the work can cost (zero for free work) under this work's own id:
@@ -103,6 +106,8 @@ class Meter:
         """What the delivered work is priced at (and how it was counted); charged when the work
         ends, at most what was held. Work that delivered nothing does not call this: it is
         released."""
+        if self._settling is not None:
+            raise RuntimeError(f"{self.transfer_id} is being settled: nothing more can be used")
         self.used = units
         self.details = dict(details or {})
 
@@ -111,8 +116,20 @@ class Meter:
         """What the person pays for this work, in units."""
         return min(self.used or 0, self.held)
 
+    def settle_soon(self) -> asyncio.Task[None]:
+        """The work is over: settle at what was used (or release) now, in a task of its own that
+        Stop does not cancel, while the caller finishes telling the person. Started once; the
+        block's end waits for the same settle."""
+        if self._settling is None:
+            self._settling = asyncio.create_task(self._settle(), name=f"settle {self.transfer_id}")
+        return self._settling
+
     async def close(self) -> None:
-        """Settle at what was used, or release; a failure here leaves the hold to expire."""
+        """Settle at what was used, or release (once, however often it is asked); a failure
+        here leaves the hold to expire."""
+        await asyncio.shield(self.settle_soon())
+
+    async def _settle(self) -> None:
         if not self.holding or self.settled is not None:
             return
         extra = dict(self.details)

@@ -301,6 +301,8 @@ class Making:
             state = "done" if not self.failures else "failed"
         finally:
             ticker.cancel()
+            if self.meter is not None:  # all is in: charged while the page is told
+                self.meter.settle_soon()
             await self.finish(state)
 
     async def tick(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from credits import metering
@@ -142,6 +144,45 @@ async def test_a_turn_on_a_free_model_is_recorded_at_zero(ledger: Ledger) -> Non
     assert await ledger.usage("ivy", by="model") == {"ollama": 0}
     released = await ledger.transfer(f"{failed.transfer_id}/void")
     assert released is not None and released.amount == 0
+    await assert_verified(ledger)
+
+
+async def test_work_that_ends_early_is_settled_once_while_the_page_is_told(
+    ledger: Ledger,
+) -> None:
+    """Kim's image is in: its settle starts before the page is told, and the block's end, Stop
+    pressed while the page is told, and a second ask all wait for that one settle. Nothing more
+    can be used once it started."""
+    await ledger.grant("kim", 5 * CREDIT, "welcome:kim", code="welcome")
+    told = []
+
+    async def after(meter: metering.Meter) -> None:
+        told.append(await ledger.balance("kim"))
+
+    work = metering.Work("image", 2 * CREDIT, {"model": "flux"})
+    page = asyncio.Event()
+
+    async def make() -> None:
+        async with metering.running(await metering.hold(ledger, "kim", work, 60), after) as meter:
+            meter.use(CREDIT, {"images": 1})
+            settling = meter.settle_soon()
+            assert meter.settle_soon() is settling
+            with pytest.raises(RuntimeError, match="being settled"):
+                meter.use(2 * CREDIT)
+            await settling  # settled while the page is still being told...
+            assert await ledger.balance("kim") == Balance(4000, 0, 4000)
+            page.set()
+            await asyncio.sleep(60)  # ...and the person presses Stop meanwhile
+
+    making = asyncio.create_task(make())
+    await page.wait()
+    making.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await making
+    await metering.finish_settling()
+    assert told == [Balance(available=4000, held=0, posted=4000)]  # the badge, once
+    [charge] = await ledger.charges("kim")
+    assert (charge.kind, charge.amount) == (Kind.POST, CREDIT)
     await assert_verified(ledger)
 
 
