@@ -3,8 +3,9 @@
 An image is a row in `images` (its owner, the work that made it, what it shows, the SHA-256 of its
 two files) and two files in a `Shelf`: the image as the provider made it and a thumbnail made once,
 here, with Pillow. `keep` stores the image and records it; its thumbnail is made beside, off the
-person's path (`thumbnail_soon`: decoding a large PNG takes longer than all else around an
-image), or, if asked for before it is done or after a restart lost it, when first served.
+person's path and on threads of low priority (`thumbnail_soon`: decoding a large PNG takes longer
+than all else around an image). Asked for before it is done, the request waits for that one; lost
+in a restart, it is made when first served.
 
 The shelf is a folder under the data directory by default (`Folder`), or an S3-compatible bucket
 (`storage/bucket.py`, IMAGES_S3_*). `fetch` gives a file to its owner only: an image of someone
@@ -15,11 +16,16 @@ lost behind the app's back is `None` too (and logged), never served.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import io
 import logging
 import os
 import secrets
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -202,19 +208,49 @@ async def keep(
     return Stored(image_id, width, height, content_type, made.prompt)
 
 
-_making: set[asyncio.Task[bytes]] = set()  # thumbnails being made, held so they are not collected
+# Thumbnails being made in this process, by image id: held so that they are not collected, and so
+# that the page asking for one meanwhile waits for it instead of decoding the image again.
+_making: dict[str, asyncio.Task[bytes]] = {}
+
+
+def _background_priority() -> None:
+    """Thumbnail threads yield the CPU to answers: nice 10, on Linux (where a thread has its own
+    niceness; elsewhere the call would name a process)."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
+# Decoding a large PNG takes ~20 ms of CPU: on two cores, at normal priority, it would slow the
+# answers and the page updates of everyone else (the image's own included) while it runs.
+_thumbnailer = ThreadPoolExecutor(
+    max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="thumbnail",
+    initializer=_background_priority,
+)  # fmt: skip
 
 
 def thumbnail_soon(engine: AsyncEngine, shelf: Shelf, image_id: str, data: bytes) -> None:
     """Make the thumbnail of a kept image in the background; a failure is logged, and the
     thumbnail is made again when it is first served."""
-    task = asyncio.create_task(make_thumbnail(engine, shelf, image_id, data))
-    _making.add(task)
-    task.add_done_callback(_made)
+    _make_once(engine, shelf, image_id, data)
 
 
-def _made(task: asyncio.Task[bytes]) -> None:
-    _making.discard(task)
+def _make_once(
+    engine: AsyncEngine, shelf: Shelf, image_id: str, data: bytes
+) -> asyncio.Task[bytes]:
+    """The thumbnail of `image_id` being made here: the one in flight, or a new one."""
+    task = _making.get(image_id)
+    if task is None:
+        task = asyncio.create_task(
+            make_thumbnail(engine, shelf, image_id, data), name=f"thumbnail {image_id}"
+        )
+        _making[image_id] = task
+        task.add_done_callback(functools.partial(_made, image_id))
+    return task
+
+
+def _made(image_id: str, task: asyncio.Task[bytes]) -> None:
+    _making.pop(image_id, None)
     if not task.cancelled() and (error := task.exception()) is not None:
         log.error("A thumbnail could not be made: %s", error)
 
@@ -222,13 +258,13 @@ def _made(task: asyncio.Task[bytes]) -> None:
 async def finish_thumbnails() -> None:
     """Wait for the thumbnails being made (at shutdown)."""
     while _making:
-        await asyncio.gather(*list(_making), return_exceptions=True)
+        await asyncio.gather(*list(_making.values()), return_exceptions=True)
 
 
 async def make_thumbnail(engine: AsyncEngine, shelf: Shelf, image_id: str, data: bytes) -> bytes:
     """The thumbnail of image `image_id` (whose bytes are `data`), stored and recorded once:
-    made twice at once, both make the same bytes and the first record stands."""
-    thumb = await asyncio.to_thread(thumbnail, data)
+    made twice at once (by two replicas), both make the same bytes and the first record stands."""
+    thumb = await asyncio.get_running_loop().run_in_executor(_thumbnailer, thumbnail, data)
     await shelf.put(_key(image_id, "thumb"), thumb, THUMB_TYPE)
     async with engine.begin() as conn:
         await conn.execute(
@@ -264,13 +300,18 @@ async def fetch(
         ).first()
     if row is None:
         return None
-    if variant == "thumb" and row.thumb_sha256 is None:  # not made yet, or lost in a restart
-        full = await shelf.get(_key(image_id, "full"))
-        if full is None or _digest(full) != row.sha256:
-            log.error("Image %s is missing or changed since it was stored: not served", image_id)
-            return None
+    if variant == "thumb" and row.thumb_sha256 is None:  # being made, or lost in a restart
+        making = _making.get(image_id)
+        if making is None:
+            full = await shelf.get(_key(image_id, "full"))
+            if full is None or _digest(full) != row.sha256:
+                log.error(
+                    "Image %s is missing or changed since it was stored: not served", image_id
+                )
+                return None
+            making = _make_once(engine, shelf, image_id, full)
         try:
-            thumb = await make_thumbnail(engine, shelf, image_id, full)
+            thumb = await asyncio.shield(making)  # the page that left does not stop it
         except Unreadable:
             log.error("Image %s does not decode: no thumbnail", image_id)
             return None

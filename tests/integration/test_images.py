@@ -7,6 +7,8 @@ import asyncio
 import base64
 import hashlib
 import io
+import os
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -303,6 +305,37 @@ async def test_a_thumbnail_is_made_beside_once_and_when_first_served_otherwise(
     changed = await kept.keep(engine, shelf, made, data, "image/png", 1024, 1024)
     next((tmp_path / "images").rglob(f"{changed.id}-full")).write_bytes(data[:-4] + b"0000")
     assert await kept.fetch(engine, shelf, changed.id, "ann", "thumb") is None
+
+
+async def test_a_thumbnail_asked_for_while_it_is_made_is_not_made_again(
+    engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page asks for a thumbnail as soon as its image shows, usually before the one made
+    beside is done: those requests wait for it rather than decode the image once more each."""
+    decoded, niceness = [], []
+
+    def counted(data: bytes) -> bytes:
+        decoded.append(len(data))
+        niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real(data)
+
+    real = kept.thumbnail
+    monkeypatch.setattr(kept, "thumbnail", counted)
+    shelf = kept.Folder(tmp_path / "images")
+    data = picture("a kite", 3, 0, 1024, 1024, "png", textured=True)
+    stored = await kept.keep(engine, shelf, kept.Made("ann", "t1", "image:k", "m", "p"), data,
+                             "image/png", 1024, 1024)  # fmt: skip
+    kept.thumbnail_soon(engine, shelf, stored.id, data)
+    asked = await asyncio.gather(
+        *(kept.fetch(engine, shelf, stored.id, "ann", "thumb") for _ in range(3))
+    )
+    await kept.finish_thumbnails()
+    assert decoded == [len(data)]
+    assert niceness[0] >= 10  # on a thread that yields the CPU to answers
+    thumbs = {a.data for a in asked if a is not None}
+    assert None not in asked and len(thumbs) == 1
+    after = await kept.fetch(engine, shelf, stored.id, "ann", "thumb")
+    assert after is not None and {after.data} == thumbs and decoded == [len(data)]
 
 
 # Uploads for vision
