@@ -124,12 +124,33 @@ def check(spec: ImageSpec, request: ImageRequest) -> ImageRequest:
 Preview = Callable[[int, bytes], Awaitable[None]]  # (which image, a partial image's bytes)
 
 
+@dataclass(frozen=True)
+class Sent:
+    """The provider requests of one `ImageRequest`, on their way (`send`); `arrivals` reads them."""
+
+    calls: list[asyncio.Future[list[Picture]]]
+    count: int
+
+    def cancel(self) -> None:
+        """Give up the requests still out."""
+        for call in self.calls:
+            call.cancel()
+
+
 async def pictures(
     model: Model, request: ImageRequest, timeout_s: float, preview: Preview | None = None
 ) -> AsyncIterator[Picture]:
-    """Each image of `request` as it arrives; then `ImageFailed` if any did not. Where the
-    provider streams partial images (`partials` in the catalogue: OpenAI's image models), each is
-    handed to `preview` as it comes."""
+    """Each image of `request` as it arrives; then `ImageFailed` if any did not."""
+    async for picture in arrivals(send(model, request, timeout_s, preview)):
+        yield picture
+
+
+def send(
+    model: Model, request: ImageRequest, timeout_s: float, preview: Preview | None = None
+) -> Sent:
+    """The requests for `request`, sent now (the provider works while the caller goes on).
+    Where the provider streams partial images (`partials` in the catalogue: OpenAI's image
+    models), each is handed to `preview` as it comes."""
     assert model.image is not None, f"{model.id} makes no images"
     base = (model.provider.base_url or "").rstrip("/")
     headers = bearer(model.provider.api_key)
@@ -149,23 +170,26 @@ async def pictures(
         ]
     else:
         calls = [_chat(client, base, headers, model, request) for _ in range(request.count)]
-    tasks = [asyncio.ensure_future(call) for call in calls]
+    return Sent([asyncio.ensure_future(call) for call in calls], request.count)
+
+
+async def arrivals(sent: Sent) -> AsyncIterator[Picture]:
+    """Each image of `sent` as it arrives; then `ImageFailed` if any did not."""
     reasons: list[str] = []
     delivered = 0
     try:
-        for done in asyncio.as_completed(tasks):
+        for done in asyncio.as_completed(sent.calls):
             try:
                 for picture in await done:
-                    if delivered < request.count:  # more than asked for is not ours to keep
+                    if delivered < sent.count:  # more than asked for is not ours to keep
                         delivered += 1
                         yield picture
             except (ModelFailed, ModelUnreachable) as failed:
                 reasons.append(str(failed))
     finally:  # stopped or failed: the requests still out are given up
-        for task in tasks:
-            task.cancel()
-    if delivered < request.count:
-        missing = request.count - delivered - len(reasons)
+        sent.cancel()
+    if delivered < sent.count:
+        missing = sent.count - delivered - len(reasons)
         reasons += ["The provider sent fewer images than asked for."] * max(missing, 0)
         raise ImageFailed(reasons)
 

@@ -5,13 +5,13 @@ A request becomes a plan (the person's image choices from the settings, checked 
 person's "ask me above" price the quote waits for Confirm (storage/work_quotes.py: confirmed once,
 shown again when the chat is reopened); below it, the quote is shown and the images are made.
 
-Making them runs on the metered path: the most they can cost (every image asked for) is held; each
-image that comes back whole is stored with its thumbnail (storage/images.py) and shown, and the
-charge is the price of the images delivered, never what the provider says. The progress bar moves
-from the model's measured pace (`agents.images.Pace`) until each image arrives, with the partial
-images a provider streams (where it does) shown small meanwhile. Stop keeps and
-charges the images already shown; a failure, a timeout or a broken image costs nothing for the
-images it took.
+Making them runs on the metered path: the most they can cost (every image asked for) is held, and
+the provider's requests go out at once (the page is told while it works); each image that comes
+back whole is stored with its thumbnail (storage/images.py) and shown, and the charge is the price
+of the images delivered, never what the provider says. The progress bar moves from the model's
+measured pace (`agents.images.Pace`) until each image arrives, with the partial images a provider
+streams (where it does) shown small meanwhile. Stop keeps and charges the images already shown; a
+failure, a timeout or a broken image costs nothing for the images it took.
 """
 
 from __future__ import annotations
@@ -289,15 +289,22 @@ class Making:
         await wallet.refresh_badge(self.progress, self.props(state))
 
     async def run(self) -> None:
-        await self.message.send()
-        # The bar goes straight to the page (element.send would also write its props to a file
-        # at every update, for a history write that storage/history.py skips).
-        self.progress.for_id = self.message.id
-        await self.show("working")
+        d, plan = self.d, self.plan
+        # The provider starts first: the page is told while it works.
+        sent = images.send(plan.model, plan.request, d.settings.image_timeout_s, self.preview)
+        try:
+            await self.message.send()
+            # The bar goes straight to the page (element.send would also write its props to a
+            # file at every update, for a history write that storage/history.py skips).
+            self.progress.for_id = self.message.id
+            await self.show("working")
+        except BaseException:
+            sent.cancel()
+            raise
         ticker = asyncio.create_task(self.tick(), name="image-progress")
         state = "stopped"
         try:
-            await self.receive()
+            await self.receive(sent)
             state = "done" if not self.failures else "failed"
         finally:
             ticker.cancel()
@@ -316,7 +323,7 @@ class Making:
         except Exception:  # the person left: the work goes on without its bar
             log.warning("The progress bar stopped", exc_info=True)
 
-    async def receive(self) -> None:
+    async def receive(self, sent: images.Sent) -> None:
         d, plan = self.d, self.plan
         made = kept_images.Made(
             person(), cl.context.session.thread_id,
@@ -324,9 +331,7 @@ class Making:
             plan.request.prompt,
         )  # fmt: skip
         try:
-            async for picture in images.pictures(
-                plan.model, plan.request, d.settings.image_timeout_s, self.preview
-            ):
+            async for picture in images.arrivals(sent):
                 try:
                     stored = await kept_images.keep(
                         d.engine, d.shelf, made, picture.data, picture.content_type,
@@ -359,7 +364,8 @@ class Making:
         except kept_images.Unreadable:
             return  # a preview that does not decode is not worth a word
         self.partials[index] = "data:image/jpeg;base64," + base64.b64encode(small).decode()
-        await self.show("working")
+        if self.progress.for_id:  # the bar is on the page (else it shows this when it comes)
+            await self.show("working")
 
     async def finish(self, state: str) -> None:
         plan, kept = self.plan, self.kept
