@@ -7,8 +7,9 @@
 - `chat`: `POST /chat/completions` with `modalities: ["image", "text"]`, the images coming back as
   data URLs in `choices[0].message.images` (OpenRouter), one request per image.
 
-`pictures` yields each image as it arrives, checked with Pillow (`decode`): a response that is not
-an image (broken base64, a truncated file, a decompression bomb) is a failure of that image, never a
+`pictures` yields each image as it arrives (`send`, then `arrivals`, where the caller has more to
+do while the provider works), checked with Pillow (`decode`): a response that is not an image
+(broken base64, a truncated file, a decompression bomb) is a failure of that image, never a
 delivered one. What a request's failures were is told by `ImageFailed` once every image is in: what
 was delivered before it stays delivered. Nothing here prices anything: the caller counts what came.
 """
