@@ -24,6 +24,7 @@ from chainlit.auth import cookie as chainlit_cookie  # noqa: E402
 from chainlit.auth.cookie import _auth_cookie_name as AUTH_COOKIE  # noqa: E402
 from chainlit.auth.cookie import get_token_from_cookies  # noqa: E402
 from chainlit.config import config as chainlit_config  # noqa: E402
+from chainlit.data import get_data_layer  # noqa: E402
 from chainlit.server import app as fastapi_app  # noqa: E402
 from chainlit.server import sio as chainlit_sio  # noqa: E402
 from chainlit.session import WebsocketSession  # noqa: E402
@@ -284,6 +285,8 @@ async def check_chain(chain: Chain) -> None:
 
 @cl.on_app_shutdown
 async def stop() -> None:
+    if isinstance(history := get_data_layer(), ChatHistory):
+        await history.flush()  # what the chats wrote last, before the engine closes
     await resources.aclose()
     await metering.finish_settling()
     await d.live.close()

@@ -12,11 +12,11 @@ import pytest
 from chainlit.context import init_http_context
 from chainlit.types import Pagination, ThreadFilter
 from chainlit.user import User
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from storage.element_files import ElementFiles, owned_file
 from storage.engine import create_engine
-from storage.history import ChatHistory
+from storage.history import WRITE_DELAY_S, ChatHistory
 from storage.images import Folder
 from storage.migrate import upgrade_async
 
@@ -162,6 +162,42 @@ async def test_concurrent_writes_commit_together_and_reads_see_them(
     thread = await history.get_thread(thread_id)
     assert thread is not None
     assert sorted(s["output"] for s in thread["steps"]) == sorted(texts)
+
+
+async def test_writes_wait_for_their_group_and_shutting_down_commits_what_waits(
+    history: ChatHistory,
+) -> None:
+    """What the person sees goes first: writes queued over a short while (as Chainlit queues a
+    turn's steps, without waiting for them) commit together, `WRITE_DELAY_S` after the first.
+    Shutting down commits what still waits."""
+    thread_id = str(uuid.uuid4())
+    await history.update_thread(thread_id, name="t")
+    transactions = 0
+
+    def counted(conn: object) -> None:
+        nonlocal transactions
+        transactions += 1
+
+    event.listen(history.engine.sync_engine, "begin", counted)
+    init_http_context()
+    steps = [step(thread_id, "user_message", f"step {n}") for n in range(4)]
+    written = []
+    for s in steps:  # one every 5 ms
+        written.append(asyncio.create_task(history.create_step(s)))  # type: ignore[arg-type]
+        await asyncio.sleep(WRITE_DELAY_S / 10)
+    await asyncio.gather(*written)
+    assert transactions == 1
+    event.remove(history.engine.sync_engine, "begin", counted)
+
+    waiting = [asyncio.create_task(history.create_step(step(thread_id, "x", "late")))]  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # queued, not committed
+    async with history.engine.connect() as conn:
+        count = 'SELECT count(*) FROM steps WHERE "threadId" = :t'
+        assert (await conn.execute(text(count), {"t": thread_id})).scalar() == 4
+    await history.flush()
+    async with history.engine.connect() as conn:
+        assert (await conn.execute(text(count), {"t": thread_id})).scalar() == 5
+    assert waiting[0].done()
 
 
 async def test_a_failing_write_in_a_group_loses_only_itself(history: ChatHistory) -> None:
