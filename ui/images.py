@@ -246,6 +246,11 @@ async def make(d: Deployment, plan: Plan) -> None:
 class Making:
     """The images of one plan being made: the progress bar, then the thumbnails."""
 
+    # Made once the provider's requests are out (each of Chainlit's takes ~1 ms): the message,
+    # and the step that sums the work up at the end.
+    message: cl.Message
+    summary: cl.Step
+
     def __init__(self, d: Deployment, plan: Plan, meter: metering.Meter | None) -> None:
         self.d = d
         self.plan = plan
@@ -257,10 +262,6 @@ class Making:
         self.estimate_s = d.pace.estimate_s(plan.model, plan.request)
         self.progress = cl.CustomElement(
             name=PROGRESS, props=self.props("working"), display="inline"
-        )
-        self.message = cl.Message(
-            content=f"Making {self._count()} with {plan.model.label}…",
-            author=plan.model.label,
         )
 
     def _count(self) -> str:
@@ -293,6 +294,10 @@ class Making:
         # The provider starts first: the page is told while it works.
         sent = images.send(plan.model, plan.request, d.settings.image_timeout_s, self.preview)
         try:
+            self.message = cl.Message(
+                content=f"Making {self._count()} with {plan.model.label}…",
+                author=plan.model.label,
+            )
             await self.message.send()
             # The bar goes straight to the page (element.send would also write its props to a
             # file at every update, for a history write that storage/history.py skips).
@@ -301,6 +306,7 @@ class Making:
         except BaseException:
             sent.cancel()
             raise
+        self.summary = cl.Step(name=plan.model.label, type="tool", show_input=False)
         ticker = asyncio.create_task(self.tick(), name="image-progress")
         state = "stopped"
         try:
@@ -392,14 +398,13 @@ class Making:
             # From the page only: it was never stored (Element.remove would delete it there too).
             await cl.context.emitter.emit("remove_element", {"id": self.progress.id})
         await self.message.update()
-        step = cl.Step(name=plan.model.label, type="tool", show_input=False)
-        step.output = (
+        self.summary.output = (
             f"**{plan.model.label}** · {cost} · {len(kept)} of {plan.request.count} images · "
             f"{plan.request.size}"
             + (f" · {plan.request.steps} steps" if plan.request.steps else "")
             + f" · {time.monotonic() - self.started:.2f} s"
         )
-        await step.send()
+        await self.summary.send()
 
 
 def gallery(kept: list[kept_images.Stored]) -> str:
