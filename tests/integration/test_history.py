@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import chainlit as cl
@@ -35,6 +36,21 @@ async def save(history: ChatHistory, step_dict: dict) -> None:
     """Write a step as the app does outside a websocket session (no queueing)."""
     init_http_context()
     await history.create_step(step_dict)  # type: ignore[arg-type]
+
+
+@contextmanager
+def transactions_on(history: ChatHistory) -> Iterator[list[object]]:
+    """The transactions begun on the history's engine in the block (their connections)."""
+    begun: list[object] = []
+
+    def counted(conn: object) -> None:
+        begun.append(conn)
+
+    event.listen(history.engine.sync_engine, "begin", counted)
+    try:
+        yield begun
+    finally:
+        event.remove(history.engine.sync_engine, "begin", counted)
 
 
 def step(thread_id: str, kind: str, text: str, **extra: object) -> dict:
@@ -147,18 +163,13 @@ async def test_concurrent_writes_commit_together_and_reads_see_them(
     assert user is not None
     thread_id = str(uuid.uuid4())
     await history.update_thread(thread_id, name="busy", user_id=user.id)
-    transactions = 0
-
-    def counted(conn: object) -> None:
-        nonlocal transactions
-        transactions += 1
-
-    event.listen(history.engine.sync_engine, "begin", counted)
     init_http_context()
     texts = [f"message {n}" for n in range(40)]
-    await asyncio.gather(*(history.create_step(step(thread_id, "user_message", t)) for t in texts))  # type: ignore[arg-type]
-    event.remove(history.engine.sync_engine, "begin", counted)
-    assert transactions < 10, transactions  # 40 steps: a handful of group commits, not 40
+    with transactions_on(history) as begun:
+        await asyncio.gather(
+            *(history.create_step(step(thread_id, "user_message", t)) for t in texts)
+        )  # type: ignore[arg-type]
+    assert len(begun) < 10, begun  # 40 steps: a handful of group commits, not 40
     thread = await history.get_thread(thread_id)
     assert thread is not None
     assert sorted(s["output"] for s in thread["steps"]) == sorted(texts)
@@ -172,22 +183,15 @@ async def test_writes_wait_for_their_group_and_shutting_down_commits_what_waits(
     Shutting down commits what still waits."""
     thread_id = str(uuid.uuid4())
     await history.update_thread(thread_id, name="t")
-    transactions = 0
-
-    def counted(conn: object) -> None:
-        nonlocal transactions
-        transactions += 1
-
-    event.listen(history.engine.sync_engine, "begin", counted)
     init_http_context()
     steps = [step(thread_id, "user_message", f"step {n}") for n in range(4)]
     written = []
-    for s in steps:  # one every 5 ms
-        written.append(asyncio.create_task(history.create_step(s)))  # type: ignore[arg-type]
-        await asyncio.sleep(WRITE_DELAY_S / 10)
-    await asyncio.gather(*written)
-    assert transactions == 1
-    event.remove(history.engine.sync_engine, "begin", counted)
+    with transactions_on(history) as begun:
+        for s in steps:  # one every 5 ms
+            written.append(asyncio.create_task(history.create_step(s)))  # type: ignore[arg-type]
+            await asyncio.sleep(WRITE_DELAY_S / 10)
+        await asyncio.gather(*written)
+    assert len(begun) == 1
 
     waiting = [asyncio.create_task(history.create_step(step(thread_id, "x", "late")))]  # type: ignore[arg-type]
     await asyncio.sleep(0)  # queued, not committed
