@@ -313,6 +313,7 @@ class Making:
             await self.receive(sent)
             state = "done" if not self.failures else "failed"
         finally:
+            sent.cancel()  # however receiving ended, no request is left out
             ticker.cancel()
             if self.meter is not None:  # all is in: charged while the page is told
                 self.meter.settle_soon()
