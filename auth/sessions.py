@@ -5,12 +5,18 @@ Chainlit's session is a signed token (JWT, with the time it was issued) in a coo
 expires; nothing looked at it again. Here each account has a standing: disabled or not, and the
 second before which its tokens no longer count. It is checked on every HTTP request that carries a
 token, on every socket.io connection, and before every socket.io event of an open session (which
-is then disconnected), so a revoked token stops working on its next use. Standings are cached for
-`CACHE_S` per process, which bounds how late another replica notices.
+is then disconnected), so a revoked token stops working on its next use.
+
+Each process reads every standing (a row per account an operator or a password change touched:
+a few rows, or some thousands in a big install) in one statement at most every `REFRESH_S`, which
+bounds how late another replica notices; a change made here counts here at once. With hundreds of
+sessions open that is one read every two seconds, not one per account; and a token's signature is
+checked once, its expiry at every use.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,7 +31,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.answers import send_json
 
-CACHE_S = 2.0
+REFRESH_S = 2.0
+TOKENS_KEPT = 10_000  # checked tokens remembered (their signature is not checked again)
 
 metadata = MetaData()
 standing_table = Table(
@@ -48,48 +55,75 @@ class Standing:
 
 
 class Standings:
-    """The accounts' standings, read through a short cache; changed by the operator."""
+    """The accounts' standings, as this process last read them; changed by the operator."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, refresh_s: float = REFRESH_S) -> None:
         self.engine = engine
-        self._cache: dict[str, tuple[float, Standing]] = {}
+        self.refresh_s = refresh_s
+        self._known: dict[str, Standing] = {}  # account -> standing, for those that have one
+        self._read_at = -float("inf")  # monotonic time the last read started
+        self._changed_at = -float("inf")  # ... and the last change made here
+        self._reading: asyncio.Future[None] | None = None
+        self._tokens: dict[str, tuple[str, float, float]] = {}  # token -> (account, iat, exp)
 
     async def of(self, account: str) -> Standing:
-        cached = self._cache.get(account)
-        if cached and time.monotonic() - cached[0] < CACHE_S:
-            return cached[1]
+        if time.monotonic() - self._read_at >= self.refresh_s:
+            await self._refresh()
+        return self._known.get(account, Standing())
+
+    async def _refresh(self) -> None:
+        """Read every standing; callers arriving meanwhile share the read (and a caller cancelled
+        meanwhile leaves it to finish for the others)."""
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read_all())
+        await asyncio.shield(self._reading)
+
+    async def _read_all(self) -> None:
+        started = time.monotonic()
+        t = standing_table
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(standing_table.c.disabled, standing_table.c.sessions_after).where(
-                        standing_table.c.account == account
-                    )
-                )
-            ).first()
-        found = Standing(bool(row[0]), float(row[1])) if row else Standing()
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[account] = (time.monotonic(), found)
-        return found
+            rows = (await conn.execute(select(t.c.account, t.c.disabled, t.c.sessions_after))).all()
+        if self._changed_at >= started:  # may have missed a change made here: the next reads
+            return
+        self._known = {row[0]: Standing(bool(row[1]), float(row[2])) for row in rows}
+        self._read_at = started
 
     async def admits(self, token: str, secret: str) -> bool:
         """Whether a session token still counts: valid, and its account's standing admits it.
         (An invalid or expired token is Chainlit's to refuse; it is let through here.)"""
-        signed = _signed(token, secret)
+        signed = self._signed(token, secret)
         return signed is None or (await self.of(signed[0])).admits(signed[1])
 
     async def account_of(self, token: str, secret: str) -> str | None:
         """The account of a session token that is valid and still counts; else None."""
-        signed = _signed(token, secret)
+        signed = self._signed(token, secret)
         if signed is None or not (await self.of(signed[0])).admits(signed[1]):
             return None
         return signed[0]
+
+    def _signed(self, token: str, secret: str) -> tuple[str, float] | None:
+        """`_signed`, remembering each token found valid (the same string has the same
+        signature) until it expires."""
+        known = self._tokens.get(token)
+        if known is None:
+            known = _signed(token, secret)
+            if known is None:
+                return None
+            if len(self._tokens) >= TOKENS_KEPT:
+                self._tokens.clear()
+            self._tokens[token] = known
+        account, issued, expires = known
+        if time.time() >= expires:
+            self._tokens.pop(token, None)
+            return None
+        return account, issued
 
     async def set(
         self, account: str, disabled: bool | None = None, end_sessions: bool = False
     ) -> Standing:
         """Disable or enable `account`, and/or end its sessions (every token issued before this
-        second stops counting)."""
+        second stops counting). It counts in this process at once, in others after their next
+        read."""
         now = datetime.now(UTC)
         current = await self._read(account)
         new = Standing(
@@ -107,7 +141,8 @@ class Standings:
         )
         async with self.engine.begin() as conn:
             await conn.execute(statement)
-        self._cache.pop(account, None)
+        self._known[account] = new
+        self._changed_at = time.monotonic()
         return new
 
     async def apply(self, verb: str, account: str) -> Standing:
@@ -117,20 +152,29 @@ class Standings:
         return await self.set(account, disabled=disabled, end_sessions=verb != "enable")
 
     async def _read(self, account: str) -> Standing:
-        self._cache.pop(account, None)
-        return await self.of(account)
+        """`account`'s standing as stored now."""
+        t = standing_table
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.c.disabled, t.c.sessions_after).where(t.c.account == account)
+                )
+            ).first()
+        return Standing(bool(row[0]), float(row[1])) if row else Standing()
 
 
-def _signed(token: str, secret: str) -> tuple[str, float] | None:
-    """(account, issued at) of a valid session token; None for anything else."""
+def _signed(token: str, secret: str) -> tuple[str, float, float] | None:
+    """(account, issued at, expires at) of a valid session token; None for anything else."""
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"])
     except jwt.PyJWTError:
         return None
-    account, issued = claims.get("identifier"), claims.get("iat")
+    account, issued, expires = claims.get("identifier"), claims.get("iat"), claims.get("exp")
     if not isinstance(account, str) or not isinstance(issued, int | float):
         return None
-    return account, float(issued)
+    if expires is not None and not isinstance(expires, int | float):
+        return None
+    return account, float(issued), float("inf") if expires is None else float(expires)
 
 
 class SessionCheck:

@@ -1,0 +1,93 @@
+"""Account standings as every request and socket.io event checks them, on SQLite and PostgreSQL:
+one read of the database per refresh for all accounts, what another replica changed seen after it,
+what this one changed seen at once, and a token's signature checked once but its expiry always."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import jwt
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from auth.sessions import Standings
+
+SECRET = "a-secret-long-enough-for-hs256-tokens!"
+
+
+def token(account: str, issued: float, expires: float | None = None) -> str:
+    claims: dict[str, object] = {"identifier": account, "iat": int(issued)}
+    if expires is not None:
+        claims["exp"] = int(expires)
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+class Statements:
+    """Counts the statements that read account standings."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.reads = 0
+        event.listen(engine.sync_engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "account_standing" in statement:
+            self.reads += 1
+
+
+async def test_many_accounts_checked_at_once_cost_one_read(engine: AsyncEngine) -> None:
+    standings = Standings(engine, refresh_s=60)
+    await standings.set("banned@example.com", disabled=True)
+    counted = Statements(engine)
+    now = time.time()
+    tokens = [token(f"person{n}@example.com", now) for n in range(200)]
+    admitted = await asyncio.gather(*(standings.admits(t, SECRET) for t in tokens))
+    assert all(admitted)
+    assert not await standings.admits(token("banned@example.com", now), SECRET)
+    assert counted.reads == 1
+
+
+async def test_another_replica_is_heard_after_the_refresh(engine: AsyncEngine) -> None:
+    here, there = Standings(engine, refresh_s=0.3), Standings(engine, refresh_s=0.3)
+    issued = token("ann@example.com", time.time() - 10)
+    assert await here.admits(issued, SECRET)
+    await there.set("ann@example.com", end_sessions=True)  # another process signs her out
+    assert not await there.admits(issued, SECRET)  # the one that changed it: at once
+    await asyncio.sleep(0.35)
+    assert not await here.admits(issued, SECRET)
+    signed_in_again = token("ann@example.com", time.time())  # the second she was signed out
+    assert await here.account_of(signed_in_again, SECRET) == "ann@example.com"
+    await there.set("ann@example.com", disabled=True)
+    await asyncio.sleep(0.35)
+    assert (await here.of("ann@example.com")).disabled
+    assert await here.account_of(signed_in_again, SECRET) is None
+    await there.set("ann@example.com", disabled=False)
+    await asyncio.sleep(0.35)
+    assert await here.account_of(signed_in_again, SECRET) == "ann@example.com"
+
+
+async def test_a_checked_token_still_expires(engine: AsyncEngine) -> None:
+    standings = Standings(engine)
+    soon = token("ann@example.com", time.time(), expires=time.time() + 1)
+    assert await standings.account_of(soon, SECRET) == "ann@example.com"
+    await asyncio.sleep(1.1)
+    assert await standings.account_of(soon, SECRET) is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "not-a-token",
+        jwt.encode(
+            {"identifier": "ann@example.com", "iat": 1},
+            "another-secret-that-is-long-enough-too",
+            "HS256",
+        ),
+        jwt.encode({"iat": 1}, SECRET, "HS256"),
+    ],
+)
+async def test_a_token_that_is_not_ours_names_no_account(engine: AsyncEngine, bad: str) -> None:
+    standings = Standings(engine)
+    assert await standings.account_of(bad, SECRET) is None
+    assert await standings.admits(bad, SECRET)  # Chainlit's to refuse (see `admits`)
