@@ -64,7 +64,8 @@ class Standings:
         self._read_at = -float("inf")  # monotonic time the last read started
         self._changed_at = -float("inf")  # ... and the last change made here
         self._reading: asyncio.Future[None] | None = None
-        self._tokens: dict[str, tuple[str, float, float]] = {}  # token -> (account, iat, exp)
+        # (token, secret) -> (account, iat, exp) of the tokens found valid
+        self._tokens: dict[tuple[str, str], tuple[str, float, float]] = {}
 
     async def of(self, account: str) -> Standing:
         if time.monotonic() - self._read_at >= self.refresh_s:
@@ -102,19 +103,20 @@ class Standings:
         return signed[0]
 
     def _signed(self, token: str, secret: str) -> tuple[str, float] | None:
-        """`_signed`, remembering each token found valid (the same string has the same
-        signature) until it expires."""
-        known = self._tokens.get(token)
+        """`_signed`, remembering each token found valid under `secret` (the same string has the
+        same signature) until it expires."""
+        key = (token, secret)
+        known = self._tokens.get(key)
         if known is None:
             known = _signed(token, secret)
             if known is None:
                 return None
             if len(self._tokens) >= TOKENS_KEPT:
                 self._tokens.clear()
-            self._tokens[token] = known
+            self._tokens[key] = known
         account, issued, expires = known
         if time.time() >= expires:
-            self._tokens.pop(token, None)
+            self._tokens.pop(key, None)
             return None
         return account, issued
 

@@ -91,3 +91,12 @@ async def test_a_token_that_is_not_ours_names_no_account(engine: AsyncEngine, ba
     standings = Standings(engine)
     assert await standings.account_of(bad, SECRET) is None
     assert await standings.admits(bad, SECRET)  # Chainlit's to refuse (see `admits`)
+
+
+async def test_a_token_checked_under_one_secret_is_not_taken_under_another(
+    engine: AsyncEngine,
+) -> None:
+    standings = Standings(engine)
+    signed = token("ann@example.com", time.time())
+    assert await standings.account_of(signed, SECRET) == "ann@example.com"
+    assert await standings.account_of(signed, "another-secret-that-is-long-enough-too") is None
