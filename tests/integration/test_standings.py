@@ -69,10 +69,30 @@ async def test_another_replica_is_heard_after_the_refresh(engine: AsyncEngine) -
 
 async def test_a_checked_token_still_expires(engine: AsyncEngine) -> None:
     standings = Standings(engine)
-    soon = token("ann@example.com", time.time(), expires=time.time() + 1)
+    expires = int(time.time()) + 2  # whole seconds, as in a JWT: 1-2 s from now
+    soon = token("ann@example.com", time.time(), expires=expires)
     assert await standings.account_of(soon, SECRET) == "ann@example.com"
-    await asyncio.sleep(1.1)
+    await asyncio.sleep(expires - time.time() + 0.05)
     assert await standings.account_of(soon, SECRET) is None
+
+
+async def test_a_check_cancelled_mid_read_leaves_the_read_to_the_others(
+    engine: AsyncEngine,
+) -> None:
+    """A check whose caller goes away (a closed tab) while the standings are read does not stop
+    the read that the checks after it are waiting for."""
+    standings = Standings(engine, refresh_s=60)
+    await standings.set("banned@example.com", disabled=True)
+    counted = Statements(engine)
+    now = time.time()
+    first = asyncio.ensure_future(standings.admits(token("ann@example.com", now), SECRET))
+    await asyncio.sleep(0)
+    reading = standings._reading
+    assert reading is not None and not reading.done()  # the read is in flight
+    first.cancel()
+    assert not await standings.admits(token("banned@example.com", now), SECRET)
+    assert first.cancelled() and reading.done() and not reading.cancelled()
+    assert counted.reads == 1
 
 
 @pytest.mark.parametrize(
