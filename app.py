@@ -71,6 +71,7 @@ from ui import (  # noqa: E402
     channels,
     crypto,
     images,
+    loop,
     menu,
     picker,
     route,
@@ -208,6 +209,7 @@ async def start() -> None:
 
 
 async def start_all() -> None:
+    loop.close_dropped_generators(asyncio.get_running_loop())  # what chainlit's loop leaves out
     if d.watcher is not None:  # first: a wrong chain stops the start before anything runs
         await check_chain(d.watcher.chain)
     use_own_folder(settings.data_dir)
