@@ -7,8 +7,9 @@ the model knows. The model is chosen per turn and passed in the runtime context.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
+from typing import Any, cast
 
 from langchain_core.messages import AIMessage, BaseMessage, RemoveMessage, SystemMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -97,7 +98,7 @@ async def stream(
     question: BaseMessage,
     thread_id: str,
     remember_as: BaseMessage | None = None,
-) -> AsyncIterator[str | Usage]:
+) -> AsyncGenerator[str | Usage, None]:
     """Run one turn: the answer's text as it streams, then the usage if the provider reported it.
     Memory keeps `remember_as` in place of `question` when it is given (an image's question).
 
@@ -107,19 +108,21 @@ async def stream(
     config: Any = {"configurable": {"thread_id": thread_id}}
     delivered: list[str] = []
     finished = False
+    items = graph.astream(
+        {"question": question, "remember_as": remember_as},
+        config,
+        context=context,
+        stream_mode="custom",  # what `respond` writes: text pieces and the usage
+        durability="exit",  # one checkpoint write, after the answer: none competes with decoding
+    )
     try:
-        async for item in graph.astream(
-            {"question": question, "remember_as": remember_as},
-            config,
-            context=context,
-            stream_mode="custom",  # what `respond` writes: text pieces and the usage
-            durability="exit",  # one checkpoint write, after the answer: none competes with decoding
-        ):
-            if isinstance(item, str):
-                delivered.append(item)
-                yield item
-            elif isinstance(item, Usage):
-                yield item
+        async with aclosing(cast(AsyncGenerator[Any, None], items)):
+            async for item in items:
+                if isinstance(item, str):
+                    delivered.append(item)
+                    yield item
+                elif isinstance(item, Usage):
+                    yield item
         finished = True
     except Exception as exc:
         error = as_agent_error(exc)

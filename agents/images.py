@@ -21,7 +21,8 @@ import binascii
 import hashlib
 import io
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from contextlib import aclosing
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -140,10 +141,12 @@ class Sent:
 
 async def pictures(
     model: Model, request: ImageRequest, timeout_s: float, preview: Preview | None = None
-) -> AsyncIterator[Picture]:
+) -> AsyncGenerator[Picture, None]:
     """Each image of `request` as it arrives; then `ImageFailed` if any did not."""
-    async for picture in arrivals(send(model, request, timeout_s, preview)):
-        yield picture
+    coming = arrivals(send(model, request, timeout_s, preview))
+    async with aclosing(coming):  # stopped: the requests still out are given up at once
+        async for picture in coming:
+            yield picture
 
 
 def send(
@@ -174,7 +177,7 @@ def send(
     return Sent([asyncio.ensure_future(call) for call in calls], request.count)
 
 
-async def arrivals(sent: Sent) -> AsyncIterator[Picture]:
+async def arrivals(sent: Sent) -> AsyncGenerator[Picture, None]:
     """Each image of `sent` as it arrives; then `ImageFailed` if any did not."""
     reasons: list[str] = []
     delivered = 0

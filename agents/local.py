@@ -17,7 +17,7 @@ import codecs
 import contextlib
 import importlib.util
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -187,7 +187,7 @@ class LocalRunner:
         max_tokens: int,
         temperature: float,
         interval_s: float = 0.0,
-    ) -> AsyncIterator[str | Usage]:
+    ) -> AsyncGenerator[str | Usage, None]:
         """`generate` on the model's thread, relayed to the event loop as it decodes.
 
         The first text comes as soon as it decodes; after that, text is handed over at most once per
@@ -208,8 +208,9 @@ class LocalRunner:
                 box.close()
 
         loop.run_in_executor(self._executor, produce)
+        batches = box.batches(interval_s)
         try:
-            async for items in box.batches(interval_s):
+            async for items in batches:
                 text = "".join(i for i in items if isinstance(i, str))
                 if text:
                     yield text
@@ -222,6 +223,7 @@ class LocalRunner:
                         yield item
         finally:
             cancel.set()
+            await batches.aclose()
 
 
 class _Handover:
@@ -251,7 +253,7 @@ class _Handover:
         self._loop.call_soon_threadsafe(self._ready.set)
         self._loop.call_soon_threadsafe(self._finished.set)
 
-    async def batches(self, interval_s: float) -> AsyncIterator[list[Any]]:
+    async def batches(self, interval_s: float) -> AsyncGenerator[list[Any], None]:
         while True:
             await self._ready.wait()
             self._ready.clear()
@@ -286,7 +288,7 @@ class LocalChatModel(StreamingChatModel):
     def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Any = None) -> int:
         return self.runner.count_tokens(messages)
 
-    def stream_text(self, messages: Sequence[BaseMessage]) -> AsyncIterator[str | Usage]:
+    def stream_text(self, messages: Sequence[BaseMessage]) -> AsyncGenerator[str | Usage, None]:
         return self.runner.stream(
             messages, self.max_tokens, self.temperature, self.chunk_interval_s
         )

@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any
 
 import httpx
@@ -75,7 +75,9 @@ class RemoteChatModel(StreamingChatModel):
     def _llm_type(self) -> str:
         return "openai-compatible"
 
-    async def stream_text(self, messages: Sequence[BaseMessage]) -> AsyncIterator[str | Usage]:
+    async def stream_text(
+        self, messages: Sequence[BaseMessage]
+    ) -> AsyncGenerator[str | Usage, None]:
         """The answer as it streams, cut by our own caps whatever the server does: at
         `max_tokens` text events (or `CHARS_PER_TOKEN_CAP` characters a token), and at
         `deadline_s` seconds, so that an answer can neither run without bound nor outlive its

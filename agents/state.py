@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Protocol, TypedDict
 
@@ -48,7 +48,7 @@ class Speaker(Protocol):
     token took ~8 of the ~38 ms of CPU a turn cost at 200 sessions (bench/turns.py).
     """
 
-    def stream_text(self, messages: Sequence[BaseMessage]) -> AsyncIterator[str | Usage]: ...
+    def stream_text(self, messages: Sequence[BaseMessage]) -> AsyncGenerator[str | Usage, None]: ...
 
 
 def as_answer(items: Iterable[str | Usage]) -> AIMessage:

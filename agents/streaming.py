@@ -9,7 +9,8 @@ turns them into `invoke`, `ainvoke` and `astream` for any LangChain caller. A ch
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -24,7 +25,7 @@ class StreamingChatModel(BaseChatModel):
     """A LangChain chat model made of `stream_text` and `answer_items`."""
 
     @abstractmethod
-    def stream_text(self, messages: Sequence[BaseMessage]) -> AsyncIterator[str | Usage]:
+    def stream_text(self, messages: Sequence[BaseMessage]) -> AsyncGenerator[str | Usage, None]:
         """The answer's text as it comes, then its usage when the model reports it."""
 
     @abstractmethod
@@ -62,17 +63,19 @@ class StreamingChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         _no_stop(stop)
-        async for item in self.stream_text(messages):
-            if isinstance(item, Usage):
-                usage = AIMessageChunk(
-                    content="", usage_metadata=item.as_metadata(), chunk_position="last"
-                )
-                yield ChatGenerationChunk(message=usage)
-                continue
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=item))
-            if run_manager:
-                await run_manager.on_llm_new_token(item, chunk=chunk)
-            yield chunk
+        items = self.stream_text(messages)
+        async with aclosing(items):
+            async for item in items:
+                if isinstance(item, Usage):
+                    usage = AIMessageChunk(
+                        content="", usage_metadata=item.as_metadata(), chunk_position="last"
+                    )
+                    yield ChatGenerationChunk(message=usage)
+                    continue
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=item))
+                if run_manager:
+                    await run_manager.on_llm_new_token(item, chunk=chunk)
+                yield chunk
 
 
 def _no_stop(stop: list[str] | None) -> None:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -84,11 +85,13 @@ async def carry_out(w: Workplace, run: runs.Run, worker: str) -> None:
         saved = await w.graph.aget_state(config)
         given = None if saved.values else task_graph.start_state(run.goal, run.files)
         state = dict(saved.values)
-        async for state in w.graph.astream(
+        states = w.graph.astream(
             given, config, context=task_graph.TaskContext(steps), stream_mode="values",
             durability="sync",
-        ):  # fmt: skip
-            await _show(w, run, worker, state, "running")
+        )  # fmt: skip
+        async with aclosing(cast(AsyncGenerator[dict[str, Any], None], states)):
+            async for state in states:
+                await _show(w, run, worker, state, "running")
         await _show(w, run, worker, state, "succeeded")
         await _end(w, run, worker, "succeeded", "Done.")
     except Paused as paused:

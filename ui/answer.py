@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import chainlit as cl
@@ -98,15 +99,19 @@ async def answer(
     relay = TokenRelay(message, flush_ms / 1000)
     reply = Reply()
     started = time.monotonic()
+    items = conversation.stream(graph, context, question, thread_id, remember_as)
     try:
-        async for item in conversation.stream(graph, context, question, thread_id, remember_as):
-            if isinstance(item, Usage):
-                reply.input_tokens, reply.output_tokens = item.input_tokens, item.output_tokens
-                continue
-            if reply.first_token_ms is None:
-                reply.first_token_ms = (time.monotonic() - started) * 1000
-            reply.parts.append(item)
-            await relay.push(item)
+        # Closed here however the turn ends: Stop lands anywhere, often while a token is shown,
+        # and a stream left open holds the provider's connection until the collector finds it.
+        async with aclosing(items):
+            async for item in items:
+                if isinstance(item, Usage):
+                    reply.input_tokens, reply.output_tokens = item.input_tokens, item.output_tokens
+                    continue
+                if reply.first_token_ms is None:
+                    reply.first_token_ms = (time.monotonic() - started) * 1000
+                reply.parts.append(item)
+                await relay.push(item)
     except AgentError as error:
         log.warning("Turn failed on %s: %s", model.id, error)
         await cl.ErrorMessage(content=errors.model_failed(model, error, reply.delivered)).send()

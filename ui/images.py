@@ -337,32 +337,38 @@ class Making:
             self.meter.transfer_id if self.meter else "unmetered", plan.model.id,
             plan.request.prompt,
         )  # fmt: skip
+        coming = images.arrivals(sent)
         try:
-            async for picture in images.arrivals(sent):
-                try:
-                    stored = await kept_images.keep(
-                        d.engine, d.shelf, made, picture.data, picture.content_type,
-                        picture.width, picture.height, picture.sha256,
-                    )  # fmt: skip
-                except OSError as error:
-                    log.error("An image could not be stored: %s", error)
-                    self.failures.append("An image came back but could not be stored here.")
-                    continue
-                kept_images.thumbnail_soon(d.engine, d.shelf, stored.id, picture.data)
-                self.kept.append(stored)
-                if self.meter is not None:
-                    self.meter.use(
-                        plan.per_image * len(self.kept),
-                        {"images": len(self.kept), "asked": plan.request.count},
-                    )
-                if len(self.kept) < plan.request.count:  # the last one: the message says it
-                    await self.show("working")
+            async with contextlib.aclosing(coming):
+                async for picture in coming:
+                    await self.keep(made, picture)
         except images.ImageFailed as failed:
             self.failures += failed.reasons
         except AgentError as failed:
             self.failures.append(str(failed))
         if not self.failures:
             d.pace.observe(plan.model, plan.request, time.monotonic() - self.started)
+
+    async def keep(self, made: kept_images.Made, picture: images.Picture) -> None:
+        d, plan = self.d, self.plan
+        try:
+            stored = await kept_images.keep(
+                d.engine, d.shelf, made, picture.data, picture.content_type,
+                picture.width, picture.height, picture.sha256,
+            )  # fmt: skip
+        except OSError as error:
+            log.error("An image could not be stored: %s", error)
+            self.failures.append("An image came back but could not be stored here.")
+            return
+        kept_images.thumbnail_soon(d.engine, d.shelf, stored.id, picture.data)
+        self.kept.append(stored)
+        if self.meter is not None:
+            self.meter.use(
+                plan.per_image * len(self.kept),
+                {"images": len(self.kept), "asked": plan.request.count},
+            )
+        if len(self.kept) < plan.request.count:  # the last one: the message says it
+            await self.show("working")
 
     async def preview(self, index: int, data: bytes) -> None:
         """A partial image the provider streamed: shown small until the image itself comes."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import aclosing
 
 import chainlit as cl
 from langchain_core.messages import BaseMessage, HumanMessage
@@ -78,11 +79,13 @@ async def stream(
     relay = answer.TokenRelay(message, d.settings.stream_flush_ms / 1000)
     shown = False
     started = time.monotonic()
+    items = context.model.stream_text(prompt)
     try:
-        async for item in context.model.stream_text(prompt):
-            if isinstance(item, str) and item:
-                shown = True
-                await relay.push(item)
+        async with aclosing(items):  # Stop while a token is shown: the provider hears it at once
+            async for item in items:
+                if isinstance(item, str) and item:
+                    shown = True
+                    await relay.push(item)
     except Exception as exc:
         error = as_agent_error(exc)
         if error is None:

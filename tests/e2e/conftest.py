@@ -9,7 +9,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,13 @@ def add_login(data_dir: Path, identifier: str, password: str) -> None:
 
 @pytest.fixture(scope="session")
 def app() -> Iterator[RunningApp]:
+    with app_on_fake() as running:
+        yield running
+
+
+@contextmanager
+def app_on_fake(**more: str) -> Iterator[RunningApp]:
+    """The app on SQLite with the loopback provider, run with `more` settings."""
     fake = FakeOpenAI().start()
     data_dir = Path(tempfile.mkdtemp(prefix="creditchat-e2e-"))
     overrides = dict(
@@ -72,7 +79,7 @@ def app() -> Iterator[RunningApp]:
         LOGIN_ATTEMPTS_PER_ACCOUNT="100000/minute",
     )
     try:
-        with running_app(data_dir, **overrides) as base_url:
+        with running_app(data_dir, **overrides, **more) as base_url:
             yield RunningApp(base_url=base_url, data_dir=data_dir, fake=fake)
     finally:
         fake.stop()

@@ -2,7 +2,9 @@
 real app process, as the browser does it.
 
 - A storm of Stop presses 0-40 ms after sending, from one session: afterwards another person is
-  answered, nothing stays held, and `verify` passes (SQLite here; PostgreSQL below).
+  answered, nothing stays held, and `verify` passes (SQLite here; PostgreSQL below). Again with the
+  app's garbage collector off and answers that never end by themselves: every stopped answer's
+  provider stream is hung up at once, by our own closing, not whenever a collection comes.
 - An edited message gets a new answer, charged as a new turn, and the model's memory is rewound to
   match the page. A replayed message id is answered and charged like any message, never free.
 - Deleting a thread deletes the model's memory of it.
@@ -28,7 +30,7 @@ from settings import Settings
 from storage.ledger import ledger_from_settings
 from tests.credits.test_cancellation import held_soon
 from tests.e2e.client import ChatSession, login, messages, streamed_text
-from tests.e2e.conftest import RunningApp, new_user, open_chat
+from tests.e2e.conftest import RunningApp, app_on_fake, ledger_beside, new_user, open_chat
 from tests.e2e.process import running_app
 from tests.e2e.test_metering import REMOTE, remote_chat
 from tests.fakes.openai_server import FakeOpenAI
@@ -37,12 +39,13 @@ pytestmark = pytest.mark.e2e
 PRESSES = 60
 
 
-async def stop_storm(chat: ChatSession, presses: int, seed: int) -> None:
-    """Send, then press Stop 0-40 ms later, `presses` times; each time wait for the task's end."""
+async def stop_storm(chat: ChatSession, presses: int, seed: int, within_s: float = 0.04) -> None:
+    """Send, then press Stop 0-`within_s` s later, `presses` times; each time wait for the task's
+    end."""
     rng = random.Random(seed)
     for i in range(presses):
         start = await chat.emit_message(f"Storm message {i}: tell me a long story.")
-        await asyncio.sleep(rng.uniform(0, 0.04))
+        await asyncio.sleep(rng.uniform(0, within_s))
         await chat.sio.emit("stop")
         await chat.wait_for("task_end", start, timeout=60)
 
@@ -66,6 +69,53 @@ async def test_a_storm_of_stop_presses_freezes_nothing(app: RunningApp, ledger: 
     assert streamed_text(events)
     report = await verify(ledger)
     assert report.ok, report.problems
+
+
+def without_collector() -> dict[str, str]:
+    """Settings that start the app with its garbage collector off (a `sitecustomize` on its path):
+    what a stopped turn holds is then let go by our own closing or never."""
+    folder = Path(tempfile.mkdtemp(prefix="creditchat-no-gc-"))
+    (folder / "sitecustomize.py").write_text("import gc\n\ngc.disable()\n")
+    return {"PYTHONPATH": str(folder)}
+
+
+async def every_stream_ended(fake: FakeOpenAI, seconds: float = 3.0) -> bool:
+    for _ in range(int(seconds / 0.05)):
+        if fake.streaming == 0:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="module")
+def app_without_collector() -> Iterator[RunningApp]:
+    with app_on_fake(**without_collector()) as running:
+        yield running
+
+
+async def test_stopped_answers_let_go_at_once_without_the_collector(
+    app_without_collector: RunningApp,
+) -> None:
+    app = app_without_collector
+    user, chat = await remote_chat(app)
+    try:
+        # Answers that run until the client hangs up (or, 10 s later, our own output cap).
+        with app.fake.behaving(mode="endless", token_delay_s=0.02):
+            await stop_storm(chat, PRESSES, seed=3, within_s=0.3)  # most land mid-answer
+            assert await every_stream_ended(app.fake), f"{app.fake.streaming} answers go on"
+    finally:
+        await chat.close()
+    assert app.fake.hung_up > 0  # some Stop presses came mid-answer
+    async with ledger_beside(app.data_dir) as ledger:
+        balance = await held_soon(ledger, user, 0, seconds=15)
+        assert balance.held == 0, balance
+        someone, their_password = await new_user(app)
+        other = await open_chat(app, someone, their_password)
+        try:
+            events = await asyncio.wait_for(other.turn("Are you still there?"), timeout=60)
+        finally:
+            await other.close()
+        assert streamed_text(events)  # `ledger_beside` checks `verify` as it closes
 
 
 async def test_an_edited_message_is_answered_anew_and_memory_follows_the_page(

@@ -17,8 +17,8 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,8 @@ class FakeOpenAI:
     # is left is answered "Done."
     script: list[dict[str, Any]] = field(default_factory=list)
     answered: dict[str, dict[str, Any]] = field(default_factory=dict)  # request -> its answer
+    streaming: int = 0  # streams being written now
+    hung_up: int = 0  # streams whose client hung up before their end
     # Or answers made from each request (many tasks at once, whose requests interleave).
     respond: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     _server: uvicorn.Server | None = None
@@ -101,6 +103,21 @@ class FakeOpenAI:
     async def _stream(
         self, body: dict[str, Any], words: Iterable[str], prompt_tokens: int
     ) -> AsyncIterator[bytes]:
+        chunks = self._chunks(body, words, prompt_tokens)
+        self.streaming += 1
+        try:
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    yield chunk
+        except (GeneratorExit, asyncio.CancelledError):  # uvicorn heard the client hang up
+            self.hung_up += 1
+            raise
+        finally:
+            self.streaming -= 1
+
+    async def _chunks(
+        self, body: dict[str, Any], words: Iterable[str], prompt_tokens: int
+    ) -> AsyncGenerator[bytes, None]:
         base = {
             "id": "chatcmpl-fake",
             "object": "chat.completion.chunk",
