@@ -194,6 +194,11 @@ def shelf_of(settings: Settings) -> Shelf:
 
 d = build(settings)
 resources = AsyncExitStack()
+# A young collection every 50,000 new objects, not Python's 700: at 200 sessions a turn makes tens
+# of thousands of short-lived objects, and the collections (full ones walking every live session)
+# took 1.2-1.7 s of each round of 200 turns; 0.2-0.8 s so (bench/turns.py, timed with
+# gc.callbacks). Nothing waits on the collector to let go of a stopped turn (ui/loop.py).
+GC_THRESHOLDS = (50_000, 10, 10)
 
 
 @cl.on_app_startup
@@ -252,6 +257,7 @@ async def start_all() -> None:
     # view, or each full collection walks it all and stalls every session (bench/ledger.py).
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     log.info("Ready: %d chat model(s) enabled", len(d.catalog.enabled("chat")))
 
 
