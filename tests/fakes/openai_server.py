@@ -43,6 +43,7 @@ class FakeOpenAI:
     script: list[dict[str, Any]] = field(default_factory=list)
     answered: dict[str, dict[str, Any]] = field(default_factory=dict)  # request -> its answer
     streaming: int = 0  # streams being written now
+    open: list[str] = field(default_factory=list)  # the question each of them answers
     hung_up: int = 0  # streams whose client hung up before their end
     # Or answers made from each request (many tasks at once, whose requests interleave).
     respond: Callable[[dict[str, Any]], dict[str, Any]] | None = None
@@ -104,7 +105,9 @@ class FakeOpenAI:
         self, body: dict[str, Any], words: Iterable[str], prompt_tokens: int
     ) -> AsyncIterator[bytes]:
         chunks = self._chunks(body, words, prompt_tokens)
+        asked = str(body["messages"][-1].get("content", ""))[:40]
         self.streaming += 1
+        self.open.append(asked)
         try:
             async with aclosing(chunks):
                 async for chunk in chunks:
@@ -114,6 +117,7 @@ class FakeOpenAI:
             raise
         finally:
             self.streaming -= 1
+            self.open.remove(asked)
 
     async def _chunks(
         self, body: dict[str, Any], words: Iterable[str], prompt_tokens: int
