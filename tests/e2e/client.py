@@ -227,7 +227,11 @@ class ChatSession:
         return response.content
 
     async def change_settings(self, settings: dict[str, Any]) -> None:
+        """Change the chat settings and wait for the change's own `task_end` (Chainlit runs the
+        app's settings hook as a task): one arriving later would be taken for the next message's."""
+        start = len(self.events)
         await self.sio.emit("chat_settings_change", settings)
+        await self.wait_for("task_end", start, timeout=60)
 
     async def close(self) -> None:
         await self.sio.disconnect()
