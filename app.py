@@ -197,7 +197,7 @@ resources = AsyncExitStack()
 # A young collection every 50,000 new objects, not Python's 700: at 200 sessions a turn makes tens
 # of thousands of short-lived objects. Over bench/turns.py --rounds 2 the app spent 2.03 s in the
 # collector with Python's thresholds (1,516 young collections, 12 full), 1.45 s with these (806, 7;
-# most of them at start-up), timed with gc.callbacks. Nothing waits on the collector to let go of a
+# both counts include start-up, before the thresholds are set), timed with gc.callbacks. Nothing waits on the collector to let go of a
 # stopped turn (ui/loop.py, and every stream read under contextlib.aclosing).
 GC_THRESHOLDS = (50_000, 10, 10)
 

@@ -14,17 +14,35 @@ is not, ours or a library's, as plain asyncio would.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import AsyncGenerator
 from typing import Any
+
+log = logging.getLogger("chat")
+_closing: set[asyncio.Task[None]] = set()  # held here so that they are not collected mid-way
 
 
 def close_dropped_generators(loop: asyncio.AbstractEventLoop) -> None:
     """From now on, an async generator first run on this thread and dropped unfinished is closed
     by a task on `loop`, its `finally` run to the end."""
 
+    def close(generator: AsyncGenerator[Any, Any]) -> None:
+        task = loop.create_task(
+            generator.aclose(), name=f"close {getattr(generator, '__qualname__', 'generator')}"
+        )
+        _closing.add(task)
+        task.add_done_callback(_closed)
+
     def finalize(generator: AsyncGenerator[Any, Any]) -> None:
         if not loop.is_closed():  # dropped from any thread: closed on the loop's
-            loop.call_soon_threadsafe(loop.create_task, generator.aclose())
+            loop.call_soon_threadsafe(close, generator)
 
     sys.set_asyncgen_hooks(finalizer=finalize)
+
+
+def _closed(task: asyncio.Task[None]) -> None:
+    """A dropped generator's closing ended: what went wrong in its `finally` is logged at once."""
+    _closing.discard(task)
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("%s failed", task.get_name(), exc_info=error)

@@ -65,3 +65,55 @@ def test_chainlit_loop_alone_abandons_a_dropped_generator_mid_finally() -> None:
 
 def test_the_apps_loop_closes_a_dropped_generator_to_the_end() -> None:
     assert run("app") == "['kept'] False"
+
+
+FAILING = """
+import asyncio, gc
+
+import chainlit.cli  # it logs to standard output, as in the app
+
+from ui.loop import close_dropped_generators
+
+
+async def answer():
+    try:
+        yield "a"
+    finally:
+        await asyncio.sleep(0)
+        raise OSError("the memory could not be written")
+
+
+async def main():
+    close_dropped_generators(asyncio.get_running_loop())
+    stream = answer()
+    await anext(stream)
+    del stream
+    gc.collect()
+    await asyncio.sleep(0.1)
+    print("still serving", flush=True)
+    await asyncio.sleep(3600)  # as the app: nothing collects the closing task meanwhile
+
+
+asyncio.run(main())
+"""
+
+
+def test_a_dropped_generator_failing_to_close_is_logged_at_once() -> None:
+    """The closing is a task of its own, held until it ends (asyncio keeps only weak references to
+    tasks): what goes wrong in it is logged under the generator's name as it happens."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", FAILING], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    told: list[str] = []
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:  # up to the moment it goes on serving
+            if line.strip() == "still serving":
+                break
+            told.append(line)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    said = "".join(told)
+    assert "close answer failed" in said and "the memory could not be written" in said
