@@ -70,6 +70,7 @@ from ui import (  # noqa: E402
     buy,
     channels,
     crypto,
+    edits,
     images,
     loop,
     menu,
@@ -197,8 +198,9 @@ resources = AsyncExitStack()
 # A young collection every 50,000 new objects, not Python's 700: at 200 sessions a turn makes tens
 # of thousands of short-lived objects. Over bench/turns.py --rounds 2 the app spent 2.03 s in the
 # collector with Python's thresholds (1,516 young collections, 12 full), 1.45 s with these (806, 7;
-# both counts include start-up, before the thresholds are set), timed with gc.callbacks. Nothing waits on the collector to let go of a
-# stopped turn (ui/loop.py, and every stream read under contextlib.aclosing).
+# both counts include start-up, before the thresholds are set), timed with gc.callbacks. Nothing
+# waits on the collector to let go of a stopped turn (ui/loop.py, and every stream read under
+# contextlib.aclosing).
 GC_THRESHOLDS = (50_000, 10, 10)
 
 
@@ -220,6 +222,7 @@ async def start_all() -> None:
         await check_chain(d.watcher.chain)
     use_own_folder(settings.data_dir)
     wallet.send_badges_after_resume(chainlit_sio.handlers["/"], d, lambda: tasks.show_due(d))
+    edits.answer_in_tasks(chainlit_sio.handlers["/"])
     guard_events(chainlit_sio.handlers["/"], session_counts, chainlit_sio.disconnect)
     if settings.is_postgres and (behind := left_behind(settings.data_dir)):
         log.warning(behind)

@@ -116,6 +116,61 @@ async def test_stopped_answers_let_go_at_once_without_the_collector(
         await nothing_frozen(app, ledger, user)
 
 
+async def stream_open(fake: FakeOpenAI, question: str, seconds: float = 30.0) -> None:
+    """Wait until the model answers `question` (its stream is open)."""
+    for _ in range(int(seconds / 0.02)):
+        if question[:40] in fake.open:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{question!r} was never answered; open: {fake.open}")
+
+
+async def test_stop_then_send_stops_the_answer_it_was_pressed_for(app: RunningApp) -> None:
+    """Stop pressed mid-answer and the next message sent at once: the first answer stops, the
+    second is answered in full (Chainlit's Stop says "Task manually stopped" before it cancels
+    the session's task, and the message sent meanwhile must not become that task)."""
+    _, chat = await remote_chat(app)
+    first, second = "First question: tell me a story.", "Second question: and another?"
+    try:
+        with app.fake.behaving(token_delay_s=0.1):  # each answer streams for ~1 s
+            app.fake.cut.clear()
+            start = await chat.emit_message(first)
+            await stream_open(app.fake, first)
+            await chat.sio.emit("stop")
+            await chat.emit_message(second)
+            await chat.wait_until(  # the second question answered in full
+                lambda events: app.fake.reply in [m.get("output") for m in messages(events)],
+                start, timeout=30,
+            )  # fmt: skip
+            assert await every_stream_ended(app.fake)
+    finally:
+        await chat.close()
+    assert app.fake.cut == [first[:40]]  # and the first one's answer stopped
+
+
+async def test_stop_stops_the_answer_to_an_edited_message(app: RunningApp, ledger: Ledger) -> None:
+    """An edit is answered as its own task, which Stop cancels (Chainlit answers an edit inside
+    the socket event, out of Stop's reach)."""
+    user, chat = await remote_chat(app)
+    question = str(uuid.uuid4())
+    try:
+        await chat.turn("What is the capital of France?", message_id=question)
+        with app.fake.behaving(mode="endless", token_delay_s=0.02):
+            start = await chat.emit_message(
+                "Tell me everything about Italy.", message_id=question, edit=True
+            )
+            await stream_open(app.fake, "Tell me everything about Italy.")
+            await chat.sio.emit("stop")
+            await chat.wait_for("task_end", start, timeout=60)
+            assert await every_stream_ended(app.fake)
+            shown = streamed_text(chat.events[start:]).split()
+    finally:
+        await chat.close()
+    assert len(shown) < 100, f"the answer went on after Stop: {len(shown)} words"
+    balance = await held_soon(ledger, user, 0, seconds=15)
+    assert balance.held == 0, balance
+
+
 async def test_an_edited_message_is_answered_anew_and_memory_follows_the_page(
     app: RunningApp, ledger: Ledger
 ) -> None:

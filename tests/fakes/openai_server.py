@@ -45,6 +45,7 @@ class FakeOpenAI:
     streaming: int = 0  # streams being written now
     open: list[str] = field(default_factory=list)  # the question each of them answers
     hung_up: int = 0  # streams whose client hung up before their end
+    cut: list[str] = field(default_factory=list)  # ... and the question each of them answered
     # Or answers made from each request (many tasks at once, whose requests interleave).
     respond: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     _server: uvicorn.Server | None = None
@@ -114,6 +115,7 @@ class FakeOpenAI:
                     yield chunk
         except (GeneratorExit, asyncio.CancelledError):  # uvicorn heard the client hang up
             self.hung_up += 1
+            self.cut.append(asked)
             raise
         finally:
             self.streaming -= 1

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import jwt
 import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auth.sessions import Standings
+from auth.sessions import Standings, guard_events
 
 SECRET = "a-secret-long-enough-for-hs256-tokens!"
 
@@ -120,3 +121,87 @@ async def test_a_token_checked_under_one_secret_is_not_taken_under_another(
     signed = token("ann@example.com", time.time())
     assert await standings.account_of(signed, SECRET) == "ann@example.com"
     assert await standings.account_of(signed, "another-secret-that-is-long-enough-too") is None
+
+
+class ReadEndingWith(Standings):
+    """Standings whose next read ends as `arrives` is called: a socket.io event that comes in
+    just as the database answers (its task starts before those waiting for the read wake)."""
+
+    arrives: Callable[[], None] | None = None
+
+    async def _read_all(self) -> None:
+        await super()._read_all()
+        if self.arrives is not None:
+            self.arrives()
+            self.arrives = None
+
+
+async def test_a_sessions_events_pass_the_check_in_the_order_they_came(
+    engine: AsyncEngine,
+) -> None:
+    """Send, Stop, send again: the Stop is handled before the second message, even when the
+    standings are read between them (else the Stop would cancel the newer turn)."""
+    standings = ReadEndingWith(engine, refresh_s=0.2)
+    signed = token("ann@example.com", time.time())
+    handled: list[str] = []
+
+    async def handler(sid: str, what: str) -> None:
+        handled.append(what)
+
+    handlers = {"client_message": handler, "stop": handler}
+
+    async def session_counts(sid: str) -> bool:
+        return await standings.admits(signed, SECRET)
+
+    async def end(sid: str) -> None:
+        raise AssertionError("the session still counts")
+
+    guard_events(handlers, session_counts, end)  # type: ignore[arg-type]
+    events: list[asyncio.Task[None]] = []
+
+    def receive(event: str, what: str) -> None:  # as socket.io does: a task per event
+        events.append(asyncio.ensure_future(handlers[event]("sid", what)))
+
+    await standings.of("ann@example.com")  # read: the next checks need none
+    receive("client_message", "first question")
+    await asyncio.sleep(0.25)  # the refresh is due: the Stop's check reads
+    assert handled == ["first question"]
+    standings.arrives = lambda: receive("client_message", "second question")
+    receive("stop", "stop")
+    await asyncio.gather(*events)
+    assert handled == ["first question", "stop", "second question"]
+
+
+async def test_a_stop_that_waits_before_it_cancels_still_stops_its_own_turn(
+    engine: AsyncEngine,
+) -> None:
+    """Chainlit's Stop says "Task manually stopped" before it cancels the session's current
+    task: a message sent right after the Stop must not become that task meanwhile."""
+    standings = Standings(engine, refresh_s=60)
+    signed = token("ann@example.com", time.time())
+    current: list[str] = []
+    stopped: list[str] = []
+
+    async def message(sid: str, what: str) -> None:  # as Chainlit's: starts the turn, returns
+        current.append(what)
+
+    async def stop(sid: str) -> None:
+        await asyncio.sleep(0.01)  # sends its message first
+        stopped.append(current[-1])
+
+    handlers = {"client_message": message, "stop": stop}
+
+    async def session_counts(sid: str) -> bool:
+        return await standings.admits(signed, SECRET)
+
+    async def end(sid: str) -> None:
+        raise AssertionError("the session still counts")
+
+    guard_events(handlers, session_counts, end)  # type: ignore[arg-type]
+    await standings.of("ann@example.com")
+    await handlers["client_message"]("sid", "first question")
+    pressed = asyncio.ensure_future(handlers["stop"]("sid"))
+    sent = asyncio.ensure_future(handlers["client_message"]("sid", "second question"))
+    await asyncio.gather(pressed, sent)
+    assert stopped == ["first question"]
+    assert current == ["first question", "second question"]
