@@ -11,11 +11,13 @@ grow without bound, and every read would slow down with it. When it passes `WAL_
 writer, between two batches, runs a RESTART checkpoint: it finishes the copy (most of it is done),
 so the next batch writes the WAL from its start again.
 
-Callers may give up at any moment (a Stop press cancels the chat turn waiting on its hold). An
-operation is claimed before it runs (`set_running_or_notify_cancel`): one cancelled while queued is
-dropped, one already running finishes, and its outcome is never set on a future that is not waiting
-for it. Coroutines waiting on an event loop (`Waiting`) hear of a batch's outcomes in one call on
-their loop, not one wake-up each: at 64 clients that is a sixtieth of the cross-thread traffic.
+Callers may give up at any moment (a Stop press cancels the chat turn waiting on its hold): an
+operation once queued runs all the same, and its outcome goes to the caller's `if_abandoned` hook
+instead (`Waiting`). Callers hear of a batch's outcomes in one call on their event loop, not one
+wake-up each: at 64 clients that is a sixtieth of the cross-thread traffic. An outcome is a plain
+(result, error) pair, set on the loop's own future there: the thread and the loop share nothing
+else, so no lock is taken per operation (bench/ledger.py: with a `concurrent.futures.Future` per
+operation, its locks were a tenth of the time the loop held the interpreter).
 Nothing after a commit (the checkpoint file, results) can stop the thread; if it stops
 anyway, every caller still waiting gets `WriterStopped` and the store's supervisor starts a new one
 on the same queue.
@@ -31,7 +33,6 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from credits import log, sequencer
@@ -55,7 +56,7 @@ class Waiting:
         self.loop = loop
         self.waiter: asyncio.Future[Any] = loop.create_future()
         self.if_abandoned: Callable[[Any], None] | None = None
-        self.outcome: Future[Any] | None = None  # once told
+        self.outcome: Outcome | None = None  # once told
 
     def abandon(self, if_abandoned: Callable[[Any], None] | None) -> None:
         """The waiting coroutine was cancelled (on the loop's thread)."""
@@ -67,29 +68,32 @@ class Waiting:
         elif self.outcome is not None:  # told after the waiter was cancelled, before this
             self._hand_over(self.outcome)
 
-    def tell(self, done: Future[Any]) -> None:
-        """The outcome, on the loop's thread."""
-        self.outcome = done
+    def tell(self, outcome: Outcome) -> None:
+        """The outcome, on the loop's thread (once: a second is ignored)."""
+        if self.outcome is not None:
+            return
+        self.outcome = outcome
         waiter = self.waiter
         if waiter.cancelled():
-            self._hand_over(done)  # if `abandon` ran already; else `abandon` will
-        elif (error := done.exception()) is not None:
-            waiter.set_exception(error)
+            self._hand_over(outcome)  # if `abandon` ran already; else `abandon` will
+        elif outcome[1] is not None:
+            waiter.set_exception(outcome[1])
         else:
-            waiter.set_result(done.result())
+            waiter.set_result(outcome[0])
 
-    def _hand_over(self, done: Future[Any]) -> None:
-        if done.exception() is None and self.if_abandoned is not None:
-            self.if_abandoned(done.result())
-
-
-Item = tuple[Op[Any], Future[Any], Waiting | None]
+    def _hand_over(self, outcome: Outcome) -> None:
+        if outcome[1] is None and self.if_abandoned is not None:
+            self.if_abandoned(outcome[0])
 
 
-def _tell_all(told: list[tuple[Future[Any], Waiting]]) -> None:
-    for done, waiting in told:
+Outcome = tuple[Any, BaseException | None]  # an operation's result, or the error it raised
+Item = tuple[Op[Any], Waiting]
+
+
+def _tell_all(told: list[tuple[Waiting, Outcome]]) -> None:
+    for waiting, outcome in told:
         try:
-            waiting.tell(done)
+            waiting.tell(outcome)
         except Exception:  # one caller's hook must not keep the others from hearing
             logger.exception("ledger: telling a caller its outcome failed")
 
@@ -146,15 +150,12 @@ class Writer:
     def alive(self) -> bool:
         return self.thread.is_alive()
 
-    def submit(self, op: Op[R], waiting: Waiting | None = None) -> Future[R]:
-        """Queue `op`; its outcome is set on the future returned, and told to `waiting`."""
-        future: Future[R] = Future()
+    def submit(self, op: Op[R], waiting: Waiting) -> None:
+        """Queue `op`; its outcome is told to `waiting` on its loop."""
         if self.stopping:
-            future.set_exception(WriterStopped("The ledger is closed."))
-            self._tell([(op, future, waiting)])
-            return future
-        self.queue.put((op, future, waiting))
-        return future
+            self._tell([(waiting, (None, WriterStopped("The ledger is closed.")))])
+            return
+        self.queue.put((op, waiting))
 
     def _run(self) -> None:
         batch: list[Item] = []
@@ -165,10 +166,9 @@ class Writer:
             db = SqliteDb(raw, log_in_memory=True)
             try:
                 while (first := self.queue.get()) is not None:
-                    batch = self._claim([first])
-                    if batch:
-                        self._commit(raw, db, batch)
-                        self._tell(batch)
+                    batch = self._take([first])
+                    outcomes = self._commit(raw, db, batch)
+                    self._tell(outcomes)
                     batch = []
                     self._restart_wal(raw)
             finally:
@@ -176,25 +176,21 @@ class Writer:
         finally:
             # Only reached by a stop, or by something no handler below expected: whoever still
             # waits is told rather than left waiting forever.
-            for _, future, _ in batch:
-                if not future.done():
-                    future.set_exception(WriterStopped("The ledger's writer stopped mid-write."))
-            self._tell(batch)
+            stopped = WriterStopped("The ledger's writer stopped mid-write.")
+            self._tell([(waiting, (None, stopped)) for _, waiting in batch])
 
     @staticmethod
-    def _tell(batch: list[Item]) -> None:
+    def _tell(outcomes: list[tuple[Waiting, Outcome]]) -> None:
         """Each event loop hears its callers' outcomes in one call."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Future[Any], Waiting]]] = {}
-        for _, future, waiting in batch:
-            if waiting is not None and future.done():
-                by_loop.setdefault(waiting.loop, []).append((future, waiting))
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Waiting, Outcome]]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[0].loop, []).append(outcome)
         for loop, told in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody there waits any more
                 loop.call_soon_threadsafe(_tell_all, told)
 
-    def _claim(self, batch: list[Item]) -> list[Item]:
-        """Up to MAX_BATCH queued operations, each claimed so that it can no longer be cancelled;
-        those whose callers gave up while they were queued are dropped (they never ran)."""
+    def _take(self, batch: list[Item]) -> list[Item]:
+        """Up to MAX_BATCH queued operations (a stop's marker stays queued for the loop)."""
         while len(batch) < self.MAX_BATCH:
             try:
                 item = self.queue.get_nowait()
@@ -204,7 +200,7 @@ class Writer:
                 self.queue.put(None)
                 break
             batch.append(item)
-        return [item for item in batch if item[1].set_running_or_notify_cancel()]
+        return batch
 
     def _restart_wal(self, raw: sqlite3.Connection) -> None:
         try:
@@ -219,18 +215,21 @@ class Writer:
         except FileNotFoundError:
             return 0
 
-    def _commit(self, raw: sqlite3.Connection, db: SqliteDb, batch: list[Item]) -> None:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+    def _commit(
+        self, raw: sqlite3.Connection, db: SqliteDb, batch: list[Item]
+    ) -> list[tuple[Waiting, Outcome]]:
+        """Run `batch` in one transaction, each operation in its own savepoint; the outcomes."""
+        outcomes: list[tuple[Waiting, Outcome]] = []
         db.take_log()  # whatever a batch that failed to commit left in memory is not in the log
         try:
             raw.execute("BEGIN IMMEDIATE")
             try:
-                for op, future, _ in batch:
+                for op, waiting in batch:
                     try:
                         with db.savepoint():
-                            outcomes.append((future, op(db), None))
+                            outcomes.append((waiting, (op(db), None)))
                     except Exception as exc:  # this operation alone is undone
-                        outcomes.append((future, None, exc))
+                        outcomes.append((waiting, (None, exc)))
                 checkpoints = sequencer.sequence(db, self.clock(), self.signer)
                 raw.execute("COMMIT")
             except BaseException:
@@ -238,15 +237,9 @@ class Writer:
                     raw.execute("ROLLBACK")
                 raise
         except Exception as exc:  # the commit itself failed: nothing in the batch happened
-            for _, future, _ in batch:
-                future.set_exception(exc)
-            return
+            return [(waiting, (None, exc)) for _, waiting in batch]
         try:
             self.after_commit(checkpoints)
         except Exception:  # committed all the same: the outcomes stand
             logger.exception("ledger: a step after the commit failed")
-        for future, result, error in outcomes:
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
+        return outcomes

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -159,8 +158,7 @@ async def test_an_abandoned_outcome_reaches_its_hook_once_whatever_the_order(ord
     loop = asyncio.get_running_loop()
     waiting = sqlite.Waiting(loop)
     heard: list[str] = []
-    done: Future[str] = Future()
-    done.set_result("hold-1")
+    done = ("hold-1", None)
     if order == "abandoned-then-told":
         waiting.waiter.cancel()
         waiting.abandon(heard.append)
