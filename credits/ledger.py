@@ -210,7 +210,7 @@ def leaf_bytes(
     """Canonical JSON of a log entry. Ids and codes are validated to need no escaping."""
     return (
         f'{{"seq":{seq},"id":"{transfer_id}","kind":"{kind}","code":"{code}",'
-        f'"amount":{amount},"debit":{_json_str(debit)},"credit":{_json_str(credit)},'
+        f'"amount":{amount},"debit":{json_str(debit)},"credit":{json_str(credit)},'
         f'"hold":{"null" if hold is None else _quote(hold)},'
         f'"expires":{"null" if expires_us is None else expires_us},"ts":{ts_us},'
         f'"meta":{metadata}}}'
@@ -222,7 +222,7 @@ def _quote(value: str) -> str:
 
 
 @lru_cache(maxsize=65536)
-def _json_str(value: str) -> str:
+def json_str(value: str) -> str:
     """A JSON string literal (account names repeat: cached)."""
     return json.dumps(value, ensure_ascii=False)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,9 +208,19 @@ def _roots(prefix: list[bytes], size: int, walk: replay.Walk) -> dict[int, bytes
     return {n: log.frontier_root(log.join_frontier(prefix, size, at)) for n, at in walk.at.items()}
 
 
+def _hold_id(db: Db) -> Callable[[int], str | None]:
+    """The id of the hold with a given pk (one placed before a stretch of the log)."""
+
+    def hold_id(pk: int) -> str | None:
+        row = db.one(replay.HOLD_ID, {"pk": pk})
+        return None if row is None else str(row[0])
+
+    return hold_id
+
+
 def _replay_whole(db: Db, snap: Snapshot) -> _Replayed:
     wanted = {cp.size for cp in snap.checkpoints}
-    walk = replay.replay(db.rows(replay.entries_sql(1)), snap.names, 1, wanted)
+    walk = replay.replay(db.rows(replay.entries_sql(1)), snap.names, 1, wanted, _hold_id(db))
     return _Replayed(walk.books, walk.size, walk.nodes, _roots([], 0, walk), walk.problem)
 
 
@@ -223,7 +234,8 @@ def _replay_halves(db: Db, snap: Snapshot, address: tuple[str, str], last: int) 
         replay.Request(address, cut + 1, last, {n for n in wanted if n > cut})
     )
     try:
-        walk = replay.replay(db.rows(replay.entries_sql(1, cut)), snap.names, 1, wanted)
+        entries = db.rows(replay.entries_sql(1, cut))
+        walk = replay.replay(entries, snap.names, 1, wanted, _hold_id(db))
         later = replay.helper_walk(helper)
     except RuntimeError:
         logger.exception("ledger verify: replaying in one piece")

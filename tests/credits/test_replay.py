@@ -100,8 +100,12 @@ def entry_rows(n: int) -> tuple[list[tuple[Any, ...]], dict[int, str]]:
     for seq in range(1, n + 1):
         fields = (seq, f"g{seq}", "posted", "grant", 5, names[1], names[2], None, None, seq, "{}")
         leaf = log.leaf_hash(leaf_bytes(*fields))
-        rows.append((seq, leaf, f"g{seq}", "posted", "grant", 5, 1, 2, None, None, seq, "{}"))
+        rows.append((seq, leaf, f"g{seq}", "posted", "grant", 5, 1, 2, None, None, seq, "{}", seq))
     return rows, names
+
+
+def no_holds(pk: int) -> str | None:
+    raise AssertionError(f"these entries resolve no hold, yet hold {pk} was asked for")
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 13, 16, 33])
@@ -110,8 +114,8 @@ def test_trees_of_two_stretches_join_into_the_whole_tree(n: int) -> None:
     leaves = [bytes(r[1]) for r in rows]
     sizes = set(range(1, n + 1))
     for cut in range(n + 1):
-        head = replay(rows[:cut], names, 1, sizes)
-        tail = replay(rows[cut:], names, cut + 1, sizes)
+        head = replay(rows[:cut], names, 1, sizes, no_holds)
+        tail = replay(rows[cut:], names, cut + 1, sizes, no_holds)
         assert head.problem is None and tail.problem is None and tail.size == n
         joined = log.join_frontier(head.nodes, cut, tail.subtrees)
         assert log.frontier_root(joined) == log.root(leaves), cut
@@ -122,7 +126,7 @@ def test_trees_of_two_stretches_join_into_the_whole_tree(n: int) -> None:
 
 def test_a_stretch_names_a_gap_at_its_start() -> None:
     rows, names = entry_rows(10)
-    walk = replay(rows[6:], names, 6, set())
+    walk = replay(rows[6:], names, 6, set(), no_holds)
     assert walk.problem == "log entry 6 is missing (next is 7)"
 
 
