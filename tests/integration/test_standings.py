@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jwt
 import pytest
@@ -136,19 +137,9 @@ class ReadEndingWith(Standings):
             self.arrives = None
 
 
-async def test_a_sessions_events_pass_the_check_in_the_order_they_came(
-    engine: AsyncEngine,
-) -> None:
-    """Send, Stop, send again: the Stop is handled before the second message, even when the
-    standings are read between them (else the Stop would cancel the newer turn)."""
-    standings = ReadEndingWith(engine, refresh_s=0.2)
+def guard_for_ann(handlers: dict[str, Any], standings: Standings) -> None:
+    """`handlers` guarded as the app guards Chainlit's, for a session of Ann's that counts."""
     signed = token("ann@example.com", time.time())
-    handled: list[str] = []
-
-    async def handler(sid: str, what: str) -> None:
-        handled.append(what)
-
-    handlers = {"client_message": handler, "stop": handler}
 
     async def session_counts(sid: str) -> bool:
         return await standings.admits(signed, SECRET)
@@ -156,7 +147,22 @@ async def test_a_sessions_events_pass_the_check_in_the_order_they_came(
     async def end(sid: str) -> None:
         raise AssertionError("the session still counts")
 
-    guard_events(handlers, session_counts, end)  # type: ignore[arg-type]
+    guard_events(handlers, session_counts, end)
+
+
+async def test_a_sessions_events_pass_the_check_in_the_order_they_came(
+    engine: AsyncEngine,
+) -> None:
+    """Send, Stop, send again: the Stop is handled before the second message, even when the
+    standings are read between them (else the Stop would cancel the newer turn)."""
+    standings = ReadEndingWith(engine, refresh_s=0.2)
+    handled: list[str] = []
+
+    async def handler(sid: str, what: str) -> None:
+        handled.append(what)
+
+    handlers = {"client_message": handler, "stop": handler}
+    guard_for_ann(handlers, standings)
     events: list[asyncio.Task[None]] = []
 
     def receive(event: str, what: str) -> None:  # as socket.io does: a task per event
@@ -178,7 +184,6 @@ async def test_a_stop_that_waits_before_it_cancels_still_stops_its_own_turn(
     """Chainlit's Stop says "Task manually stopped" before it cancels the session's current
     task: a message sent right after the Stop must not become that task meanwhile."""
     standings = Standings(engine, refresh_s=60)
-    signed = token("ann@example.com", time.time())
     current: list[str] = []
     stopped: list[str] = []
 
@@ -190,14 +195,7 @@ async def test_a_stop_that_waits_before_it_cancels_still_stops_its_own_turn(
         stopped.append(current[-1])
 
     handlers = {"client_message": message, "stop": stop}
-
-    async def session_counts(sid: str) -> bool:
-        return await standings.admits(signed, SECRET)
-
-    async def end(sid: str) -> None:
-        raise AssertionError("the session still counts")
-
-    guard_events(handlers, session_counts, end)  # type: ignore[arg-type]
+    guard_for_ann(handlers, standings)
     await standings.of("ann@example.com")
     await handlers["client_message"]("sid", "first question")
     pressed = asyncio.ensure_future(handlers["stop"]("sid"))
