@@ -147,7 +147,7 @@ class Request:
             self.timeout_s,
             self.metadata,
         ]
-        return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
+        return hashlib.sha256(_COMPACT.encode(body).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -276,6 +276,13 @@ def check_timeout(timeout_s: object) -> int:
     return timeout_s
 
 
+# The encoders `json.dumps` would make anew at every call, with the same options.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_metadata(metadata: Mapping[str, Any] | None) -> str:
     """Metadata as canonical JSON (sorted keys, no spaces), or `InvalidRequest`."""
     if metadata is None:
@@ -283,10 +290,7 @@ def canonical_metadata(metadata: Mapping[str, Any] | None) -> str:
     if not isinstance(metadata, Mapping):
         raise InvalidRequest("Metadata must be a JSON object.")
     try:
-        text = json.dumps(
-            dict(metadata), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-            allow_nan=False,
-        )  # fmt: skip
+        text = _CANONICAL.encode(dict(metadata))
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(f"Metadata must be plain JSON: {exc}.") from exc
     if len(text.encode()) > MAX_METADATA_BYTES:

@@ -5,9 +5,9 @@ opens, and raises a `CreditsError` to have its writes undone. The SQL is plain, 
 and the same for both databases: the SQLite writer thread runs it on the raw `sqlite3` connection
 (a few microseconds a statement), PostgreSQL through SQLAlchemy's cached `text()` clauses.
 
-Overdrawing is prevented by a conditional update (`... WHERE available >= amount RETURNING`) on the
-user's row, and by the CHECK constraint behind it. Operations touch user rows only; the sequencer
-keeps the system accounts' counters as it appends entries to the log.
+Overdrawing is prevented by a conditional update (`... WHERE available >= amount`: one row or
+none) on the user's row, and by the CHECK constraint behind it. Operations touch user rows only;
+the sequencer keeps the system accounts' counters as it appends entries to the log.
 
 Its size (over 500 lines) is deliberate: every statement the ledger's operations run is here, so the
 rules they enforce together (and the query plans tests/credits/test_query_plans.py pins) read in
@@ -56,6 +56,7 @@ class Db(Protocol):
     def all(self, sql: str, params: Params = ...) -> list[Sequence[Any]]: ...
     def rows(self, sql: str, params: Params = ...) -> Iterable[Sequence[Any]]: ...
     def run(self, sql: str, params: Params = ...) -> int: ...
+    def insert(self, sql: str, params: Params) -> int | None: ...
     def many(self, sql: str, rows: list[dict[str, Any]]) -> None: ...
     def savepoint(self) -> Any: ...
     def to_log(self, entry: LogEntry) -> None: ...
@@ -95,6 +96,14 @@ class SqliteDb:
 
     def run(self, sql: str, params: Params = {}) -> int:  # noqa: B006
         return self.raw.execute(sql, params).rowcount
+
+    def insert(self, sql: str, params: Params) -> int | None:
+        """The pk of the row `sql` (an INSERT ... ON CONFLICT DO NOTHING) inserted; None when it
+        inserted none. Read from the cursor, not with RETURNING, which SQLite serves through a
+        temporary table: without it (here and in the conditional update) an operation of the
+        group commit runs 7% fewer instructions (callgrind)."""
+        cursor = self.raw.execute(sql, params)
+        return cursor.lastrowid if cursor.rowcount == 1 else None
 
     def many(self, sql: str, rows: list[dict[str, Any]]) -> None:
         self.raw.executemany(sql, rows)
@@ -158,6 +167,11 @@ class SaDb:
 
     def run(self, sql: str, params: Params = {}) -> int:  # noqa: B006
         return int(self.conn.execute(self._text(sql), dict(params)).rowcount)
+
+    def insert(self, sql: str, params: Params) -> int | None:
+        """As `SqliteDb.insert` (the table's key is `pk`)."""
+        row = self.one(sql + " RETURNING pk", params)
+        return None if row is None else int(row[0])
 
     def many(self, sql: str, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -321,10 +335,12 @@ def _repeat_or(db: Db, req: Request, refusal: CreditsError) -> tuple[Transfer, b
     return existing, False
 
 
-TWO_ACCOUNTS = (
+_ACCOUNT_ROW = (
     "SELECT id, kind, debits_pending, debits_posted, credits_pending, credits_posted, name, owed "
-    "FROM ledger_accounts WHERE name IN (:debit, :credit)"
+    "FROM ledger_accounts WHERE name = "
 )
+# Two lookups, not `name IN (...)`: SQLite builds a temporary table for an IN list.
+TWO_ACCOUNTS = f"{_ACCOUNT_ROW}:debit UNION ALL {_ACCOUNT_ROW}:credit"
 
 
 def _move(db: Db, req: Request, now_us: int) -> tuple[Transfer, bool]:
@@ -350,14 +366,13 @@ def _move(db: Db, req: Request, now_us: int) -> tuple[Transfer, bool]:
         if account.kind is not AccountKind.USER:
             continue
         if account is debit:
-            done = db.one(
+            done = db.run(
                 f"UPDATE ledger_accounts SET debits_{side} = debits_{side} + :amount "
-                "WHERE id = :id AND credits_posted - debits_posted - debits_pending >= :amount "
-                + ("AND owed = 0 " if pending else "")  # a hold is spending: not while owing
-                + "RETURNING id",
+                "WHERE id = :id AND credits_posted - debits_posted - debits_pending >= :amount"
+                + (" AND owed = 0" if pending else ""),  # a hold is spending: not while owing
                 {"amount": req.amount, "id": account.id},
             )
-            if done is None:
+            if done == 0:
                 now = require_account(db, account.name)
                 if pending and now.owed:
                     raise OwesCredits(
@@ -510,7 +525,7 @@ NEW_TRANSFER = (
     "INSERT INTO ledger_transfers (transfer_id, kind, code, amount, debit_id, credit_id, "
     "hold_pk, expires_us, ts_us, metadata, fingerprint) VALUES (:id, :kind, :code, :amount, "
     ":debit, :credit, :hold, :expires, :ts, :meta, :fp) "
-    "ON CONFLICT (transfer_id) DO NOTHING RETURNING pk"
+    "ON CONFLICT (transfer_id) DO NOTHING"
 )
 
 
@@ -525,7 +540,7 @@ def _insert(
     now_us: int,
 ) -> int | None:
     """The new transfer's row, handed on to the log; None when its id is taken."""
-    row = db.one(
+    pk = db.insert(
         NEW_TRANSFER,
         {
             "id": req.transfer_id, "kind": req.kind.value, "code": req.code, "amount": amount,
@@ -533,9 +548,8 @@ def _insert(
             "expires": expires_us, "ts": now_us, "meta": req.metadata, "fp": req.fingerprint,
         },
     )  # fmt: skip
-    if row is None:
+    if pk is None:
         return None
-    pk = int(row[0])
     db.to_log((
         pk, req.transfer_id, req.kind.value, req.code, amount, debit.name, credit.name,
         hold.transfer_id if hold else None, expires_us, now_us, req.metadata,
