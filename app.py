@@ -222,7 +222,10 @@ async def start_all() -> None:
         await check_chain(d.watcher.chain)
     use_own_folder(settings.data_dir)
     wallet.send_badges_after_resume(chainlit_sio.handlers["/"], d, lambda: tasks.show_due(d))
-    edits.answer_in_tasks(chainlit_sio.handlers["/"])
+    edits.answer_in_tasks(
+        chainlit_sio.handlers["/"],
+        lambda thread, message: conversation.rewind(d.conversation, thread, message),
+    )
     guard_events(chainlit_sio.handlers["/"], session_counts, chainlit_sio.disconnect)
     if settings.is_postgres and (behind := left_behind(settings.data_dir)):
         log.warning(behind)

@@ -55,17 +55,27 @@ async def prompt_for(
     A question whose id memory holds already is an edit or a replay. Edited (`edited`: the UI has
     removed everything after it): memory forgets it and all after it, so the model and the page
     agree. Replayed: it is kept as a new message under a new id."""
+    if edited:
+        memory = await rewind(graph, thread_id, str(question.id))
+        return make_prompt(ctx, memory, question), question
     config: Any = {"configurable": {"thread_id": thread_id}}
-    snapshot = await graph.aget_state(config)
-    memory: list[BaseMessage] = snapshot.values.get("messages", [])
-    at = next((i for i, m in enumerate(memory) if m.id == question.id), None)
-    if at is not None and edited:
-        memory = memory[:at]
-        rewound = [RemoveMessage(id=REMOVE_ALL_MESSAGES), *memory]
-        await graph.aupdate_state(config, {"messages": rewound}, as_node="respond")
-    elif at is not None:
+    memory = (await graph.aget_state(config)).values.get("messages", [])
+    if any(m.id == question.id for m in memory):
         question = question.model_copy(update={"id": str(uuid.uuid4())})
     return make_prompt(ctx, memory, question), question
+
+
+async def rewind(graph: Conversation, thread_id: str, message_id: str) -> list[BaseMessage]:
+    """Memory forgets the message `message_id` and all after it (an edit: the page dropped
+    them); what it keeps. Nothing changes when it does not hold that message."""
+    config: Any = {"configurable": {"thread_id": thread_id}}
+    memory: list[BaseMessage] = (await graph.aget_state(config)).values.get("messages", [])
+    at = next((i for i, m in enumerate(memory) if m.id == message_id), None)
+    if at is None:
+        return memory
+    rewound = [RemoveMessage(id=REMOVE_ALL_MESSAGES), *memory[:at]]
+    await graph.aupdate_state(config, {"messages": rewound}, as_node="respond")
+    return memory[:at]
 
 
 async def forget(graph: Conversation, thread_id: str) -> None:

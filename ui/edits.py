@@ -1,10 +1,16 @@
-"""An edited message, answered where Stop reaches it.
+"""An edited message: the page and the model's memory drop what followed it together, then it is
+answered where Stop reaches it.
 
 Chainlit's Stop cancels the session's current task. A new message is answered in one (Chainlit
-starts it), but an edited message was answered inside its socket.io event, a task Stop does not
-know: the page showed Stop while the edit's answer streamed, and pressing it stopped nothing (the
-answer ran on to its output cap, and was charged for all of it). Here an edit is answered in a task
-of its own, made the session's current task as a new message's is.
+starts it), but Chainlit answered an edited message inside its socket.io event, a task Stop does
+not know: the page showed Stop while the edit's answer streamed, and pressing it stopped nothing
+(the answer ran on to its output cap, and was charged for all of it).
+
+Here the edit event does what Chainlit's does first (the page drops every message after the edited
+one, and shows the new text), rewinds the model's memory to match, and only then starts the
+answer, in a task made the session's current one. A Stop pressed at any moment stops the answer at
+most: the page and the memory never disagree about what was said before it (a session's events
+are handled one at a time, auth/sessions.py, so a Stop waits for the event to end).
 """
 
 from __future__ import annotations
@@ -14,38 +20,64 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from chainlit.chat_context import chat_context
+from chainlit.config import config
 from chainlit.context import init_ws_context
+from chainlit.message import Message
 from chainlit.session import WebsocketSession
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[Any]]
+Rewind = Callable[[str, str], Awaitable[object]]  # (thread id, message id): memory forgets from it
 _answering: set[asyncio.Task[None]] = set()  # kept here so that they are not collected mid-way
 
 
-def answer_in_tasks(handlers: dict[str, Handler]) -> None:
-    """Wrap Chainlit's `edit_message` socket handler: the edit is answered in a task that Stop
-    cancels; the event itself returns at once."""
-    edit = handlers["edit_message"]
+def answer_in_tasks(handlers: dict[str, Handler], rewind: Rewind) -> None:
+    """Replace Chainlit's `edit_message` socket handler (see the module's docstring)."""
 
-    async def edit_in_a_task(sid: str, payload: Any) -> None:
+    async def edit_message(sid: str, payload: Any) -> None:
         session = WebsocketSession.require(sid)
-        task = asyncio.create_task(_answer(edit, sid, session, payload), name=f"edit {sid}")
+        init_ws_context(session)
+        edited = await drop_what_followed(payload["message"]["id"], payload["message"]["output"])
+        if edited is not None and session.thread_id:
+            try:
+                await rewind(session.thread_id, edited.id)
+            except Exception:  # the turn rewinds memory again before it answers
+                log.exception("Could not rewind the memory of an edited message")
+        task = asyncio.create_task(answer(session, edited), name=f"edit {sid}")
         session.current_task = task
         _answering.add(task)
         task.add_done_callback(_answering.discard)
 
-    handlers["edit_message"] = edit_in_a_task
+    handlers["edit_message"] = edit_message
 
 
-async def _answer(edit: Handler, sid: str, session: WebsocketSession, payload: Any) -> None:
-    """Chainlit's handling of the edit. A Stop while the answer runs ends it as Chainlit ends any
-    stopped answer; one that comes sooner (while the page drops what followed the edited message)
-    ends it here, and the page is told the task ended, which Chainlit's handler would not say."""
+async def drop_what_followed(message_id: str, text: str) -> Message | None:
+    """As Chainlit's own edit: every message after `message_id` leaves the page, and it shows
+    `text`. The edited message, or None when this chat has no such message."""
+    edited = None
+    for message in chat_context.get():
+        if edited:
+            await message.remove()
+        if message.id == message_id:
+            message.content = text
+            await message.update()
+            edited = message
+    return edited
+
+
+async def answer(session: WebsocketSession, edited: Message | None) -> None:
+    """The app's answer to the edited message, as the session's task: the page shows it running
+    (and its Stop button) until it ends, stopped or not."""
+    emitter = init_ws_context(session).emitter
     try:
-        await edit(sid, payload)
-    except asyncio.CancelledError:
-        context = init_ws_context(session)
-        await context.emitter.task_end()
+        await emitter.task_start()
+        if config.code.on_message:
+            await config.code.on_message(edited)
+    except asyncio.CancelledError:  # Stop: the answer ends here, as a new message's does
+        pass
     except Exception:
         log.exception("Answering an edited message failed")
+    finally:
+        await emitter.task_end()

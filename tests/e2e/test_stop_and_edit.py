@@ -171,6 +171,29 @@ async def test_stop_stops_the_answer_to_an_edited_message(app: RunningApp, ledge
     assert balance.held == 0, balance
 
 
+async def test_a_stop_right_after_an_edit_leaves_page_and_memory_agreeing(app: RunningApp) -> None:
+    """Stop pressed at once after an edit stops its answer only: the model's memory drops what
+    the page dropped (everything from the edited message on), as an edit answered in full does."""
+    _, chat = await remote_chat(app)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    try:
+        await chat.turn("What is the capital of France?", message_id=first)
+        await chat.turn("And of Spain?", message_id=second)
+        start = await chat.emit_message(
+            "What is the capital of Italy?", message_id=first, edit=True
+        )
+        await chat.sio.emit("stop")
+        await chat.wait_for("task_end", start, timeout=60)
+        deleted = {d["id"] for n, d in chat.events[start:] if n == "delete_message"}
+        assert second in deleted  # the page dropped what followed the edited message
+        app.fake.requests.clear()
+        await chat.turn("Which river runs through it?")
+        sent = [m["content"] for m in app.fake.requests[-1]["messages"][1:]]
+        assert "And of Spain?" not in sent and "What is the capital of France?" not in sent, sent
+    finally:
+        await chat.close()
+
+
 async def test_an_edited_message_is_answered_anew_and_memory_follows_the_page(
     app: RunningApp, ledger: Ledger
 ) -> None:
