@@ -16,8 +16,8 @@ operation once queued runs all the same, and its outcome goes to the caller's `i
 instead (`Waiting`). Callers hear of a batch's outcomes in one call on their event loop, not one
 wake-up each: at 64 clients that is a sixtieth of the cross-thread traffic. An outcome is a plain
 (result, error) pair, set on the loop's own future there: the thread and the loop share nothing
-else, so no lock is taken per operation (bench/ledger.py: with a `concurrent.futures.Future` per
-operation, its locks were a tenth of the time the loop held the interpreter).
+else, so no lock is taken per operation (bench/ledger.py at c64, py-spy --gil: with a
+`concurrent.futures.Future` per operation, reading them took a sixth of the loop's time).
 Nothing after a commit (the checkpoint file, results) can stop the thread; if it stops
 anyway, every caller still waiting gets `WriterStopped` and the store's supervisor starts a new one
 on the same queue.
