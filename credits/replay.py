@@ -45,6 +45,19 @@ def entries_sql(first: int, last: int | None = None) -> str:
 HOLD_ID = "SELECT transfer_id FROM ledger_transfers WHERE pk = :pk"
 
 
+def hold_ids(
+    one: Callable[[str, dict[str, int]], Sequence[Any] | None],
+) -> Callable[[int], str | None]:
+    """What `replay` asks a hold's id of: `HOLD_ID` run by `one` (a connection's query for one
+    row)."""
+
+    def hold_id(pk: int) -> str | None:
+        row = one(HOLD_ID, {"pk": pk})
+        return None if row is None else str(row[0])
+
+    return hold_id
+
+
 @dataclass
 class Walk:
     """What one replay of a stretch of the log rebuilt."""
@@ -185,11 +198,7 @@ def _replay_from(request: Request) -> Walk:
         try:
             raw.execute("PRAGMA query_only=ON")
             names = dict(raw.execute(NAMES).fetchall())
-
-            def hold_id(pk: int) -> str | None:
-                row = raw.execute(HOLD_ID, {"pk": pk}).fetchone()
-                return None if row is None else str(row[0])
-
+            hold_id = hold_ids(lambda sql, params: raw.execute(sql, params).fetchone())
             return replay(raw.execute(entries), names, request.first, request.wanted, hold_id)
         finally:
             raw.close()
@@ -197,11 +206,9 @@ def _replay_from(request: Request) -> Walk:
 
     with psycopg.connect(where) as conn:
         names = dict(conn.execute(NAMES).fetchall())
-
-        def pg_hold_id(pk: int) -> str | None:
-            row = conn.execute(HOLD_ID.replace(":pk", "%(pk)s"), {"pk": pk}).fetchone()
-            return None if row is None else str(row[0])
-
+        pg_hold_id = hold_ids(
+            lambda sql, params: conn.execute(sql.replace(":pk", "%(pk)s"), params).fetchone()
+        )
         with conn.cursor(name="entries") as cur:
             cur.itersize = 10_000
             cur.execute(entries)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,19 +207,11 @@ def _roots(prefix: list[bytes], size: int, walk: replay.Walk) -> dict[int, bytes
     return {n: log.frontier_root(log.join_frontier(prefix, size, at)) for n, at in walk.at.items()}
 
 
-def _hold_id(db: Db) -> Callable[[int], str | None]:
-    """The id of the hold with a given pk (one placed before a stretch of the log)."""
-
-    def hold_id(pk: int) -> str | None:
-        row = db.one(replay.HOLD_ID, {"pk": pk})
-        return None if row is None else str(row[0])
-
-    return hold_id
-
-
 def _replay_whole(db: Db, snap: Snapshot) -> _Replayed:
     wanted = {cp.size for cp in snap.checkpoints}
-    walk = replay.replay(db.rows(replay.entries_sql(1)), snap.names, 1, wanted, _hold_id(db))
+    walk = replay.replay(
+        db.rows(replay.entries_sql(1)), snap.names, 1, wanted, replay.hold_ids(db.one)
+    )
     return _Replayed(walk.books, walk.size, walk.nodes, _roots([], 0, walk), walk.problem)
 
 
@@ -235,7 +226,7 @@ def _replay_halves(db: Db, snap: Snapshot, address: tuple[str, str], last: int) 
     )
     try:
         entries = db.rows(replay.entries_sql(1, cut))
-        walk = replay.replay(entries, snap.names, 1, wanted, _hold_id(db))
+        walk = replay.replay(entries, snap.names, 1, wanted, replay.hold_ids(db.one))
         later = replay.helper_walk(helper)
     except RuntimeError:
         logger.exception("ledger verify: replaying in one piece")
