@@ -162,25 +162,26 @@ async def hold(ledger: Ledger, user: str, work: Work, timeout_s: int) -> Meter:
 
 async def hold_step(
     ledger: Ledger, user: str, work: Work, step: str, attempt: int, since: int, timeout_s: int
-) -> Meter | None:
+) -> Meter | Transfer:
     """The hold for one step of long work (a task's model call or tool call), whose id is derived
     from the step (`step`, e.g. `task:<run>:<n>`) and the attempt that runs it: `<step>.<attempt>`.
 
     A step is run again when the process running it died before its result was saved; the
-    attempts that may have run it before are `since` to `attempt - 1`. One of them charged: None,
-    the step is paid for and runs again free. One left a hold (dead, so it will never settle):
-    released first, its credits back. Then the step is held under this attempt's own id."""
+    attempts that may have run it before are `since` to `attempt - 1`. One of them charged: its
+    charge (the post) is returned, the step is paid for and runs again free. One left a hold
+    (dead, so it will never settle): released first, its credits back. Then the step is held
+    under this attempt's own id."""
     for earlier in range(max(since, 1), attempt):
         hold_id = f"{step}.{earlier}"
         if await ledger.transfer(hold_id) is None:
             continue
-        if await ledger.transfer(f"{hold_id}/post") is not None:
-            return None
+        if (post := await ledger.transfer(f"{hold_id}/post")) is not None:
+            return post
         try:
             await ledger.release(hold_id, {"reason": "a later attempt runs the step"})
         except CreditsError:  # resolved meanwhile: settled by its attempt after all, or expired
-            if await ledger.transfer(f"{hold_id}/post") is not None:
-                return None
+            if (post := await ledger.transfer(f"{hold_id}/post")) is not None:
+                return post
     meter = Meter(ledger, user, work, timeout_s, transfer_id=f"{step}.{attempt}")
     await meter.hold()
     return meter

@@ -46,6 +46,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 Status = Literal["pending", "running", "paused", "cancelled", "succeeded", "failed"]
 ENDED = ("cancelled", "succeeded", "failed")
@@ -76,6 +77,7 @@ task_runs = Table(
     Column("needs", BigInteger, nullable=False, server_default="0"),  # paused: units to go on
     Column("not_before", DateTime(timezone=True)),  # pending: not claimed before then
     Column("failures", Integer, nullable=False, server_default="0"),  # in a row, of its provider
+    Column("spent_through", Integer, nullable=False, server_default="0"),  # last action in spent
     CheckConstraint("needs >= 0 AND failures >= 0", name="ck_task_run_needs"),
     CheckConstraint(
         "status IN ('pending', 'running', 'paused', 'cancelled', 'succeeded', 'failed')",
@@ -223,9 +225,15 @@ async def heartbeat(engine: AsyncEngine, run: Run, worker: str, lease_s: float) 
     )  # fmt: skip
 
 
-async def spend(engine: AsyncEngine, run: Run, worker: str, units: int) -> bool:
-    """Add `units` to what the run spent (its worker, under its lease)."""
-    return await _move(engine, run.id, _held_by(run, worker), spent=task_runs.c.spent + units)
+async def spend(engine: AsyncEngine, run: Run, worker: str, action: int, units: int) -> bool:
+    """Add `units`, what the run's action number `action` was charged, to what it spent (its
+    worker, under its lease). Once per action: the ledger settles the charge and this row counts
+    it in two transactions, so an attempt that takes over from one killed between them counts it
+    again, and only the first count is kept (False: counted already, or not this worker's)."""
+    return await _move(
+        engine, run.id, _held_by(run, worker), task_runs.c.spent_through < action,
+        spent=task_runs.c.spent + units, spent_through=action,
+    )  # fmt: skip
 
 
 async def show(engine: AsyncEngine, run: Run, worker: str, progress: dict[str, Any]) -> bool:
@@ -364,12 +372,20 @@ async def raise_budget(engine: AsyncEngine, run_id: str, owner: str, budget: int
         return bool(done.rowcount == 1)
 
 
-async def _move(engine: AsyncEngine, run_id: str, expect: dict[str, Any], **values: Any) -> bool:
-    """Change run `run_id` only while its columns are as `expect` says."""
+async def _move(
+    engine: AsyncEngine,
+    run_id: str,
+    expect: dict[str, Any],
+    *also: ColumnElement[bool],
+    **values: Any,
+) -> bool:
+    """Change run `run_id` only while its columns are as `expect` (and `also`) say."""
     async with engine.begin() as conn:
         done = await conn.execute(
             update(task_runs)
-            .where(task_runs.c.id == run_id, *(task_runs.c[k] == v for k, v in expect.items()))
+            .where(
+                task_runs.c.id == run_id, *(task_runs.c[k] == v for k, v in expect.items()), *also
+            )
             .values(updated_at=datetime.now(UTC), **values)
         )
         return bool(done.rowcount == 1)

@@ -6,7 +6,9 @@ Before each action, two gates, in this order, with nothing sent or run when one 
 - the person's balance: the hold is refused (`InsufficientCredits`, or credits owed).
 Either raises `Paused`: the worker pauses the run with the reason and what it needs, and the node
 runs again from its first line once the run is woken. An action an earlier attempt was charged
-for (its process died before the graph saved the result) runs again free (`hold_step`).
+for (its process died before the graph saved the result) runs again free (`hold_step`); its
+charge is counted in what the run spent if that process died before counting it (`runs.spend`
+counts each action once).
 
 A model call holds what its prompt and longest answer can cost and is charged on the usage the
 provider reported (or the tokens counted here); a tool call is priced per call from the
@@ -135,7 +137,7 @@ class RunSteps:
                 budget=True,
             )
         try:
-            meter = await metering.hold_step(
+            held = await metering.hold_step(
                 self.ledger, self.run.owner, work, f"task:{self.run.id}:{n}", self.attempt,
                 since, self.hold_timeout_s,
             )  # fmt: skip
@@ -150,8 +152,11 @@ class RunSteps:
                 f"{show_credits(short.available)}.",
                 needs=work.most,
             ) from short
-        if meter is None:  # paid for by an earlier attempt
+        if not isinstance(held, metering.Meter):  # paid for by an earlier attempt
+            if await runs.spend(self.engine, self.run, self.worker, n, held.amount):
+                self.spent += held.amount  # its process died before counting it
             return await do(None)
+        meter = held
         try:
             result = await do(meter)
         finally:
@@ -160,7 +165,7 @@ class RunSteps:
             await asyncio.shield(meter.close())
         if meter.charged:
             self.spent += meter.charged
-            await runs.spend(self.engine, self.run, self.worker, meter.charged)
+            await runs.spend(self.engine, self.run, self.worker, n, meter.charged)
         return result
 
 

@@ -22,8 +22,9 @@ async def test_a_run_goes_from_pending_to_its_end_by_its_worker(engine: AsyncEng
     assert await runs.claim(engine, "w2", 30) is None  # nothing else to do
     assert await runs.heartbeat(engine, claimed, "w1", 30)
     assert not await runs.heartbeat(engine, claimed, "w2", 30)  # not w2's
-    assert await runs.spend(engine, claimed, "w1", 700)
-    assert not await runs.spend(engine, claimed, "w2", 700)
+    assert await runs.spend(engine, claimed, "w1", 1, 700)
+    assert not await runs.spend(engine, claimed, "w2", 2, 700)  # not w2's
+    assert not await runs.spend(engine, claimed, "w1", 1, 700)  # action 1 is counted already
     assert await runs.finish(engine, claimed, "w1", "succeeded", "25 primes")
     done = await runs.get(engine, run.id, "ann")
     assert done is not None and (done.status, done.spent, done.outcome) == (
@@ -79,7 +80,7 @@ async def test_a_paused_run_waits_until_it_is_woken(engine: AsyncEngine) -> None
 async def test_only_the_owner_cancels_or_raises_the_budget(engine: AsyncEngine) -> None:
     run = await runs.start(engine, "ann", None, "goal", 100)
     claimed = await runs.claim(engine, "w", 30)
-    assert claimed is not None and await runs.spend(engine, claimed, "w", 80)
+    assert claimed is not None and await runs.spend(engine, claimed, "w", 1, 80)
     assert not await runs.raise_budget(engine, run.id, "bob", 500)
     assert not await runs.raise_budget(engine, run.id, "ann", 50)  # below what it spent
     assert await runs.raise_budget(engine, run.id, "ann", 500)

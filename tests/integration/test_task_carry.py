@@ -29,6 +29,7 @@ from storage.images import Folder
 from tasks import files
 from tasks.carry import Workplace, carry_out
 from tests.fakes.openai_server import FakeOpenAI, tool_call, tower_task
+from tests.integration.test_runs import lapse
 
 MODEL = "vllm-llama-3.1-8b"
 OWNER = "ann@example.com"
@@ -221,21 +222,58 @@ async def test_a_dead_attempts_hold_is_released_and_a_paid_step_runs_again_free(
     work = metering.Work("task", 100, {"model": "m"})
     # Attempt 1 held step 1 and died: attempt 2 releases its hold and holds its own.
     dead = await metering.hold_step(ledger, OWNER, work, "task:run-x:1", 1, 1, 900)
-    assert dead is not None
+    assert isinstance(dead, metering.Meter)
     again = await metering.hold_step(ledger, OWNER, work, "task:run-x:1", 2, 1, 900)
-    assert again is not None and again.transfer_id == "task:run-x:1.2"
+    assert isinstance(again, metering.Meter) and again.transfer_id == "task:run-x:1.2"
     released = await ledger.transfer("task:run-x:1.1/void")
     assert released is not None and released.kind is Kind.VOID
     assert (await ledger.balance(OWNER)).held == 100
     # Attempt 2 charged step 1 and died before saving it: attempt 3 runs it free.
     again.use(40)
     await again.close()
-    assert await metering.hold_step(ledger, OWNER, work, "task:run-x:1", 3, 1, 900) is None
+    paid = await metering.hold_step(ledger, OWNER, work, "task:run-x:1", 3, 1, 900)
+    assert not isinstance(paid, metering.Meter)
+    assert (paid.transfer_id, paid.amount) == ("task:run-x:1.2/post", 40)
     # Attempts before `since` are not looked at (they saved a later state).
     fresh = await metering.hold_step(ledger, OWNER, work, "task:run-x:1", 4, 3, 900)
-    assert fresh is not None and fresh.transfer_id == "task:run-x:1.4"
+    assert isinstance(fresh, metering.Meter) and fresh.transfer_id == "task:run-x:1.4"
     await fresh.close()
     assert (await ledger.balance(OWNER)).available == 10_000 - 40
+
+
+async def test_a_charge_settled_just_before_its_process_died_counts_against_the_budget(
+    place: Workplace, ledger: Ledger, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger settles an action's charge, then the run's row adds it to `spent`: two
+    transactions (two databases on SQLite). A process killed between them must not leave the
+    charge out of what the run spent, or the run spends past its budget."""
+    await ledger.grant(OWNER, 100_000, "grant:t8")
+    fake.script = tower_task()
+    run = await new_run(place)
+    dying = asyncio.Event()
+
+    async def die_before_spending(*args: Any) -> bool:
+        dying.set()
+        await asyncio.Event().wait()  # the process is gone: nothing after this runs
+        return False
+
+    monkeypatch.setattr(runs, "spend", die_before_spending)
+    claimed = await runs.claim(place.engine, "w1", 30)
+    assert claimed is not None
+    working = asyncio.create_task(carry_out(place, claimed, "w1"))
+    await asyncio.wait_for(dying.wait(), 10)
+    working.cancel()
+    await asyncio.gather(working, return_exceptions=True)
+    first = await task_charges(ledger)
+    assert len(first) == 1  # the first action was charged, its spending not recorded
+
+    monkeypatch.undo()
+    await lapse(place.engine, run.id)
+    done = await claim_and_carry(place, "w2")
+    assert done.status == "succeeded" and done.attempt == 2, done.outcome
+    charged = await task_charges(ledger)
+    assert len(charged) == 11  # the first action was not charged again
+    assert done.spent == sum(t.amount for t in charged)
 
 
 class BrokenShelf(Folder):
