@@ -8,14 +8,13 @@ not know: the page showed Stop while the edit's answer streamed, and pressing it
 
 Here the edit event does what Chainlit's does first (the page drops every message after the edited
 one, and shows the new text), rewinds the model's memory to match, and only then starts the
-answer, in a task made the session's current one. A Stop pressed at any moment stops the answer at
+answer, as the chat's task (ui/chat_task.py). A Stop pressed at any moment stops the answer at
 most: the page and the memory never disagree about what was said before it (a session's events
 are handled one at a time, auth/sessions.py, so a Stop waits for the event to end).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,11 +25,12 @@ from chainlit.context import init_ws_context
 from chainlit.message import Message
 from chainlit.session import WebsocketSession
 
+from ui import chat_task
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[Any]]
 Rewind = Callable[[str, str], Awaitable[object]]  # (thread id, message id): memory forgets from it
-_answering: set[asyncio.Task[None]] = set()  # kept here so that they are not collected mid-way
 
 
 def answer_in_tasks(handlers: dict[str, Handler], rewind: Rewind) -> None:
@@ -40,15 +40,15 @@ def answer_in_tasks(handlers: dict[str, Handler], rewind: Rewind) -> None:
         session = WebsocketSession.require(sid)
         init_ws_context(session)
         edited = await drop_what_followed(payload["message"]["id"], payload["message"]["output"])
-        if edited is not None and session.thread_id:
+        if edited is None:  # no such message in this chat: nothing to answer
+            return
+        if session.thread_id:
             try:
                 await rewind(session.thread_id, edited.id)
             except Exception:  # the turn rewinds memory again before it answers
                 log.exception("Could not rewind the memory of an edited message")
-        task = asyncio.create_task(answer(session, edited), name=f"edit {sid}")
-        session.current_task = task
-        _answering.add(task)
-        task.add_done_callback(_answering.discard)
+        if config.code.on_message:
+            chat_task.start(config.code.on_message(edited), "answering an edited message")
 
     handlers["edit_message"] = edit_message
 
@@ -65,19 +65,3 @@ async def drop_what_followed(message_id: str, text: str) -> Message | None:
             await message.update()
             edited = message
     return edited
-
-
-async def answer(session: WebsocketSession, edited: Message | None) -> None:
-    """The app's answer to the edited message, as the session's task: the page shows it running
-    (and its Stop button) until it ends, stopped or not."""
-    emitter = init_ws_context(session).emitter
-    try:
-        await emitter.task_start()
-        if config.code.on_message:
-            await config.code.on_message(edited)
-    except asyncio.CancelledError:  # Stop: the answer ends here, as a new message's does
-        pass
-    except Exception:
-        log.exception("Answering an edited message failed")
-    finally:
-        await emitter.task_end()

@@ -21,7 +21,6 @@ import base64
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -36,7 +35,7 @@ from credits import metering
 from credits.ledger import UNITS_PER_CREDIT, show_credits
 from storage import images as kept_images
 from storage import preferences, work_quotes
-from ui import metered, quotes, wallet
+from ui import chat_task, metered, quotes, wallet
 from ui.command import Command
 from ui.deployment import Deployment, person
 from ui.errors import Refused, told
@@ -192,30 +191,12 @@ async def confirm(d: Deployment, action: cl.Action) -> None:
     if (quote := await decide(d, action, "confirmed")) is None:
         return
     plan = plan_of(d, quote)
-    task = asyncio.create_task(as_running_task(make(d, plan)), name="images")
-    cl.context.session.current_task = task
-    _running.add(task)
-    task.add_done_callback(_ended)
+    chat_task.start(make_told(d, plan), "making images")
 
 
-_running: set[asyncio.Task[None]] = set()  # kept here so that they are not collected mid-way
-
-
-async def as_running_task(work: Coroutine[Any, Any, None]) -> None:
-    """`work` as the chat's task: the page shows it running (and its Stop button) until it ends;
-    what goes wrong is told in the chat."""
-    await cl.context.emitter.task_start()
-    try:
-        async with told("Making images"):
-            await work
-    finally:
-        await cl.context.emitter.task_end()
-
-
-def _ended(task: asyncio.Task[None]) -> None:
-    _running.discard(task)
-    if not task.cancelled() and (error := task.exception()) is not None:
-        log.error("Making images failed", exc_info=error)
+async def make_told(d: Deployment, plan: Plan) -> None:
+    async with told("Making images"):
+        await make(d, plan)
 
 
 async def cancel(d: Deployment, action: cl.Action) -> None:
