@@ -46,6 +46,8 @@ class FakeOpenAI:
     open: list[str] = field(default_factory=list)  # the question each of them answers
     hung_up: int = 0  # streams whose client hung up before their end
     cut: list[str] = field(default_factory=list)  # ... and the question each of them answered
+    connections: set[tuple[str, int]] = field(default_factory=set)  # the clients' (address, port)
+    linger_s: float = 0.0  # how long a stream stays open after its `[DONE]` before it ends
     # Or answers made from each request (many tasks at once, whose requests interleave).
     respond: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     _server: uvicorn.Server | None = None
@@ -82,6 +84,8 @@ class FakeOpenAI:
     async def completions(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
+        if request.client is not None:
+            self.connections.add((request.client.host, request.client.port))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.mode == "error":
@@ -162,6 +166,8 @@ class FakeOpenAI:
             }
             yield f"data: {json.dumps(usage)}\n\n".encode()
         yield b"data: [DONE]\n\n"
+        if self.linger_s:
+            await asyncio.sleep(self.linger_s)
 
     def _scripted(self, body: dict[str, Any]) -> dict[str, Any]:
         """The next scripted answer to a request that offers tools, with usage counted from the

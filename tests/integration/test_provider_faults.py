@@ -6,6 +6,7 @@ loopback OpenAI-compatible server.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -182,3 +183,29 @@ async def test_a_provider_that_trickles_is_cut_at_our_deadline(fake: FakeOpenAI)
         async for item in model.stream_text([HumanMessage("slowly")]):
             parts.append(str(item))
     assert 3 <= len(parts) <= 15
+
+
+async def test_turns_one_after_another_reuse_one_connection(fake: FakeOpenAI) -> None:
+    """A turn reads its stream to the end of the body (past `[DONE]`), so its connection goes
+    back to the pool and the next turn skips the connect (and, to a real provider, the TLS
+    handshake)."""
+    model = context_for(fake.base_url).model
+    for question in ("one", "two", "three"):
+        said = [item async for item in model.stream_text([HumanMessage(question)])]
+        assert "".join(str(s) for s in said if isinstance(s, str)) == fake.reply
+    assert len(fake.requests) == 3
+    assert len(fake.connections) == 1
+
+
+async def test_a_server_slow_to_end_its_stream_after_done_does_not_hold_the_turn(
+    fake: FakeOpenAI,
+) -> None:
+    """After `[DONE]` the answer is whole: a server that keeps the body open is hung up on soon,
+    not waited for until the read timeout."""
+    model = context_for(fake.base_url, timeout_s=30).model
+    with fake.behaving(linger_s=20):
+        started = time.monotonic()
+        said = [item async for item in model.stream_text([HumanMessage("and then?")])]
+        took = time.monotonic() - started
+    assert "".join(str(s) for s in said if isinstance(s, str)) == fake.reply
+    assert took < 5
