@@ -28,9 +28,10 @@ from agents.state import Usage
 from agents.streaming import StreamingChatModel
 
 # Room for every concurrent turn (httpx's default pool stops at 100 connections). Few are kept
-# open between turns: on every request, httpcore polls each idle connection to see whether its
-# server closed it, which took a sixth of the client's CPU at 200 turns at once with 20 kept; 8
-# serve a small deployment's steady traffic, and a burst opens what it needs.
+# open between turns: on every request, httpcore 1.0 polls each idle connection to see whether
+# its server closed it (encode/httpcore#928, open), which took a sixth of the client's CPU at 200
+# turns at once with 20 kept; 8 serve a small deployment's steady traffic, and a burst opens what
+# it needs.
 LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=8)
 END_OF_BODY_S = 0.5  # the wait for a stream's body to end after its `[DONE]`
 

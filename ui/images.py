@@ -195,6 +195,7 @@ async def confirm(d: Deployment, action: cl.Action) -> None:
 
 
 async def make_told(d: Deployment, plan: Plan) -> None:
+    """`make`, with what goes wrong told in the chat."""
     async with told("Making images"):
         await make(d, plan)
 
