@@ -107,6 +107,7 @@ class RemoteChatModel(StreamingChatModel):
                     yield item
 
     def answer_items(self, messages: Sequence[BaseMessage]) -> list[str | Usage]:
+        """The whole answer, without an event loop, cut by the same caps as `stream_text`."""
         url, body, headers = self._request(messages)
         with (
             httpx.Client(timeout=self.timeout_s) as client,
@@ -116,11 +117,13 @@ class RemoteChatModel(StreamingChatModel):
                 response.read()
                 raise refused(response)
             items: list[str | Usage] = []
+            cap = Cap(self.max_tokens, self.deadline_s)
             for line in response.iter_lines():
                 data = event_data(line)
                 if data == DONE:
                     break
                 item = parse_event(data) if data else None
+                cap.check(item)
                 if item is not None:
                     items.append(item)
             return items

@@ -6,6 +6,7 @@ loopback OpenAI-compatible server.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -146,6 +147,20 @@ def test_the_model_also_answers_without_an_event_loop(fake: FakeOpenAI) -> None:
     fake.mode = "error"
     with pytest.raises(ModelFailed, match="HTTP 500"):
         model.invoke([HumanMessage("hi")])
+
+
+async def test_without_an_event_loop_too_our_caps_cut_an_answer(fake: FakeOpenAI) -> None:
+    """`invoke` (LangChain's call without an event loop) reads the same stream: a provider that
+    writes past the token limit, or past our deadline, is cut there too."""
+    model = context_for(fake.base_url).model
+    with fake.behaving(mode="endless"), pytest.raises(ModelFailed, match="64-token limit"):
+        await asyncio.wait_for(asyncio.to_thread(model.invoke, [HumanMessage("go on")]), 20)
+    slow = model.model_copy(update={"max_tokens": 10_000, "deadline_s": 0.5})
+    with (
+        fake.behaving(mode="endless", token_delay_s=0.05),
+        pytest.raises(ModelFailed, match=r"still writing after [01] s"),
+    ):
+        await asyncio.wait_for(asyncio.to_thread(slow.invoke, [HumanMessage("slowly")]), 20)
 
 
 async def test_a_provider_that_ignores_the_token_limit_is_cut_at_it(fake: FakeOpenAI) -> None:
