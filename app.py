@@ -79,6 +79,7 @@ from ui import (  # noqa: E402
     signins,
     statement,
     tasks,
+    turnstile,
     wallet,
 )  # fmt: skip
 from ui.deployment import Deployment, person  # noqa: E402
@@ -227,6 +228,7 @@ async def start_all() -> None:
         lambda thread, message: conversation.rewind(d.conversation, thread, message),
     )
     guard_events(chainlit_sio.handlers["/"], session_counts, chainlit_sio.disconnect)
+    turnstile.one_at_a_time(chainlit_sio.handlers["/"])  # around the check: it passes in turn too
     if settings.is_postgres and (behind := left_behind(settings.data_dir)):
         log.warning(behind)
         print(f"\n{'=' * 64}\n  {behind}\n{'=' * 64}\n", flush=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -238,27 +237,16 @@ def guard_events(
 ) -> None:
     """Wrap every socket.io event handler of an open session (not `connect`, which the middleware
     guards): before the event runs, the session's token must still count, else the session is
-    ended and the event dropped.
-
-    A session's events are handled one at a time, in the order they came, each checked first.
-    socket.io runs each event in a task of its own: a check may wait for the standings to be read
-    while the next event's finds them fresh, and Chainlit's Stop sends its message before it
-    cancels the session's task; either way a message sent right after a Stop could become the
-    task that Stop cancels. Handlers are short (a chat turn runs in a task they start), so
-    waiting for the one before costs a session nothing."""
-    turnstiles: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+    ended and the event dropped. (A session's events pass one at a time, check and all:
+    ui/turnstile.py.)"""
     for event, handler in list(handlers.items()):
         if event in ("connect", "disconnect"):
             continue
 
         async def guarded(sid: str, *args: Any, _handler: Handler = handler) -> Any:
-            turnstile = turnstiles.get(sid)
-            if turnstile is None:  # kept while an event of the session holds it
-                turnstile = turnstiles[sid] = asyncio.Lock()
-            async with turnstile:
-                if not await still_counts(sid):
-                    await end(sid)
-                    return None
-                return await _handler(sid, *args)
+            if not await still_counts(sid):
+                await end(sid)
+                return None
+            return await _handler(sid, *args)
 
         handlers[event] = guarded

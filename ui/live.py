@@ -5,9 +5,10 @@ Each replica keeps which of its open chat sessions belong to whom. `Live.tell(pe
 replica through a channel: Redis pub/sub when REDIS_URL is set, PostgreSQL LISTEN/NOTIFY when the
 database is PostgreSQL, this process alone otherwise (one process on SQLite). Each replica then
 refreshes the badge of that person's sessions it holds, and shows the toast if there is one; a
-task's news shows the task again where its chat is open. Every replica also hears every piece of
-news (`heard`, whether or not it holds the person's sessions): credits arriving wake the person's
-paused tasks, a cancelled task stops on the replica that runs it.
+task's news shows the task again where its chat is open. A session's news is drawn in turn with
+its socket events (ui/turnstile.py), so the last told is the last drawn. Every replica also hears
+every piece of news (`heard`, whether or not it holds the person's sessions): credits arriving
+wake the person's paused tasks, a cancelled task stops on the replica that runs it.
 
 The listener is supervised: when its connection drops or it fails, that is logged and it listens
 again after a pause (1 s, doubling up to 30 s). What is told while a replica is not listening is
@@ -29,6 +30,7 @@ from chainlit.context import init_ws_context
 from chainlit.session import WebsocketSession
 
 from agents.providers import Health
+from ui import turnstile
 from ui.channels import Channel
 
 log = logging.getLogger("live")
@@ -196,6 +198,7 @@ class Live:
     async def _refresh(self, session: WebsocketSession, news: News) -> None:
         init_ws_context(session)  # this task speaks to that session
         try:
-            await self.refresh(news)
+            async with turnstile.in_turn(session.socket_id):  # after what the session is doing
+                await self.refresh(news)
         except Exception:  # the person may have just left
             log.exception("Could not refresh a session of %s", news.person)

@@ -15,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.sessions import Standings, guard_events
+from ui import turnstile
 
 SECRET = "a-secret-long-enough-for-hs256-tokens!"
 
@@ -148,6 +149,7 @@ def guard_for_ann(handlers: dict[str, Any], standings: Standings) -> None:
         raise AssertionError("the session still counts")
 
     guard_events(handlers, session_counts, end)
+    turnstile.one_at_a_time(handlers)
 
 
 async def test_a_sessions_events_pass_the_check_in_the_order_they_came(
