@@ -6,8 +6,8 @@ model (text in, text out, usage, errors that say what went wrong) for far less C
 `langchain_openai.ChatOpenAI` over the `openai` SDK, which builds typed objects for every chunk:
 the app's CPU per turn at 200 sessions fell from 56 to 38 ms with it (bench/turns.py).
 
-Each event loop keeps one connection pool, whose connections turns reuse (a stream is read to the
-end of its body for that).
+Each event loop keeps a connection pool (one per timeout), whose connections turns reuse: a stream
+is read to the end of its body for that.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Here the edit event does what Chainlit's does first (the page drops every messag
 one, and shows the new text), rewinds the model's memory to match, and only then starts the
 answer, as the chat's task (ui/chat_task.py). A Stop pressed at any moment stops the answer at
 most: the page and the memory never disagree about what was said before it (a session's events
-are handled one at a time, auth/sessions.py, so a Stop waits for the event to end).
+pass one at a time, ui/turnstile.py, so a Stop waits for the event to end).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ async def drop_what_followed(message_id: str, text: str) -> Message | None:
     `text`. The edited message, or None when this chat has no such message."""
     edited = None
     for message in chat_context.get():
-        if edited:
+        if edited is not None:
             await message.remove()
         if message.id == message_id:
             message.content = text
