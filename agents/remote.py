@@ -31,8 +31,9 @@ from agents.streaming import StreamingChatModel
 # open between turns: on every request, httpcore 1.0 polls each idle connection to see whether
 # its server closed it (encode/httpcore#928, open), which took a sixth of the client's CPU at 200
 # turns at once with 20 kept; 8 serve a small deployment's steady traffic, and a burst opens what
-# it needs.
-LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=8)
+# it needs. An idle connection is given up after 4 s, before uvicorn's (and so vLLM's) 5 s, which
+# closes it even as a request arrives: that request would fail as "could not be reached".
+LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=8, keepalive_expiry=4.0)
 END_OF_BODY_S = 0.5  # the wait for a stream's body to end after its `[DONE]`
 
 ROLES = {"system": "system", "human": "user", "ai": "assistant"}

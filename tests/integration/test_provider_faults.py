@@ -224,3 +224,18 @@ async def test_a_server_slow_to_end_its_stream_after_done_does_not_hold_the_turn
         took = time.monotonic() - started
     assert "".join(str(s) for s in said if isinstance(s, str)) == fake.reply
     assert took < 5
+
+
+async def test_a_connection_idle_near_a_servers_keep_alive_timeout_is_not_reused(
+    fake: FakeOpenAI,
+) -> None:
+    """uvicorn, and vLLM on it, close a connection idle for 5 s, even as a request arrives on it
+    (the request then fails: "could not be reached"). A connection idle for 4.5 s is not reused:
+    the next turn opens a new one."""
+    model = context_for(fake.base_url).model
+    said = [item async for item in model.stream_text([HumanMessage("one")])]
+    assert said
+    await asyncio.sleep(4.5)
+    said = [item async for item in model.stream_text([HumanMessage("two")])]
+    assert said and len(fake.requests) == 2
+    assert len(fake.connections) == 2
